@@ -1,0 +1,624 @@
+//! Reading and writing workload definitions.
+//!
+//! Three formats decode into one model ([`ec2_scheduler_core::Workload`]):
+//! - [`Format::SeedJson`]: the original tool's DynamoDB items, as plain JSON or
+//!   DynamoDB-typed JSON, one item, a list, several objects one after another, a
+//!   `batch-write-item` request or a `scan` output;
+//! - [`Format::LoaderYaml`]: the original tool's Loader YAML
+//!   (`workloads: {table, workload}`, `tiers: {table, tiers: [...]}`);
+//! - [`Format::Yaml`]: ec2-scheduler's own format, with a JSON Schema
+//!   ([`native::schema_json`]).
+//!
+//! Everything here works on text already read: the crate does no I/O. Errors name the
+//! file, the field path and what was expected, and all errors of all files are
+//! reported together.
+
+mod diag;
+pub mod fleet;
+pub mod native;
+mod seed;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ec2_scheduler_core::Workload;
+use ec2_scheduler_core::model::Tier;
+use serde_json::{Map, Value, json};
+
+use diag::Cx;
+pub use diag::{Diagnostic, Diagnostics, Location, Severity};
+
+/// A file's name (for messages) and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub text: &'a str,
+}
+
+/// Input and export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The original's DynamoDB items in plain JSON (typed JSON is also read).
+    SeedJson,
+    /// The original's items as a DynamoDB `batch-write-item` request (typed JSON).
+    DynamodbJson,
+    /// The original's Loader YAML.
+    LoaderYaml,
+    /// ec2-scheduler's own YAML.
+    Yaml,
+}
+
+impl Format {
+    /// Every format, for help texts.
+    pub const ALL: [Format; 4] = [
+        Format::Yaml,
+        Format::SeedJson,
+        Format::DynamodbJson,
+        Format::LoaderYaml,
+    ];
+
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::SeedJson => "seed-json",
+            Format::DynamodbJson => "dynamodb-json",
+            Format::LoaderYaml => "loader-yaml",
+            Format::Yaml => "yaml",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown format {s:?}: expected one of {}",
+                    Format::ALL.map(Format::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// Workloads read from a set of files, with the warnings found on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Sorted by name; names are unique.
+    pub workloads: Vec<Workload>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// The workload with this name.
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.name == *name)
+    }
+}
+
+/// Reads workloads from files of any supported format; the format of each file is
+/// told by its content (and, for YAML, its shape).
+///
+/// Items of the original's tables may be spread over several files: tiers join their
+/// workload by `SpecName`.
+///
+/// # Errors
+/// Every error found in any file, with warnings, when at least one error was found.
+pub fn load(sources: &[Source<'_>]) -> Result<Loaded, Diagnostics> {
+    let mut diags = Vec::new();
+    let mut asm = Assembly::default();
+    for src in sources {
+        let mut cx = Cx::new(src.name);
+        read_source(&mut cx, src.text, &mut asm);
+        diags.append(&mut cx.diags);
+    }
+    let workloads = asm.finish(&mut diags);
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(Diagnostics(diags));
+    }
+    Ok(Loaded {
+        workloads,
+        warnings: diags,
+    })
+}
+
+/// Collects workloads and tier items across files.
+#[derive(Default)]
+struct Assembly {
+    /// Workloads complete in one document (our format), by name, with their origin.
+    whole: BTreeMap<String, (String, String, Workload)>,
+    /// Seed workload items by SpecName: (file, path, header).
+    headers: BTreeMap<String, (String, String, ec2_scheduler_core::model::WorkloadHeader)>,
+    /// Seed tier items: (file, path, spec name, tier).
+    tiers: Vec<(String, String, String, Tier)>,
+    /// Spec names whose workload item failed to decode (to avoid follow-on errors).
+    broken: Vec<String>,
+}
+
+impl Assembly {
+    fn defined_at(&self, name: &str) -> Option<String> {
+        self.whole
+            .get(name)
+            .map(|(f, p, _)| format!("{f}: {p}"))
+            .or_else(|| self.headers.get(name).map(|(f, p, _)| format!("{f}: {p}")))
+    }
+
+    fn add_whole(&mut self, cx: &mut Cx, path: String, w: Workload) {
+        if let Some(at) = self.defined_at(w.name.as_str()) {
+            cx.error(
+                &path,
+                format!("workload {:?} is already defined at {at}", w.name.as_str()),
+            );
+            return;
+        }
+        self.whole
+            .insert(w.name.to_string(), (cx.file.clone(), path, w));
+    }
+
+    fn add_header(
+        &mut self,
+        cx: &mut Cx,
+        path: String,
+        h: ec2_scheduler_core::model::WorkloadHeader,
+    ) {
+        if let Some(at) = self.defined_at(h.name.as_str()) {
+            cx.error(
+                &path,
+                format!("workload {:?} is already defined at {at}", h.name.as_str()),
+            );
+            return;
+        }
+        self.headers
+            .insert(h.name.to_string(), (cx.file.clone(), path, h));
+    }
+
+    fn finish(mut self, diags: &mut Vec<Diagnostic>) -> Vec<Workload> {
+        let mut grouped: BTreeMap<String, Vec<Tier>> = BTreeMap::new();
+        let mut first: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (file, path, spec, tier) in std::mem::take(&mut self.tiers) {
+            let mut cx = Cx::new(&file);
+            if self.whole.contains_key(&spec) {
+                cx.error(
+                    &path,
+                    format!("workload {spec:?} is defined in ec2-scheduler's YAML format; add its tiers there"),
+                );
+            } else if !self.headers.contains_key(&spec) {
+                if !self.broken.contains(&spec) {
+                    cx.error(
+                        &path,
+                        format!("the tier's SpecName {spec:?} names no WorkloadSpecification item in the files given"),
+                    );
+                }
+            } else {
+                let key = (spec.clone(), tier.name.to_string());
+                if let Some(at) = first.get(&key) {
+                    cx.error(
+                        &path,
+                        format!(
+                            "duplicate tier {:?} of workload {spec:?} (first defined at {at})",
+                            tier.name.as_str()
+                        ),
+                    );
+                } else {
+                    first.insert(key, format!("{file}: {path}"));
+                    grouped.entry(spec).or_default().push(tier);
+                }
+            }
+            diags.append(&mut cx.diags);
+        }
+        let mut out: Vec<Workload> = self.whole.into_values().map(|(_, _, w)| w).collect();
+        for (name, (file, path, header)) in self.headers {
+            let tiers = grouped.remove(&name).unwrap_or_default();
+            let mut cx = Cx::new(&file);
+            if tiers.is_empty() {
+                cx.warn(&path, "the workload has no tiers: nothing will be actioned");
+            }
+            match Workload::new(header, tiers) {
+                Ok(w) => out.push(w),
+                Err(e) => cx.error(&path, e.to_string()),
+            }
+            diags.append(&mut cx.diags);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// Parses one file and adds what it defines.
+fn read_source(cx: &mut Cx, text: &str, asm: &mut Assembly) {
+    let first = text
+        .lines()
+        .map(str::trim_start)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("//"));
+    let looks_json = first.is_some_and(|l| l.starts_with('{') || l.starts_with('['));
+    let docs = if looks_json {
+        parse_json(cx, text)
+    } else {
+        parse_yaml(cx, text)
+    };
+    let Some(docs) = docs else { return };
+    if docs.is_empty() {
+        cx.file_error("the file is empty: expected workload definitions");
+    }
+    let many = docs.len() > 1;
+    for (i, doc) in docs.iter().enumerate() {
+        let root = if many {
+            format!("document {}", i + 1)
+        } else {
+            String::new()
+        };
+        read_document(cx, doc, &root, asm);
+    }
+}
+
+/// Recognises the shape of a parsed document and decodes it.
+fn read_document(cx: &mut Cx, doc: &Value, root: &str, asm: &mut Assembly) {
+    let obj = doc.as_object();
+    let has = |k: &str| obj.is_some_and(|o| o.contains_key(k));
+    let prefixed = |p: &str| {
+        if root.is_empty() {
+            p.to_string()
+        } else {
+            format!("{root}: {p}")
+        }
+    };
+    if has("workloads")
+        && obj
+            .and_then(|o| o.get("workloads"))
+            .is_some_and(Value::is_array)
+    {
+        for (path, w) in native::decode(cx, doc) {
+            asm.add_whole(cx, prefixed(&path), w);
+        }
+    } else if has("workloads") || (has("tiers") && !has("TierTagValue")) {
+        read_loader(cx, obj.expect("has keys"), root, asm);
+    } else if let Some(o) = obj.filter(|_| has(seed::WORKLOAD_TABLE) || has(seed::TIER_TABLE)) {
+        read_tables(cx, o, root, asm);
+    } else if let Some(items) = obj.and_then(|o| o.get("Items")).and_then(Value::as_array) {
+        read_items(cx, items, &prefixed("Items"), None, asm);
+    } else if let Some(items) = doc.as_array() {
+        read_items(cx, items, root, None, asm);
+    } else if obj.is_some() {
+        read_item(cx, doc, root, None, asm);
+    } else {
+        cx.error(
+            root,
+            format!(
+                "expected workload definitions (a mapping or a list of DynamoDB items), {}",
+                walk::found(doc)
+            ),
+        );
+    }
+}
+
+/// `{"WorkloadSpecification": [...], "TierSpecification": [...]}`, with plain items,
+/// typed items or `{"PutRequest": {"Item": ...}}` entries.
+fn read_tables(cx: &mut Cx, o: &Map<String, Value>, root: &str, asm: &mut Assembly) {
+    for (k, v) in o {
+        let path = walk::key(root, k);
+        let table = match k.as_str() {
+            seed::WORKLOAD_TABLE => seed::Table::Workload,
+            seed::TIER_TABLE => seed::Table::Tier,
+            _ => {
+                cx.warn(&path, format!("unknown table `{k}` is ignored"));
+                continue;
+            }
+        };
+        match v.as_array() {
+            Some(items) => read_items(cx, items, &path, Some(table), asm),
+            None => cx.error(
+                &path,
+                format!("expected a list of items, {}", walk::found(v)),
+            ),
+        }
+    }
+}
+
+fn read_items(
+    cx: &mut Cx,
+    items: &[Value],
+    path: &str,
+    table: Option<seed::Table>,
+    asm: &mut Assembly,
+) {
+    for (i, item) in items.iter().enumerate() {
+        let p = walk::index(path, i);
+        let item = item
+            .get("PutRequest")
+            .and_then(|r| r.get("Item"))
+            .unwrap_or(item);
+        read_item(cx, item, &p, table, asm);
+    }
+}
+
+/// One item of either table, plain or typed.
+fn read_item(
+    cx: &mut Cx,
+    item: &Value,
+    path: &str,
+    table: Option<seed::Table>,
+    asm: &mut Assembly,
+) {
+    let Some(map) = item.as_object() else {
+        cx.error(
+            path,
+            format!(
+                "expected a DynamoDB item (a mapping), {}",
+                walk::found(item)
+            ),
+        );
+        return;
+    };
+    let plain;
+    let map = if seed::is_typed(map) {
+        plain = seed::untype_map(cx, map, path);
+        &plain
+    } else {
+        map
+    };
+    let Some(table) = table.or_else(|| seed::table_of(map)) else {
+        cx.error(
+            path,
+            "cannot tell the table of this item: a TierSpecification item has TierTagValue, a WorkloadSpecification item has WorkloadFilterTagName",
+        );
+        return;
+    };
+    let fallback = if path.is_empty() {
+        "item".to_string()
+    } else {
+        path.to_string()
+    };
+    let p = seed::item_path(table, map, &fallback);
+    let value = Value::Object(map.clone());
+    match table {
+        seed::Table::Workload => match seed::decode_workload(cx, &value, &p) {
+            Some(w) => asm.add_header(cx, p, w.header),
+            None => {
+                if let Some(spec) = map.get("SpecName").and_then(Value::as_str) {
+                    asm.broken.push(spec.to_string());
+                }
+            }
+        },
+        seed::Table::Tier => {
+            if let Some(t) = seed::decode_tier(cx, &value, &p) {
+                asm.tiers.push((cx.file.clone(), p, t.spec_name, t.tier));
+            }
+        }
+    }
+}
+
+/// The original Loader's YAML: one workload item and its tier items.
+fn read_loader(cx: &mut Cx, o: &Map<String, Value>, root: &str, asm: &mut Assembly) {
+    let path = |k: &str| walk::key(root, k);
+    let mut spec_name = None;
+    for k in o
+        .keys()
+        .filter(|k| !["workloads", "tiers"].contains(&k.as_str()))
+    {
+        cx.warn(&path(k), format!("unknown key `{k}` is ignored"));
+    }
+    match o.get("workloads").and_then(Value::as_object) {
+        Some(w) => match w.get("workload") {
+            Some(item) => {
+                let p = path("workloads.workload");
+                if let Some(wi) = seed::decode_workload(cx, item, &p) {
+                    spec_name = Some(wi.header.name.to_string());
+                    asm.add_header(cx, p, wi.header);
+                } else if let Some(s) = item.get("SpecName").and_then(Value::as_str) {
+                    asm.broken.push(s.to_string());
+                }
+            }
+            None => cx.error(
+                &path("workloads"),
+                "missing required key `workload` (the WorkloadSpecification item)",
+            ),
+        },
+        None => cx.error(
+            root,
+            "missing `workloads: {table, workload}` (the Loader format's workload block)",
+        ),
+    }
+    let Some(tiers) = o.get("tiers") else {
+        cx.error(
+            root,
+            "missing `tiers: {table, tiers: [...]}` (the Loader format's tier block)",
+        );
+        return;
+    };
+    let Some(list) = tiers.get("tiers").and_then(Value::as_array) else {
+        cx.error(
+            &path("tiers"),
+            "expected `tiers:` with a list of TierSpecification items under it",
+        );
+        return;
+    };
+    for (i, item) in list.iter().enumerate() {
+        let p = walk::index(&path("tiers.tiers"), i);
+        // Tiers in a Loader file belong to its workload; SpecName may be left out.
+        let mut item = item.clone();
+        if let (Some(m), Some(spec)) = (item.as_object_mut(), &spec_name) {
+            m.entry("SpecName")
+                .or_insert_with(|| Value::String(spec.clone()));
+            if m.get("SpecName").and_then(Value::as_str) != Some(spec) {
+                cx.error(
+                    &walk::key(&p, "SpecName"),
+                    format!(
+                        "the tier names workload {:?}, but this file defines {spec:?}",
+                        m["SpecName"]
+                    ),
+                );
+                continue;
+            }
+        }
+        if let Some(t) = seed::decode_tier(cx, &item, &p) {
+            asm.tiers.push((cx.file.clone(), p, t.spec_name, t.tier));
+        }
+    }
+}
+
+/// All JSON values in the text, one after another.
+fn parse_json(cx: &mut Cx, text: &str) -> Option<Vec<Value>> {
+    let mut out = Vec::new();
+    for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+        match v {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                cx.syntax(e.line(), e.column(), json_message(&e));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A JSON syntax error's message without serde's own position suffix.
+pub(crate) fn json_message(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+    if msg == "trailing comma" {
+        "invalid JSON: trailing comma before this closing bracket (JSON allows no comma after the last element)".to_string()
+    } else {
+        format!("invalid JSON: {msg}")
+    }
+}
+
+/// All YAML documents in the text, as JSON values (scalar keys become strings).
+fn parse_yaml(cx: &mut Cx, text: &str) -> Option<Vec<Value>> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        match serde_yaml_ng::Value::deserialize(doc) {
+            Ok(serde_yaml_ng::Value::Null) => {}
+            Ok(v) => match yaml_to_json(v) {
+                Ok(j) => out.push(j),
+                Err(msg) => {
+                    cx.file_error(msg);
+                    return None;
+                }
+            },
+            Err(e) => {
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                match e.location() {
+                    Some(l) => cx.syntax(l.line(), l.column(), format!("invalid YAML: {msg}")),
+                    None => cx.file_error(format!("invalid YAML: {msg}")),
+                }
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn yaml_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
+    use serde_yaml_ng::Value as Y;
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(s) => Value::Array(s.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(format!(
+                            "unsupported YAML mapping key {other:?}: use a string"
+                        ));
+                    }
+                };
+                out.insert(key, yaml_to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => return Err(format!("unsupported YAML tag {}", t.tag)),
+    })
+}
+
+/// Writes workloads in `format`.
+///
+/// # Guarantees
+/// Reading the output back with [`load`] gives the same workloads: every format can
+/// express every setting (the original's tables through the extension attributes
+/// documented in the README).
+pub fn export(workloads: &[Workload], format: Format) -> String {
+    match format {
+        Format::Yaml => {
+            let doc = native::encode(workloads);
+            let body = serde_yaml_ng::to_string(&doc).expect("documents serialize");
+            format!(
+                "# yaml-language-server: $schema=https://ec2-scheduler.dev/schema/workloads.schema.json\n{body}"
+            )
+        }
+        Format::SeedJson | Format::DynamodbJson => {
+            let typed = format == Format::DynamodbJson;
+            let wrap = |m: Map<String, Value>| {
+                if typed {
+                    json!({ "PutRequest": { "Item": seed::typed_map(&m) } })
+                } else {
+                    Value::Object(m)
+                }
+            };
+            let w: Vec<Value> = workloads
+                .iter()
+                .map(|w| wrap(seed::encode_workload(w)))
+                .collect();
+            let t: Vec<Value> = workloads
+                .iter()
+                .flat_map(|w| w.tiers().iter().map(move |t| seed::encode_tier(w, t)))
+                .map(wrap)
+                .collect();
+            let mut s = serde_json::to_string_pretty(&json!({
+                seed::WORKLOAD_TABLE: w,
+                seed::TIER_TABLE: t,
+            }))
+            .expect("values serialize");
+            s.push('\n');
+            s
+        }
+        Format::LoaderYaml => {
+            let mut out = String::new();
+            for (i, w) in workloads.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                let workload = seed::encode_workload(w);
+                // The Loader format carries SpecName on each tier as well.
+                let tiers: Vec<Value> = w
+                    .tiers()
+                    .iter()
+                    .map(|t| Value::Object(seed::encode_tier(w, t)))
+                    .collect();
+                let doc = json!({
+                    "workloads": { "table": seed::WORKLOAD_TABLE, "workload": workload },
+                    "tiers": { "table": seed::TIER_TABLE, "tiers": tiers },
+                });
+                out.push_str(&serde_yaml_ng::to_string(&doc).expect("values serialize"));
+            }
+            out
+        }
+    }
+}
