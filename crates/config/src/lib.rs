@@ -569,9 +569,7 @@ pub fn export(workloads: &[Workload], format: Format) -> String {
         Format::Yaml => {
             let doc = native::encode(workloads);
             let body = serde_yaml_ng::to_string(&doc).expect("documents serialize");
-            format!(
-                "# yaml-language-server: $schema=https://ec2-scheduler.dev/schema/workloads.schema.json\n{body}"
-            )
+            format!("# ec2-scheduler workloads; JSON Schema: `ec2-scheduler schema`\n{body}")
         }
         Format::SeedJson | Format::DynamodbJson => {
             let typed = format == Format::DynamodbJson;

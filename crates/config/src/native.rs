@@ -26,7 +26,7 @@ pub const VERSION: u64 = 1;
 /// A workload file: one or more workloads.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "ec2-scheduler workloads", extend("$id" = "https://ec2-scheduler.dev/schema/workloads.schema.json"))]
+#[schemars(title = "ec2-scheduler workloads")]
 pub struct FileDoc {
     /// Format version; only 1 exists.
     #[schemars(range(min = 1, max = 1))]
@@ -311,7 +311,7 @@ pub(crate) fn decode(cx: &mut Cx, doc: &Value) -> Vec<(String, Workload)> {
         return out;
     };
     o.check_keys(cx, FILE_KEYS, true);
-    if let Some((v, p)) = o.get("version")
+    if let Some((v, p)) = o.require(cx, "version", "the format version, 1")
         && v.as_u64() != Some(VERSION)
     {
         cx.error(
