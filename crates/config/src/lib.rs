@@ -372,12 +372,7 @@ fn read_item(
         );
         return;
     };
-    let fallback = if path.is_empty() {
-        "item".to_string()
-    } else {
-        path.to_string()
-    };
-    let p = seed::item_path(table, map, &fallback);
+    let p = seed::item_path(table, map, path);
     let value = Value::Object(map.clone());
     match table {
         seed::Table::Workload => match seed::decode_workload(cx, &value, &p) {

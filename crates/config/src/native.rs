@@ -662,3 +662,21 @@ fn encode_tier(t: &Tier) -> TierDoc {
             .collect(),
     }
 }
+
+/// The fields the decoder accepts, by schema definition name (for a consistency test
+/// against the generated schema).
+pub fn decoder_fields() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("FileDoc", FILE_KEYS),
+        ("WorkloadDoc", WORKLOAD_KEYS),
+        ("TagDoc", TAG_KEYS),
+        ("CrossAccountDoc", CROSS_ACCOUNT_KEYS),
+        ("SsmOutputDoc", SSM_OUTPUT_KEYS),
+        ("TierDoc", TIER_KEYS),
+        ("StartDoc", START_KEYS),
+        ("ReadyDoc", READY_KEYS),
+        ("StopDoc", STOP_KEYS),
+        ("OverrideFileDoc", OVERRIDE_KEYS),
+        ("ProfileDoc", PROFILE_KEYS),
+    ]
+}

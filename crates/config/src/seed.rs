@@ -185,17 +185,24 @@ pub(crate) fn table_of(item: &Map<String, Value>) -> Option<Table> {
     }
 }
 
-/// A readable root path for an item: `TierSpecification[ExampleTestCase/Role_Web]`.
-pub(crate) fn item_path(table: Table, item: &Map<String, Value>, fallback: &str) -> String {
+/// A readable root path for an item: its position (`[3]`, when it is in a list)
+/// followed by its table and key, e.g. `[3] TierSpecification[ExampleTestCase/Role_Web]`.
+pub(crate) fn item_path(table: Table, item: &Map<String, Value>, position: &str) -> String {
     let s = |k: &str| {
         item.get(k)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
-    match (table, s("SpecName"), s("TierTagValue")) {
+    let name = match (table, s("SpecName"), s("TierTagValue")) {
         (Table::Workload, Some(spec), _) => format!("{WORKLOAD_TABLE}[{spec}]"),
         (Table::Tier, Some(spec), Some(tier)) => format!("{TIER_TABLE}[{spec}/{tier}]"),
-        _ => fallback.to_string(),
+        (Table::Workload, ..) => WORKLOAD_TABLE.to_string(),
+        (Table::Tier, ..) => TIER_TABLE.to_string(),
+    };
+    if position.is_empty() {
+        name
+    } else {
+        format!("{position} {name}")
     }
 }
 
@@ -303,10 +310,7 @@ fn kill_switch(cx: &mut Cx, v: &Value, path: &str) -> bool {
         other => {
             cx.warn(
                 path,
-                format!(
-                    "only \"1\" disables the workload; {} is taken as enabled",
-                    found(other)
-                ),
+                format!("only \"1\" disables the workload; {other} is taken as enabled"),
             );
             false
         }

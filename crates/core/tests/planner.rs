@@ -12,9 +12,28 @@ use expect_test::expect;
 /// The original README's example workload: DB, App, Web.
 fn three_tiers() -> ec2_scheduler_core::Workload {
     workload()
-        .tier(tier("Role_DB").start(0).stop(2).delay(10).profile("default", "t2.large", "").profile("profileD", "r4.large", ""))
-        .tier(tier("Role_App").start(1).stop(1).delay(10).profile("profileD", "c4.large", ""))
-        .tier(tier("Role_Web").start(2).stop(0).delay(10).profile("profileD", "c4.large", ""))
+        .tier(
+            tier("Role_DB")
+                .start(0)
+                .stop(2)
+                .delay(10)
+                .profile("default", "t2.large", "")
+                .profile("profileD", "r4.large", ""),
+        )
+        .tier(
+            tier("Role_App")
+                .start(1)
+                .stop(1)
+                .delay(10)
+                .profile("profileD", "c4.large", ""),
+        )
+        .tier(
+            tier("Role_Web")
+                .start(2)
+                .stop(0)
+                .delay(10)
+                .profile("profileD", "c4.large", ""),
+        )
         .build()
 }
 
@@ -92,7 +111,10 @@ fn decoys_never_appear_in_steps() {
         let f = fleet(state);
         for action in [Action::Start, Action::Stop] {
             let p = ask(&w, &f, action).plan();
-            assert!(p.touched().all(|id| !id.contains("decoy")), "{action} {state}");
+            assert!(
+                p.touched().all(|id| !id.contains("decoy")),
+                "{action} {state}"
+            );
         }
     }
 }
@@ -126,7 +148,11 @@ fn equal_orders_form_one_stage_and_gaps_and_negatives_are_fine() {
         .tier(tier("b").stop(40).delay(3))
         .tier(tier("c").stop(40).delay(3))
         .build();
-    let f = vec![inst("i-a", "a", Running, "z"), inst("i-b", "b", Running, "z"), inst("i-c", "c", Running, "z")];
+    let f = vec![
+        inst("i-a", "a", Running, "z"),
+        inst("i-b", "b", Running, "z"),
+        inst("i-c", "c", Running, "z"),
+    ];
     expect![[r#"
         stage -5: a
           a members=1 up=1 down=0
@@ -152,8 +178,16 @@ fn exemption_tag_values() {
         with_tag(inst("i-empty", "web", Running, "a"), k, ""),
         with_tag(inst("i-true", "web", Running, "a"), k, "True"),
         with_tag(inst("i-false", "web", Running, "a"), k, "false"),
-        with_tag(inst("i-future", "web", Running, "a"), k, "2026-11-27T08:00:00Z"),
-        with_tag(inst("i-past", "web", Running, "a"), k, "2026-11-25T08:00:00Z"),
+        with_tag(
+            inst("i-future", "web", Running, "a"),
+            k,
+            "2026-11-27T08:00:00Z",
+        ),
+        with_tag(
+            inst("i-past", "web", Running, "a"),
+            k,
+            "2026-11-25T08:00:00Z",
+        ),
         with_tag(inst("i-date", "web", Running, "a"), k, "2026-11-26"),
         with_tag(inst("i-junk", "web", Running, "a"), k, "until friday"),
         inst("i-plain", "web", Running, "a"),
@@ -176,11 +210,27 @@ fn exemption_tag_values() {
 #[test]
 fn stored_exemptions_apply_until_they_expire() {
     let w = workload().tier(tier("web").stop(0)).build();
-    let f = vec![inst("i-1", "web", Running, "a"), inst("i-2", "web", Running, "a"), inst("i-3", "web", Running, "a")];
+    let f = vec![
+        inst("i-1", "web", Running, "a"),
+        inst("i-2", "web", Running, "a"),
+        inst("i-3", "web", Running, "a"),
+    ];
     let ex = vec![
-        Exemption { instance_id: "i-1".into(), until: None, reason: "load test".into() },
-        Exemption { instance_id: "i-2".into(), until: Some("2026-11-26T11:00:00Z".parse().unwrap()), reason: "expired".into() },
-        Exemption { instance_id: "i-3".into(), until: Some("2026-11-26T13:00:00Z".parse().unwrap()), reason: "demo".into() },
+        Exemption {
+            instance_id: "i-1".into(),
+            until: None,
+            reason: "load test".into(),
+        },
+        Exemption {
+            instance_id: "i-2".into(),
+            until: Some("2026-11-26T11:00:00Z".parse().unwrap()),
+            reason: "expired".into(),
+        },
+        Exemption {
+            instance_id: "i-3".into(),
+            until: Some("2026-11-26T13:00:00Z".parse().unwrap()),
+            reason: "demo".into(),
+        },
     ];
     expect![[r#"
         stage 0: web
@@ -195,8 +245,14 @@ fn stored_exemptions_apply_until_they_expire() {
 
 #[test]
 fn ignore_stop_tier_is_left_running_and_says_why() {
-    let w = workload().tier(tier("batch").stop(0).ignore_stop()).tier(tier("web").stop(1)).build();
-    let f = vec![inst("i-b", "batch", Running, "a"), inst("i-w", "web", Running, "a")];
+    let w = workload()
+        .tier(tier("batch").stop(0).ignore_stop())
+        .tier(tier("web").stop(1))
+        .build();
+    let f = vec![
+        inst("i-b", "batch", Running, "a"),
+        inst("i-w", "web", Running, "a"),
+    ];
     expect![[r#"
         stage 0: batch
           batch members=1 up=1 down=0
@@ -211,7 +267,9 @@ fn ignore_stop_tier_is_left_running_and_says_why() {
 
 #[test]
 fn override_file_probe_comes_first_and_waits_cover_stopping_instances() {
-    let w = workload().tier(tier("app").stop(0).wait().override_file("/tmp/keep")).build();
+    let w = workload()
+        .tier(tier("app").stop(0).wait().override_file("/tmp/keep"))
+        .build();
     let f = vec![
         inst("i-1", "app", Running, "a"),
         inst("i-2", "app", Pending, "a"),
@@ -286,16 +344,28 @@ fn already_in_target_state_has_no_steps() {
     .assert_eq(&render(&p));
 }
 
-fn web_fleet(states: &[(&str, &str, ec2_scheduler_core::InstanceState)]) -> Vec<ec2_scheduler_core::Instance> {
-    states.iter().map(|(id, az, s)| inst(id, "web", *s, az)).collect()
+fn web_fleet(
+    states: &[(&str, &str, ec2_scheduler_core::InstanceState)],
+) -> Vec<ec2_scheduler_core::Instance> {
+    states
+        .iter()
+        .map(|(id, az, s)| inst(id, "web", *s, az))
+        .collect()
 }
 
 #[test]
 fn fleet_subset_percentage_spreads_over_zones() {
-    let w = workload().tier(tier("web").start(0).stop(0).profile("half", "", "50%")).build();
+    let w = workload()
+        .tier(tier("web").start(0).stop(0).profile("half", "", "50%"))
+        .build();
     let f = web_fleet(&[
-        ("i-1", "a", Stopped), ("i-2", "a", Stopped), ("i-3", "a", Stopped),
-        ("i-4", "b", Stopped), ("i-5", "b", Stopped), ("i-6", "c", Stopped), ("i-7", "c", Stopped),
+        ("i-1", "a", Stopped),
+        ("i-2", "a", Stopped),
+        ("i-3", "a", Stopped),
+        ("i-4", "b", Stopped),
+        ("i-5", "b", Stopped),
+        ("i-6", "c", Stopped),
+        ("i-7", "c", Stopped),
     ]);
     // 50 % of 7 rounds half up to 4: one per zone, then the zone with the smallest id.
     expect![[r#"
@@ -314,8 +384,10 @@ fn fleet_subset_count_is_capped_and_a_small_percentage_is_at_least_one() {
         .tier(tier("app").start(0).profile("p", "", "1%"))
         .build();
     let f = vec![
-        inst("i-w1", "web", Stopped, "a"), inst("i-w2", "web", Stopped, "b"),
-        inst("i-a1", "app", Stopped, "a"), inst("i-a2", "app", Stopped, "b"),
+        inst("i-w1", "web", Stopped, "a"),
+        inst("i-w2", "web", Stopped, "b"),
+        inst("i-a1", "app", Stopped, "a"),
+        inst("i-a2", "app", Stopped, "b"),
     ];
     expect![[r#"
         stage 0: app web
@@ -332,11 +404,23 @@ fn fleet_subset_count_is_capped_and_a_small_percentage_is_at_least_one() {
 #[test]
 fn starting_a_running_workload_with_a_larger_profile_starts_only_the_difference() {
     let w = workload()
-        .tier(tier("web").start(0).stop(0).profile("dev", "", "50%").profile("perf", "", "75%"))
+        .tier(
+            tier("web")
+                .start(0)
+                .stop(0)
+                .profile("dev", "", "50%")
+                .profile("perf", "", "75%"),
+        )
         .build();
     let f = web_fleet(&[
-        ("i-1", "a", Running), ("i-2", "b", Running), ("i-3", "a", Stopped), ("i-4", "b", Stopped),
-        ("i-5", "c", Stopped), ("i-6", "c", Stopped), ("i-7", "a", Stopped), ("i-8", "b", Stopped),
+        ("i-1", "a", Running),
+        ("i-2", "b", Running),
+        ("i-3", "a", Stopped),
+        ("i-4", "b", Stopped),
+        ("i-5", "c", Stopped),
+        ("i-6", "c", Stopped),
+        ("i-7", "a", Stopped),
+        ("i-8", "b", Stopped),
     ]);
     // 75 % of 8 = 6; 2 run (a, b): zone c is emptiest and gets two, then a and b.
     expect![[r#"
@@ -351,7 +435,13 @@ fn starting_a_running_workload_with_a_larger_profile_starts_only_the_difference(
 #[test]
 fn surplus_is_reported_and_only_stopped_with_scale_in() {
     let w = workload()
-        .tier(tier("web").start(0).stop(0).wait().profile("small", "", "2"))
+        .tier(
+            tier("web")
+                .start(0)
+                .stop(0)
+                .wait()
+                .profile("small", "", "2"),
+        )
         .build();
     let k = "ec2-scheduler:exempt";
     let f = vec![
@@ -378,7 +468,12 @@ fn surplus_is_reported_and_only_stopped_with_scale_in() {
             wait stopped i-1 i-2 i-5
         excluded i-3 (web): exemption tag ec2-scheduler:exempt="true"
     "#]]
-    .assert_eq(&ask(&w, &f, Action::Start).profile("small").scale_in().render());
+    .assert_eq(
+        &ask(&w, &f, Action::Start)
+            .profile("small")
+            .scale_in()
+            .render(),
+    );
 }
 
 #[test]
@@ -387,7 +482,10 @@ fn tier_without_the_profile_starts_all_members_at_their_type() {
         .tier(tier("web").start(1).profile("big", "m5.large", ""))
         .tier(tier("db").start(0))
         .build();
-    let f = vec![inst("i-w", "web", Stopped, "a"), typed(inst("i-d", "db", Stopped, "a"), "r5.large")];
+    let f = vec![
+        inst("i-w", "web", Stopped, "a"),
+        typed(inst("i-d", "db", Stopped, "a"), "r5.large"),
+    ];
     expect![[r#"
         stage 0: db
           db members=1 up=0 down=1 target=1
@@ -406,8 +504,14 @@ fn tier_without_the_profile_starts_all_members_at_their_type() {
 
 #[test]
 fn instances_already_of_the_profile_type_are_not_resized() {
-    let w = workload().resize_delay(0).tier(tier("web").start(0).profile("p", "m5.large", "")).build();
-    let f = vec![typed(inst("i-1", "web", Stopped, "a"), "m5.large"), inst("i-2", "web", Stopped, "a")];
+    let w = workload()
+        .resize_delay(0)
+        .tier(tier("web").start(0).profile("p", "m5.large", ""))
+        .build();
+    let f = vec![
+        typed(inst("i-1", "web", Stopped, "a"), "m5.large"),
+        inst("i-2", "web", Stopped, "a"),
+    ];
     expect![[r#"
         stage 0: web
           web members=2 up=0 down=2 target=2
@@ -420,7 +524,9 @@ fn instances_already_of_the_profile_type_are_not_resized() {
 
 #[test]
 fn readiness_gate_waits_for_running_then_registers_then_checks() {
-    let w = workload().tier(tier("web").start(0).ready(Gate::LoadBalancerHealthy)).build();
+    let w = workload()
+        .tier(tier("web").start(0).ready(Gate::LoadBalancerHealthy))
+        .build();
     let f = vec![inst("i-1", "web", Stopped, "a")];
     expect![[r#"
         stage 0: web
@@ -457,8 +563,14 @@ fn unknown_profile_is_an_error_and_a_profile_on_stop_is_noted() {
 
 #[test]
 fn tiers_without_settings_for_the_action_are_left_alone() {
-    let w = workload().tier(tier("web").start(0)).tier(tier("db").stop(0)).build();
-    let f = vec![inst("i-w", "web", Running, "a"), inst("i-d", "db", Running, "a")];
+    let w = workload()
+        .tier(tier("web").start(0))
+        .tier(tier("db").stop(0))
+        .build();
+    let f = vec![
+        inst("i-w", "web", Running, "a"),
+        inst("i-d", "db", Running, "a"),
+    ];
     expect![[r#"
         stage 0: db
           db members=1 up=1 down=0
@@ -472,7 +584,10 @@ fn tiers_without_settings_for_the_action_are_left_alone() {
 #[test]
 fn a_repeated_instance_id_is_an_error() {
     let w = workload().tier(tier("web").stop(0)).build();
-    let f = vec![inst("i-1", "web", Running, "a"), inst("i-1", "web", Running, "b")];
+    let f = vec![
+        inst("i-1", "web", Running, "a"),
+        inst("i-1", "web", Running, "b"),
+    ];
     let err = plan(&PlanRequest {
         workload: &w,
         observed: &f,
@@ -494,7 +609,11 @@ fn delays_are_skipped_after_the_last_stage_with_work() {
         .tier(tier("c").stop(2).delay(7))
         .build();
     // c has nothing to stop, so b is the last tier with work: no pause after it.
-    let f = vec![inst("i-a", "a", Running, "z"), inst("i-b", "b", Running, "z"), inst("i-c", "c", Stopped, "z")];
+    let f = vec![
+        inst("i-a", "a", Running, "z"),
+        inst("i-b", "b", Running, "z"),
+        inst("i-c", "c", Stopped, "z"),
+    ];
     expect![[r#"
         stage 0: a
           a members=1 up=1 down=0

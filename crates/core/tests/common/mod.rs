@@ -73,6 +73,7 @@ impl WorkloadBuilder {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct TierBuilder(pub Tier);
 
 fn seq(order: i64) -> ActionSpec {
@@ -149,7 +150,9 @@ impl TierBuilder {
     pub fn profile(mut self, name: &str, ty: &str, subset: &str) -> Self {
         let it = (!ty.is_empty()).then(|| InstanceType::new(ty).unwrap());
         let fs = (!subset.is_empty()).then(|| subset.parse::<FleetSubset>().unwrap());
-        self.0.profiles.insert(n(name), Profile::new(it, fs).unwrap());
+        self.0
+            .profiles
+            .insert(n(name), Profile::new(it, fs).unwrap());
         self
     }
 }
@@ -254,22 +257,43 @@ pub fn render(p: &Plan) -> String {
         writeln!(out, "stage {}: {}", s.order, names.join(" ")).unwrap();
         for t in &s.tiers {
             let target = t.target.map(|x| format!(" target={x}")).unwrap_or_default();
-            writeln!(out, "  {} members={} up={} down={}{target}", t.tier, t.members, t.up, t.down).unwrap();
+            writeln!(
+                out,
+                "  {} members={} up={} down={}{target}",
+                t.tier, t.members, t.up, t.down
+            )
+            .unwrap();
             for step in &t.steps {
                 writeln!(out, "    {}", step_text(step)).unwrap();
             }
         }
     }
     for e in &p.excluded {
-        writeln!(out, "excluded {} ({}): {}", e.instance, e.tier, e.reason.describe()).unwrap();
+        writeln!(
+            out,
+            "excluded {} ({}): {}",
+            e.instance,
+            e.tier,
+            e.reason.describe()
+        )
+        .unwrap();
     }
     for note in &p.notes {
-        let tier = note.tier.as_deref().map(|t| format!("[{t}] ")).unwrap_or_default();
+        let tier = note
+            .tier
+            .as_deref()
+            .map(|t| format!("[{t}] "))
+            .unwrap_or_default();
         writeln!(out, "note {tier}{}", note.message).unwrap();
     }
     let ig = &p.ignored;
     if ig.no_configured_tier + ig.other_vpc + ig.gone > 0 {
-        writeln!(out, "ignored: no-tier={} other-vpc={} gone={}", ig.no_configured_tier, ig.other_vpc, ig.gone).unwrap();
+        writeln!(
+            out,
+            "ignored: no-tier={} other-vpc={} gone={}",
+            ig.no_configured_tier, ig.other_vpc, ig.gone
+        )
+        .unwrap();
     }
     out
 }
@@ -277,13 +301,20 @@ pub fn render(p: &Plan) -> String {
 pub fn step_text(step: &Step) -> String {
     match step {
         Step::Resize { changes } => {
-            let c: Vec<String> = changes.iter().map(|c| format!("{}:{}->{}", c.instance, c.from, c.to)).collect();
+            let c: Vec<String> = changes
+                .iter()
+                .map(|c| format!("{}:{}->{}", c.instance, c.from, c.to))
+                .collect();
             format!("resize {}", c.join(" "))
         }
         Step::Pause { seconds, why } => format!("pause {seconds}s {why:?}"),
         Step::WaitUntil { state, instances } => format!("wait {state} {}", instances.join(" ")),
-        Step::Ready { gate, instances, .. } => format!("ready {} {}", gate.as_str(), instances.join(" ")),
-        Step::ProbeOverride { path, instances, .. } => format!("probe {path} {}", instances.join(" ")),
+        Step::Ready {
+            gate, instances, ..
+        } => format!("ready {} {}", gate.as_str(), instances.join(" ")),
+        Step::ProbeOverride {
+            path, instances, ..
+        } => format!("probe {path} {}", instances.join(" ")),
         other => {
             let ids: Vec<&str> = other.instances().collect();
             format!("{} {}", other.name(), ids.join(" "))
