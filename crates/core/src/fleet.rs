@@ -1,7 +1,7 @@
 //! The observed fleet: what the planner knows about instances.
 //!
 //! This is also the shape of a fleet snapshot file (`--observed FLEET.json`), which the
-//! simulator and the live AWS view produce too. See `docs/fleet-snapshot.md`.
+//! simulator and the live AWS view produce too (README, "Fleet snapshots").
 
 use std::collections::BTreeMap;
 use std::fmt;
