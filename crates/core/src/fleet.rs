@@ -74,6 +74,10 @@ pub struct Instance {
     pub vpc_id: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Why the instance is in its state, as EC2 reports it (e.g.
+    /// `Client.InternalError: Client error on launch` after a failed start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     /// Load balancers (classic names or target-group ARNs) holding the instance, when
     /// known. `None` means unknown: the engine discovers membership at run time.
     #[serde(default, skip_serializing_if = "Option::is_none")]

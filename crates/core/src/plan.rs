@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::exemption::{Exemption, TagExemption, read_tag};
 use crate::fleet::{Instance, InstanceState, NonMember, membership};
@@ -39,7 +39,7 @@ pub enum PlanError {
 }
 
 /// Whether a start with a fleet subset below the running count stops the surplus.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScaleIn {
     /// Report the surplus, stop nothing (default).
@@ -63,7 +63,7 @@ pub struct PlanRequest<'a> {
 }
 
 /// The result of planning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub workload: String,
     pub action: Action,
@@ -98,14 +98,14 @@ impl Plan {
 }
 
 /// Tiers that run together.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stage {
     pub order: i64,
     pub tiers: Vec<TierPlan>,
 }
 
 /// What happens to one tier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierPlan {
     pub tier: String,
     /// Member count, and how many are running/pending and stopped/stopping now.
@@ -119,7 +119,7 @@ pub struct TierPlan {
 }
 
 /// A step of a tier. Instance lists are sorted by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// Ask SSM whether the override file exists; only instances where it is confirmed
@@ -197,7 +197,7 @@ impl Step {
 }
 
 /// One instance type change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resize {
     pub instance: String,
     pub from: String,
@@ -205,7 +205,7 @@ pub struct Resize {
 }
 
 /// Why a pause is there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseReason {
     /// Let a type change settle before starting (the workload's resize delay).
@@ -215,7 +215,7 @@ pub enum PauseReason {
 }
 
 /// A member deliberately left alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exclusion {
     pub instance: String,
     pub tier: String,
@@ -223,7 +223,7 @@ pub struct Exclusion {
 }
 
 /// Why a member is not stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExclusionReason {
     /// It carries the exemption tag.
@@ -270,7 +270,7 @@ impl ExclusionReason {
 }
 
 /// Something the user should know about the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
     pub code: NoteCode,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,7 +279,7 @@ pub struct Note {
 }
 
 /// Machine-readable kind of a [`Note`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoteCode {
     /// The workload's kill switch is on.
@@ -301,7 +301,7 @@ pub enum NoteCode {
 }
 
 /// Counts of non-member instances that carry the workload tag.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ignored {
     /// Workload tag but no tier tag, or a value no tier is configured for.
     pub no_configured_tier: usize,
@@ -312,7 +312,7 @@ pub struct Ignored {
 }
 
 /// Totals over the plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub members: usize,
     pub to_stop: usize,
@@ -483,15 +483,20 @@ fn add_stage_delays(stages: &mut [Stage], delays: &BTreeMap<&str, u64>) {
     }
 }
 
-/// Exemption lookups for one plan.
-struct Exemptions<'a> {
+/// Decides, for one point in time, which members must not be stopped: the tier
+/// ignores stop, a stored exemption is active, or the exemption tag says so (an
+/// unreadable tag value counts as exempt). The engine uses it again just before it
+/// stops anything.
+#[derive(Debug, Clone)]
+pub struct Exemptions<'a> {
     tag_key: &'a str,
     stored: BTreeMap<&'a str, &'a Exemption>,
     now: DateTime<Utc>,
 }
 
 impl<'a> Exemptions<'a> {
-    fn new(workload: &'a Workload, stored: &'a [Exemption], now: DateTime<Utc>) -> Self {
+    /// Indexes the active stored exemptions at `now`.
+    pub fn new(workload: &'a Workload, stored: &'a [Exemption], now: DateTime<Utc>) -> Self {
         let mut map = BTreeMap::new();
         for e in stored.iter().filter(|e| e.active(now)) {
             // Keep the longest-lasting exemption for an instance.
@@ -510,8 +515,17 @@ impl<'a> Exemptions<'a> {
         }
     }
 
-    /// Why `instance` must not be stopped, if it must not.
-    fn reason(&self, instance: &Instance) -> Option<ExclusionReason> {
+    /// Why `instance` of `tier` must not be stopped, if it must not.
+    pub fn stop_exclusion(&self, tier: &Tier, instance: &Instance) -> Option<ExclusionReason> {
+        if tier.stop.as_ref().is_some_and(|s| s.ignore) {
+            Some(ExclusionReason::TierIgnoresStop)
+        } else {
+            self.reason(instance)
+        }
+    }
+
+    /// Why `instance` must not be stopped, if it must not (tier settings aside).
+    pub fn reason(&self, instance: &Instance) -> Option<ExclusionReason> {
         if let Some(e) = self.stored.get(instance.id.as_str()) {
             return Some(ExclusionReason::ExemptStored {
                 reason: e.reason.clone(),
@@ -551,15 +565,9 @@ fn stoppable<'i>(
     exemptions: &Exemptions<'_>,
     out: &mut Plan,
 ) -> Vec<&'i Instance> {
-    let ignore = tier.stop.as_ref().is_some_and(|s| s.ignore);
     let mut keep = Vec::new();
     for m in instances {
-        let reason = if ignore {
-            Some(ExclusionReason::TierIgnoresStop)
-        } else {
-            exemptions.reason(m)
-        };
-        match reason {
+        match exemptions.stop_exclusion(tier, m) {
             None => keep.push(m),
             Some(reason) => {
                 if let ExclusionReason::ExemptTagUnreadable { key, value } = &reason {

@@ -169,6 +169,7 @@ pub fn inst(id: &str, tier: &str, state: InstanceState, az: &str) -> Instance {
         az: az.to_string(),
         vpc_id: Some(VPC.to_string()),
         tags,
+        state_reason: None,
         load_balancers: None,
     }
 }

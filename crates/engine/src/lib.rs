@@ -1,0 +1,21 @@
+//! The engine: executes plans through ports.
+//!
+//! - [`ports`]: the traits the world must implement (compute, load balancing, the
+//!   override-file probe, notifications, the run store, the clock).
+//! - [`exec`]: the executor, a resumable reconciler that paces, retries and isolates
+//!   failures, and returns "wake me in N seconds" instead of sleeping.
+//! - [`pace`]: token buckets and backoff.
+//! - [`run`]: the run record saved after every step.
+//! - [`memory`]: an in-memory run store for tests and the demo.
+//!
+//! **Architecture invariant:** no SDK, HTTP or database type appears here; adapters
+//! live in their own crates.
+
+pub mod exec;
+pub mod memory;
+pub mod pace;
+pub mod ports;
+pub mod run;
+
+pub use exec::{Begin, EngineError, Executor, Ports, RunRequest, Settings, Tick, drive};
+pub use run::{Run, RunStatus};

@@ -1,0 +1,172 @@
+//! An in-memory [`RunStore`], for tests, the demo and single-process use.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::Exemption;
+
+use crate::ports::{LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreResult};
+use crate::run::Run;
+
+#[derive(Default)]
+struct Inner {
+    locks: BTreeMap<String, Lock>,
+    runs: BTreeMap<String, Run>,
+    exemptions: Vec<Exemption>,
+    parked: BTreeMap<(String, String), Vec<LbTarget>>,
+}
+
+/// Everything in a mutex.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The lock currently recorded for a workload.
+    pub fn lock_of(&self, workload: &str) -> Option<Lock> {
+        self.with(|i| i.locks.get(workload).cloned())
+    }
+}
+
+/// The shared lock rule: free, expired, or already ours.
+pub fn may_take(current: Option<&Lock>, wanted: &Lock, now: DateTime<Utc>) -> bool {
+    current.is_none_or(|c| c.expires <= now || c.owner == wanted.owner)
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome> {
+        Ok(self.with(|i| {
+            let cur = i.locks.get(&lock.workload);
+            if may_take(cur, lock, now) {
+                i.locks.insert(lock.workload.clone(), lock.clone());
+                LockOutcome::Acquired
+            } else {
+                LockOutcome::Held(cur.expect("held").clone())
+            }
+        }))
+    }
+
+    async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
+        Ok(self.with(|i| match i.locks.get_mut(&lock.workload) {
+            Some(cur) if cur.owner == lock.owner => {
+                *cur = lock.clone();
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
+        self.with(|i| {
+            if i.locks.get(workload).is_some_and(|l| l.owner == owner) {
+                i.locks.remove(workload);
+            }
+        });
+        Ok(())
+    }
+
+    async fn save_run(&self, run: &Run) -> StoreResult<()> {
+        self.with(|i| i.runs.insert(run.id.clone(), run.clone()));
+        Ok(())
+    }
+
+    async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
+        Ok(self.with(|i| i.runs.get(id).cloned()))
+    }
+
+    async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
+        Ok(self.with(|i| {
+            i.runs
+                .values()
+                .filter(|r| r.workload == workload && !r.status.is_finished())
+                .max_by_key(|r| r.started)
+                .cloned()
+        }))
+    }
+
+    async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>> {
+        let mut rows: Vec<RunSummaryRow> = self.with(|i| {
+            i.runs
+                .values()
+                .filter(|r| workload.is_none_or(|w| r.workload == w))
+                .map(|r| RunSummaryRow {
+                    id: r.id.clone(),
+                    workload: r.workload.clone(),
+                    action: r.action.to_string(),
+                    status: r.status.as_str().to_string(),
+                    started: r.started,
+                    finished: r.finished,
+                })
+                .collect()
+        });
+        rows.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        Ok(rows)
+    }
+
+    async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
+        Ok(self.with(|i| i.exemptions.clone()))
+    }
+
+    async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
+        self.with(|i| i.exemptions.push(e.clone()));
+        Ok(())
+    }
+
+    async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool> {
+        Ok(self.with(|i| {
+            let before = i.exemptions.len();
+            i.exemptions.retain(|e| e.instance_id != instance_id);
+            before != i.exemptions.len()
+        }))
+    }
+
+    async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {
+        self.with(|i| {
+            for (id, t) in entries {
+                let v = i
+                    .parked
+                    .entry((workload.to_string(), id.clone()))
+                    .or_default();
+                if !v.contains(t) {
+                    v.push(t.clone());
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
+        Ok(self.with(|i| {
+            ids.iter()
+                .flat_map(|id| {
+                    i.parked
+                        .get(&(workload.to_string(), id.clone()))
+                        .into_iter()
+                        .flatten()
+                        .map(move |t| (id.clone(), t.clone()))
+                })
+                .collect()
+        }))
+    }
+
+    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
+        self.with(|i| {
+            for id in ids {
+                i.parked.remove(&(workload.to_string(), id.clone()));
+            }
+        });
+        Ok(())
+    }
+}

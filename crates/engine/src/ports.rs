@@ -1,0 +1,257 @@
+//! Ports: what the engine needs from the world, as traits.
+//!
+//! The simulator and the AWS adapters implement them; the engine never sees an SDK
+//! type. Every call that reaches a cloud API returns [`ApiError`] on failure, which
+//! says what kind of failure it is and so whether it may be retried.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::model::{Name, Os};
+use ec2_scheduler_core::{Exemption, Instance};
+use serde::{Deserialize, Serialize};
+
+use crate::run::Run;
+
+/// What kind of failure an API call had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// `RequestLimitExceeded` / `Throttling`: retry with backoff.
+    Throttled,
+    /// A 5xx answer or a transport failure: retry with backoff.
+    Server,
+    /// `IncorrectInstanceState`: some instance is in the wrong state for the call.
+    IncorrectState,
+    /// `InvalidInstanceID.NotFound` and the like.
+    NotFound,
+    /// `InsufficientInstanceCapacity`: no capacity for the type in the zone right now.
+    InsufficientCapacity,
+    /// The request is not valid for the instance (e.g. an incompatible instance type,
+    /// hibernation not supported).
+    Unsupported,
+    /// Access denied: the message names the missing permission.
+    AccessDenied,
+    /// Anything else; not retried.
+    Other,
+}
+
+/// A failed API call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{action}: {code}: {message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    /// The API action, e.g. `ec2:StartInstances`.
+    pub action: String,
+    /// The provider's error code, e.g. `IncorrectInstanceState`.
+    pub code: String,
+    pub message: String,
+    /// Instances the error names, when it names any.
+    #[serde(default)]
+    pub instances: Vec<String>,
+}
+
+impl ApiError {
+    /// Whether repeating the same call later may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Server)
+    }
+}
+
+/// API result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// How to find a workload's instances on the provider side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFilter {
+    pub workload_tag_key: String,
+    pub workload_tag_value: String,
+    pub tier_tag_key: String,
+    pub tier_values: Vec<String>,
+    pub vpc: Option<String>,
+}
+
+/// EC2 status checks of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusCheck {
+    Ok,
+    Initializing,
+    Impaired,
+    /// Not running, or no data yet.
+    Unknown,
+}
+
+/// Instances: observation and state changes.
+#[async_trait]
+pub trait Compute: Send + Sync {
+    /// Instances matching the filter, in any state (server-side filtering and
+    /// pagination are the adapter's business).
+    async fn describe(&self, filter: &MemberFilter) -> ApiResult<Vec<Instance>>;
+    /// These instances (at most 1,000 ids); unknown ids are left out of the answer.
+    async fn describe_ids(&self, ids: &[String]) -> ApiResult<Vec<Instance>>;
+    /// Starts instances (at most 1,000 ids).
+    async fn start(&self, ids: &[String]) -> ApiResult<()>;
+    /// Stops instances (at most 1,000 ids), hibernating them when asked.
+    async fn stop(&self, ids: &[String], hibernate: bool) -> ApiResult<()>;
+    /// Changes the type of one stopped instance.
+    async fn set_type(&self, id: &str, instance_type: &str) -> ApiResult<()>;
+    /// Status checks (at most 100 ids).
+    async fn status_checks(&self, ids: &[String]) -> ApiResult<Vec<(String, StatusCheck)>>;
+}
+
+/// A load-balancer attachment point.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LbTarget {
+    /// A classic load balancer, by name.
+    Classic { name: String },
+    /// An ELBv2 target group, by ARN, with the port the instance is registered on.
+    TargetGroup { arn: String, port: Option<i32> },
+}
+
+impl fmt::Display for LbTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LbTarget::Classic { name } => write!(f, "classic load balancer {name}"),
+            LbTarget::TargetGroup { arn, port: Some(p) } => {
+                write!(f, "target group {arn} port {p}")
+            }
+            LbTarget::TargetGroup { arn, port: None } => write!(f, "target group {arn}"),
+        }
+    }
+}
+
+/// Health of one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    Healthy,
+    Initial,
+    Unhealthy,
+    /// Deregistered, connections still draining.
+    Draining,
+    /// Not registered (any more).
+    NotRegistered,
+}
+
+/// Load balancers.
+#[async_trait]
+pub trait LoadBalancing: Send + Sync {
+    /// Where each of these instances is registered.
+    async fn memberships(&self, ids: &[String]) -> ApiResult<Vec<(String, LbTarget)>>;
+    async fn register(&self, target: &LbTarget, ids: &[String]) -> ApiResult<()>;
+    async fn deregister(&self, target: &LbTarget, ids: &[String]) -> ApiResult<()>;
+    async fn health(&self, target: &LbTarget, ids: &[String]) -> ApiResult<Vec<(String, Health)>>;
+}
+
+/// The answer of an override-file probe for one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum ProbeResult {
+    /// The file exists: keep the instance running.
+    Present,
+    /// The file is confirmed absent: the instance may be stopped.
+    Absent,
+    /// No answer yet.
+    Pending,
+    /// No usable answer (agent offline, error, output without the marker).
+    Unknown { reason: String },
+}
+
+/// Asks instances whether an override file exists (SSM Run Command on AWS).
+#[async_trait]
+pub trait OverrideProbe: Send + Sync {
+    /// Sends the check to at most 50 instances; returns a handle to poll.
+    async fn send(&self, ids: &[String], path: &str, os: Os) -> ApiResult<String>;
+    /// The results so far for a handle.
+    async fn poll(&self, handle: &str, ids: &[String]) -> ApiResult<Vec<(String, ProbeResult)>>;
+}
+
+/// A notification: a subject for people, a JSON body for machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub subject: String,
+    pub body: serde_json::Value,
+}
+
+/// Publishes notifications (SNS on AWS).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn publish(&self, topic: &Name, note: &Notification) -> ApiResult<()>;
+}
+
+/// The time. The simulator's clock is virtual.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Errors of a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be read or written; the message says why.
+    #[error("store: {0}")]
+    Backend(String),
+    /// A record in the store could not be decoded.
+    #[error("store: corrupt record {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// A store result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who holds a workload's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub workload: String,
+    pub owner: String,
+    pub run_id: String,
+    pub expires: DateTime<Utc>,
+}
+
+/// The result of asking for a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOutcome {
+    Acquired,
+    /// Someone else holds an unexpired lease.
+    Held(Lock),
+}
+
+/// Short description of a stored run, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummaryRow {
+    pub id: String,
+    pub workload: String,
+    pub action: String,
+    pub status: String,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+}
+
+/// Runs, checkpoints, locks, exemptions and parked load-balancer registrations.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Takes the workload's lock if it is free or its lease expired at `now`.
+    async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome>;
+    /// Extends a lease this owner holds; `false` if it lost the lock.
+    async fn renew(&self, lock: &Lock) -> StoreResult<bool>;
+    /// Frees a lock this owner holds.
+    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()>;
+    /// Saves a run (a checkpoint).
+    async fn save_run(&self, run: &Run) -> StoreResult<()>;
+    async fn load_run(&self, id: &str) -> StoreResult<Option<Run>>;
+    /// The latest unfinished run of a workload, if any.
+    async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>>;
+    /// Runs, newest first.
+    async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>>;
+    async fn exemptions(&self) -> StoreResult<Vec<Exemption>>;
+    async fn add_exemption(&self, e: &Exemption) -> StoreResult<()>;
+    /// Removes an instance's exemptions; `false` if it had none.
+    async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool>;
+    /// Remembers where instances were registered before they were taken out.
+    async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()>;
+    /// Where these instances were registered before they were taken out.
+    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>>;
+    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()>;
+}
