@@ -59,10 +59,17 @@ fn synced(
     let fleet = seed_fleet(per_tier, state);
     let h = Harness::new(synced_workload(policy), fleet.clone());
     let web: Vec<String> = tier_ids(&fleet, "Role_Web");
-    h.region.attach(
-        web_elb(),
-        &web.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    if state == Running {
+        h.region.attach(
+            web_elb(),
+            &web.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    } else {
+        // As a previous stop run leaves them: out of the load balancer, remembered.
+        let entries: Vec<(String, ec2_scheduler_engine::ports::LbTarget)> =
+            web.iter().map(|i| (i.clone(), web_elb())).collect();
+        pollster::block_on(h.store.park("ExampleTestCase", &entries)).unwrap();
+    }
     (h, fleet)
 }
 
@@ -159,4 +166,393 @@ fn load_balancer_deregistration_precedes_stop_and_registration_follows_start() {
             assert!(at >= running[&instance]);
         }
     }
+}
+
+use ec2_scheduler_core::Exemption;
+use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_engine::ports::RunStore;
+use ec2_scheduler_engine::{EngineError, RunStatus};
+use ec2_scheduler_sim::SsmOutcome;
+
+#[test]
+fn every_exemption_path_keeps_its_instance_running() {
+    let (h, fleet) = synced(6, Running, "continue");
+    let web = tier_ids(&fleet, "Role_Web");
+    let app = tier_ids(&fleet, "Role_App");
+    // (b) exemption tag; (c) stored exemption; (a) SSM: present, timeout, agent offline.
+    h.region.edit(&web[0], |i| {
+        i.tags.insert("ec2-scheduler:exempt".into(), "true".into());
+    });
+    pollster::block_on(h.store.add_exemption(&Exemption {
+        instance_id: web[1].clone(),
+        until: None,
+        reason: "load test".into(),
+    }))
+    .unwrap();
+    h.region.set_ssm(&app[0], SsmOutcome::Present);
+    h.region.set_ssm(&app[1], SsmOutcome::Timeout);
+    h.region.set_ssm(&app[2], SsmOutcome::AgentOffline);
+    let run = h.run(Action::Stop, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    for id in [&web[0], &web[1], &app[0], &app[1], &app[2]] {
+        assert_eq!(h.state(id), Running, "{id} was stopped");
+        assert_eq!(h.calls_naming("ec2:StopInstances", id), 0);
+    }
+    for id in web[2..].iter().chain(&app[3..]) {
+        assert_eq!(h.state(id), Stopped, "{id}");
+    }
+    let kept: Vec<String> = run
+        .kept
+        .iter()
+        .map(|(i, k)| format!("{i}: {}", k.reason))
+        .collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(
+        kept.iter().any(|k| k.contains("/tmp/keep is present")),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|k| k.contains("no answer about /tmp/keep within 120 s")),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter().any(|k| k.contains("agent is offline")),
+        "{kept:?}"
+    );
+    assert_eq!(run.plan.excluded.len(), 2);
+}
+
+#[test]
+fn an_exemption_tag_set_after_planning_is_honoured() {
+    let (h, fleet) = synced(3, Running, "abort");
+    let db = tier_ids(&fleet, "Role_DB");
+    let mut exec = h.executor();
+    let mut run = h
+        .begin(&mut exec, Action::Stop, None, ScaleIn::ReportOnly, "r1")
+        .unwrap()
+        .unwrap();
+    // The plan includes the DB instance; someone tags it before its tier is reached.
+    assert!(run.plan.touched().any(|i| i == db[0]));
+    h.region.edit(&db[0], |i| {
+        i.tags
+            .insert("ec2-scheduler:exempt".into(), "2099-01-01T00:00:00Z".into());
+    });
+    assert!(h.drive(&mut exec, &mut run, 10_000).unwrap());
+    assert_eq!(h.state(&db[0]), Running);
+    assert!(run.kept[&db[0]].reason.contains("exemption tag"));
+}
+
+#[test]
+fn an_instance_retagged_out_of_the_workload_mid_run_is_not_touched() {
+    let (h, fleet) = synced(3, Running, "abort");
+    let db = tier_ids(&fleet, "Role_DB");
+    let mut exec = h.executor();
+    let mut run = h
+        .begin(&mut exec, Action::Stop, None, ScaleIn::ReportOnly, "r1")
+        .unwrap()
+        .unwrap();
+    h.region.edit(&db[1], |i| {
+        i.tags.insert("Environment".into(), "PROD".into());
+    });
+    assert!(h.drive(&mut exec, &mut run, 10_000).unwrap());
+    assert_eq!(h.state(&db[1]), Running);
+    assert!(!h.touched().contains(&db[1]));
+}
+
+#[test]
+fn the_kill_switch_and_an_already_stopped_workload_do_nothing() {
+    let mut w = synced_workload("abort");
+    w.disabled = true;
+    let h = Harness::new(w, seed_fleet(3, Running));
+    assert!(h.run(Action::Stop, None).is_none());
+    assert!(h.touched().is_empty());
+    let (h, _) = synced(3, Stopped, "abort");
+    assert!(h.run(Action::Stop, None).is_none());
+    assert!(h.touched().is_empty());
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let (h, _) = synced(6, Running, "abort");
+    let before = h.region.instances();
+    let mut exec = h.executor();
+    let req = ec2_scheduler_engine::RunRequest {
+        action: Action::Stop,
+        profile: None,
+        scale_in: ScaleIn::ReportOnly,
+    };
+    let plan = pollster::block_on(exec.plan(&req)).unwrap();
+    assert_eq!(plan.summary.to_stop, 18);
+    assert_eq!(h.region.instances(), before);
+    assert!(h.touched().is_empty());
+    assert!(
+        pollster::block_on(h.store.list_runs(None))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn fleet_subset_scale_out_and_scale_in() {
+    let (h, fleet) = synced(6, Stopped, "abort");
+    let run = h.run(Action::Start, Some("half")).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    for tier in ["Role_Web", "Role_App", "Role_DB"] {
+        let ids = tier_ids(&fleet, tier);
+        let up: Vec<&String> = ids.iter().filter(|i| h.state(i) == Running).collect();
+        assert_eq!(up.len(), 3, "{tier}");
+        // One per zone.
+        let mut azs: Vec<String> = up
+            .iter()
+            .map(|i| h.region.instance(i).unwrap().az)
+            .collect();
+        azs.sort();
+        azs.dedup();
+        assert_eq!(azs.len(), 3, "{tier}");
+    }
+    // Scale out to all.
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(run.started_ids.len(), 9);
+    assert_eq!(h.states().values().filter(|s| **s == Running).count(), 18);
+    // Back to half: reported without --scale-in, applied with it.
+    assert!(h.run(Action::Start, Some("half")).is_none());
+    let run = h
+        .run_with(Action::Start, Some("half"), ScaleIn::Apply)
+        .unwrap();
+    assert_eq!(run.stopped_ids.len(), 9, "{:#?}", run.history);
+    h.region.advance(std::time::Duration::from_secs(120));
+    assert_eq!(h.states().values().filter(|s| **s == Running).count(), 9);
+}
+
+#[test]
+fn abort_stops_at_the_failed_tier() {
+    let (h, fleet) = synced(3, Stopped, "abort");
+    let app = tier_ids(&fleet, "Role_App");
+    h.region.faults(|f| {
+        f.capacity
+            .insert(("t2.nano".into(), "us-west-2a".into()), u32::MAX);
+    });
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.failed[&app[0]]
+            .reason
+            .contains("InsufficientInstanceCapacity"),
+        "{:?}",
+        run.failed
+    );
+    // The other app instances started; the web tier never did.
+    assert_eq!(h.state(&app[1]), Running);
+    assert!(
+        tier_ids(&fleet, "Role_Web")
+            .iter()
+            .all(|i| h.state(i) == Stopped)
+    );
+}
+
+#[test]
+fn continue_goes_on_after_a_silent_start_failure() {
+    let (h, fleet) = synced(3, Stopped, "continue");
+    let db = tier_ids(&fleet, "Role_DB");
+    h.region.faults(|f| {
+        f.silent_start_failure.insert(db[2].clone());
+    });
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(
+        run.status,
+        RunStatus::CompletedWithFailures,
+        "{:#?}",
+        run.history
+    );
+    assert!(
+        run.failed[&db[2]].reason.contains("Client.InternalError"),
+        "{:?}",
+        run.failed
+    );
+    assert!(
+        tier_ids(&fleet, "Role_Web")
+            .iter()
+            .all(|i| h.state(i) == Running)
+    );
+}
+
+#[test]
+fn rollback_stops_what_the_run_started() {
+    let (h, fleet) = synced(3, Stopped, "rollback");
+    let web = tier_ids(&fleet, "Role_Web");
+    h.region.faults(|f| {
+        f.silent_start_failure.insert(web[0].clone());
+    });
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(run.status, RunStatus::RolledBack, "{:#?}", run.history);
+    h.region.advance(std::time::Duration::from_secs(120));
+    for (id, s) in h.states() {
+        if !id.contains("decoy") {
+            assert_eq!(s, Stopped, "{id}");
+        }
+    }
+    assert!(h.region.registered(&web_elb()).is_empty());
+}
+
+#[test]
+fn capacity_errors_are_retried_and_other_instances_proceed() {
+    let (h, fleet) = synced(6, Stopped, "abort");
+    let db = tier_ids(&fleet, "Role_DB");
+    // Two failures, then capacity comes back.
+    h.region.faults(|f| {
+        f.capacity
+            .insert(("t2.large".into(), "us-west-2b".into()), 2);
+    });
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    assert!(db.iter().all(|i| h.state(i) == Running));
+    assert!(run.retried >= 2);
+}
+
+#[test]
+fn an_incompatible_type_is_a_clear_failure() {
+    let (h, fleet) = synced(3, Stopped, "continue");
+    h.region.faults(|f| {
+        f.incompatible_types.insert("r4.large".into());
+    });
+    let run = h.run(Action::Start, Some("profileD")).unwrap();
+    let db = tier_ids(&fleet, "Role_DB");
+    assert!(
+        run.failed[&db[0]]
+            .reason
+            .contains("cannot change type to r4.large"),
+        "{:?}",
+        run.failed
+    );
+    assert_eq!(
+        h.state(&db[0]),
+        Stopped,
+        "an instance that could not be resized must not start"
+    );
+}
+
+#[test]
+fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+    let (h, _) = synced(3, Running, "abort");
+    let mut first = h.executor();
+    let mut run = h
+        .begin(&mut first, Action::Stop, None, ScaleIn::ReportOnly, "first")
+        .unwrap()
+        .unwrap();
+    let settings = ec2_scheduler_engine::Settings {
+        owner: "someone-else".into(),
+        ..h.settings.clone()
+    };
+    let mut second = ec2_scheduler_engine::Executor::new(h.ports(), settings, h.workload.clone());
+    let req = ec2_scheduler_engine::RunRequest {
+        action: Action::Start,
+        profile: None,
+        scale_in: ScaleIn::ReportOnly,
+    };
+    match pollster::block_on(second.begin(&req, "second")) {
+        Err(EngineError::Busy(lock)) => {
+            assert_eq!(lock.owner, "test");
+            assert_eq!(lock.run_id, "first");
+            let msg = EngineError::Busy(lock).to_string();
+            assert!(msg.contains("run first of test holds its lock"), "{msg}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(h.drive(&mut first, &mut run, 10_000).unwrap());
+    // Once the first run is done the lock is free.
+    assert!(pollster::block_on(second.begin(&req, "second")).is_ok());
+}
+
+#[test]
+fn an_expired_lease_can_be_taken_over_and_the_run_resumes() {
+    let (h, fleet) = synced(6, Running, "abort");
+    let mut first = h.executor();
+    let mut run = h
+        .begin(&mut first, Action::Stop, None, ScaleIn::ReportOnly, "first")
+        .unwrap()
+        .unwrap();
+    for _ in 0..8 {
+        if let ec2_scheduler_engine::Tick::Wait(d) =
+            pollster::block_on(first.tick(&mut run)).unwrap()
+        {
+            h.region.advance(d);
+        }
+    }
+    drop(first); // the process dies
+    let settings = ec2_scheduler_engine::Settings {
+        owner: "new-process".into(),
+        ..h.settings.clone()
+    };
+    let mut second = ec2_scheduler_engine::Executor::new(h.ports(), settings, h.workload.clone());
+    let req = ec2_scheduler_engine::RunRequest {
+        action: Action::Stop,
+        profile: None,
+        scale_in: ScaleIn::ReportOnly,
+    };
+    assert!(matches!(
+        pollster::block_on(second.begin(&req, "second")),
+        Err(EngineError::Busy(_))
+    ));
+    h.region.advance(h.settings.lease);
+    let mut resumed = match pollster::block_on(second.begin(&req, "second")).unwrap() {
+        ec2_scheduler_engine::Begin::Resumed(r) => *r,
+        other => panic!("expected a resumed run, got {other:?}"),
+    };
+    assert_eq!(resumed.id, "first");
+    assert!(h.drive(&mut second, &mut resumed, 10_000).unwrap());
+    assert_eq!(resumed.status, RunStatus::Succeeded);
+    for id in tier_ids(&fleet, "Role_Web")
+        .iter()
+        .chain(&tier_ids(&fleet, "Role_DB"))
+    {
+        assert_eq!(h.state(id), Stopped);
+        assert_eq!(
+            h.calls_naming("ec2:StopInstances", id),
+            1,
+            "{id} stopped twice"
+        );
+    }
+}
+
+#[test]
+fn notifications_cover_the_run() {
+    let (h, _) = synced(3, Running, "abort");
+    h.region.set_ssm("i-app0000", SsmOutcome::Present);
+    h.run(Action::Stop, None).unwrap();
+    let published = h.region.published();
+    let events: Vec<String> = published
+        .iter()
+        .map(|(_, n)| n.body["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "run-started",
+            "tier-finished",
+            "tier-finished",
+            "tier-finished",
+            "run-finished"
+        ]
+    );
+    assert!(published.iter().all(|(t, _)| t == "ops"));
+    let app = published
+        .iter()
+        .find(|(_, n)| n.body["tier"] == "Role_App")
+        .unwrap();
+    assert!(
+        app.1.body["kept"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("present")
+    );
+    let last = &published.last().unwrap().1;
+    assert!(last.subject.contains("succeeded"), "{}", last.subject);
+    assert_eq!(last.body["stopped"], 8);
+    assert!(
+        last.body["api_calls"]["ec2:StopInstances"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
 }
