@@ -682,30 +682,7 @@ impl<'a> Executor<'a> {
                         up: 0,
                         down: 0,
                         target: None,
-                        steps: match run.action {
-                            Action::Start => vec![
-                                Step::Deregister {
-                                    instances: ids.clone(),
-                                },
-                                Step::Stop {
-                                    instances: ids.clone(),
-                                },
-                                Step::WaitUntil {
-                                    state: InstanceState::Stopped,
-                                    instances: ids,
-                                },
-                            ],
-                            Action::Stop => vec![
-                                Step::Start {
-                                    instances: ids.clone(),
-                                },
-                                Step::WaitUntil {
-                                    state: InstanceState::Running,
-                                    instances: ids.clone(),
-                                },
-                                Step::Register { instances: ids },
-                            ],
-                        },
+                        steps: self.undo_steps(run.action, &tier, ids),
                         tier,
                     })
                     .collect(),
@@ -718,6 +695,50 @@ impl<'a> Executor<'a> {
         };
         self.state.clear();
         run.log(now, None, "rolling back after a failure");
+    }
+
+    /// The steps that undo `action` on `ids` of `tier`.
+    fn undo_steps(&self, action: Action, tier: &str, ids: Vec<String>) -> Vec<Step> {
+        match action {
+            Action::Start => {
+                // Undoing a start is a stop: the same exemption checks apply, the
+                // override-file probe included.
+                let probe = self
+                    .tier(tier)
+                    .and_then(|t| t.stop.as_ref())
+                    .and_then(|s| s.override_file.as_ref())
+                    .map(|f| Step::ProbeOverride {
+                        path: f.path.to_string(),
+                        os: f.os,
+                        instances: ids.clone(),
+                    });
+                probe
+                    .into_iter()
+                    .chain([
+                        Step::Deregister {
+                            instances: ids.clone(),
+                        },
+                        Step::Stop {
+                            instances: ids.clone(),
+                        },
+                        Step::WaitUntil {
+                            state: InstanceState::Stopped,
+                            instances: ids,
+                        },
+                    ])
+                    .collect()
+            }
+            Action::Stop => vec![
+                Step::Start {
+                    instances: ids.clone(),
+                },
+                Step::WaitUntil {
+                    state: InstanceState::Running,
+                    instances: ids.clone(),
+                },
+                Step::Register { instances: ids },
+            ],
+        }
     }
 
     fn fail(&self, run: &mut Run, id: &str, tier: &str, reason: String, now: DateTime<Utc>) {

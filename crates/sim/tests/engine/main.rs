@@ -2,6 +2,7 @@
 //! failure policies, locks, resume.
 
 mod helpers;
+mod properties;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::{Action, InstanceState::*};
