@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ec2_scheduler_config::{Diagnostics, Format, Loaded, Source};
 use ec2_scheduler_core::plan::{PlanRequest, ScaleIn};
 use ec2_scheduler_core::{Action, Exemption, plan};
+use ec2_scheduler_engine::{Begin, Executor, RunRequest, Settings};
 
+use crate::ops::{self, Speed};
+use crate::progress::Progress;
 use crate::render;
 
 /// Stops and starts whole multi-tier EC2 workloads, in order, at the right size.
@@ -48,6 +51,155 @@ enum Command {
     },
     /// Print the JSON Schema of ec2-scheduler's YAML format.
     Schema,
+    /// Stop and start the original README's example workload on a simulated region
+    /// (no AWS account needed).
+    Demo {
+        /// Virtual seconds per real second, or `max` for no waiting.
+        #[arg(long, default_value = "30", value_parser = ops::parse_speed)]
+        speed: Speed,
+    },
+    /// Start or stop a workload (the original Orchestrator's -w/-a/-p/-d flags).
+    Run(RunArgs),
+    /// Show a workload's tiers, instances, exemptions and last run.
+    Status(StatusArgs),
+    /// List runs, or show one run's history (`runs show ID`).
+    Runs {
+        /// Only this workload's runs.
+        #[arg(long, short = 'w')]
+        workload: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+    },
+    /// Exempt instances from being stopped, with an expiry and a reason.
+    Exempt {
+        #[command(subcommand)]
+        command: ExemptCommand,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Load workload files (any format) into the store.
+    Load {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// One run: outcome, exclusions, failures, timings, API calls, history.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExemptCommand {
+    /// Exempt an instance.
+    Add {
+        instance: String,
+        /// RFC 3339 time or YYYY-MM-DD (through that day, UTC); default: until removed.
+        #[arg(long, value_parser = ops::parse_until)]
+        until: Option<DateTime<Utc>>,
+        #[arg(long, default_value = "no reason given")]
+        reason: String,
+    },
+    /// Remove an instance's exemptions.
+    Remove { instance: String },
+    /// List exemptions.
+    List,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct StoreArg {
+    /// Where runs, locks, exemptions and loaded workloads live: sqlite:PATH or memory
+    /// (default: $EC2_SCHEDULER_STORE, else ~/.local/share/ec2-scheduler/state.db).
+    #[arg(long, global = true)]
+    store: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CloudKind {
+    /// The simulated region, loaded from --fleet and written back to it.
+    Sim,
+    /// Amazon EC2 (not available in this build).
+    Aws,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogLevel {
+    Critical,
+    Error,
+    Warning,
+    Info,
+    Debug,
+    Notset,
+}
+
+#[derive(Debug, clap::Args)]
+struct CloudArgs {
+    /// Which cloud to act on.
+    #[arg(long, value_enum, default_value_t = CloudKind::Aws)]
+    cloud: CloudKind,
+    /// Fleet snapshot for --cloud sim (updated in place as the run goes).
+    #[arg(long, required_if_eq("cloud", "sim"))]
+    fleet: Option<PathBuf>,
+    /// Region of the original's DynamoDB tables (needs the DynamoDB store, not
+    /// available in this build).
+    #[arg(long, short = 'r', visible_alias = "dynamoDBRegion")]
+    dynamodb_region: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The workload (the original's SpecName).
+    #[arg(long, short = 'w', visible_alias = "workloadIdentifier")]
+    workload: String,
+    /// start or stop (any case).
+    #[arg(long, short = 'a', value_parser = parse_action)]
+    action: Action,
+    /// Scaling profile to apply when starting.
+    #[arg(long, short = 'p', visible_alias = "scalingProfile")]
+    profile: Option<String>,
+    /// Observe and plan, change nothing.
+    #[arg(long, short = 'd', visible_alias = "dryrun")]
+    dry_run: bool,
+    /// Stop running instances above the profile's fleet subset.
+    #[arg(long)]
+    scale_in: bool,
+    /// Resume this unfinished run.
+    #[arg(long)]
+    resume: Option<String>,
+    /// Workload files to use instead of the store's workloads.
+    #[arg(long, short = 'c', num_args = 1..)]
+    config: Vec<PathBuf>,
+    #[command(flatten)]
+    cloud: CloudArgs,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Virtual seconds per real second on the simulator, or `max`.
+    #[arg(long, default_value = "max", value_parser = ops::parse_speed)]
+    speed: Speed,
+    /// How much to print: critical/error print only the outcome; info and debug
+    /// print every event.
+    #[arg(long, short = 'l', visible_alias = "loglevel", value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// Output style of the final report.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    #[arg(long, short = 'w')]
+    workload: String,
+    #[arg(long, short = 'c', num_args = 1..)]
+    config: Vec<PathBuf>,
+    #[command(flatten)]
+    cloud: CloudArgs,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,9 +253,21 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-26T20:00:00Z: {e}"))
 }
 
-/// A failure the user can fix; printed without a backtrace, exit code 1.
+/// A failure the user can fix; printed as is, exit code 1.
 #[derive(Debug)]
-struct Invalid(String);
+pub struct Invalid(pub String);
+
+/// A run that did not succeed; exit code 3.
+#[derive(Debug)]
+pub struct RunFailed(pub String);
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RunFailed {}
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,8 +279,13 @@ impl std::error::Error for Invalid {}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let runtime = pollster::block_on(run(cli));
+    match runtime {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<RunFailed>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             if e.downcast_ref::<Invalid>().is_some() {
                 eprintln!("{e}");
@@ -128,8 +297,68 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo { speed } => crate::demo::demo(speed).await,
+        Command::Run(args) => run_cmd(args).await,
+        Command::Status(args) => {
+            let store = ops::open_store(args.store.store.as_deref())?;
+            let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
+            let cloud = sim_cloud(&args.cloud)?;
+            print!("{}", ops::status(&workload, &cloud, &*store).await?);
+            Ok(())
+        }
+        Command::Runs {
+            workload,
+            store,
+            show,
+        } => {
+            let store = ops::open_store(store.store.as_deref())?;
+            match show {
+                None => print!("{}", ops::runs(&*store, workload.as_deref()).await?),
+                Some(RunsCommand::Show { id }) => print!("{}", ops::run_show(&*store, &id).await?),
+            }
+            Ok(())
+        }
+        Command::Exempt { command, store } => {
+            let store = ops::open_store(store.store.as_deref())?;
+            let out = match command {
+                ExemptCommand::Add {
+                    instance,
+                    until,
+                    reason,
+                } => ops::exempt_add(&*store, &instance, until, &reason).await?,
+                ExemptCommand::Remove { instance } => {
+                    if store
+                        .remove_exemption(&instance)
+                        .await
+                        .map_err(|e| anyhow!("{e}"))?
+                    {
+                        format!("{instance}: exemptions removed\n")
+                    } else {
+                        return Err(anyhow!(Invalid(format!("{instance} has no exemption"))));
+                    }
+                }
+                ExemptCommand::List => ops::exempt_list(&*store).await?,
+            };
+            print!("{out}");
+            Ok(())
+        }
+        Command::Load { files, store } => {
+            let loaded = load(&files)?;
+            let store = ops::open_store(store.store.as_deref())?;
+            for w in &loaded.workloads {
+                store.put_workload(w).await.map_err(|e| anyhow!("{e}"))?;
+            }
+            let names: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
+            println!(
+                "loaded {} workload{}: {}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
+            Ok(())
+        }
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -145,12 +374,83 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn sim_cloud(args: &CloudArgs) -> anyhow::Result<ops::SimCloud> {
+    if args.dynamodb_region.is_some() {
+        return Err(anyhow!(Invalid(
+            "-r/--dynamoDBRegion needs the DynamoDB store, which is not available in this build; use --store sqlite:PATH".into()
+        )));
+    }
+    match (args.cloud, &args.fleet) {
+        (CloudKind::Sim, Some(fleet)) => ops::SimCloud::load(fleet),
+        (CloudKind::Sim, None) => Err(anyhow!(Invalid("--cloud sim needs --fleet FLEET.json".into()))),
+        (CloudKind::Aws, _) => Err(anyhow!(Invalid(
+            "--cloud aws is not available in this build (the AWS adapters are not built yet); use --cloud sim --fleet FLEET.json".into()
+        ))),
+    }
+}
+
+async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
+    let store = ops::open_store(args.store.store.as_deref())?;
+    let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
+    let cloud = sim_cloud(&args.cloud)?;
+    let settings = Settings {
+        owner: ops::owner(),
+        ..Settings::default()
+    };
+    let mut exec = Executor::new(cloud.ports(&*store), settings, workload);
+    let req = RunRequest {
+        action: args.action,
+        profile: args.profile.clone(),
+        scale_in: if args.scale_in {
+            ScaleIn::Apply
+        } else {
+            ScaleIn::ReportOnly
+        },
+    };
+    if args.dry_run {
+        let plan = exec
+            .plan(&req)
+            .await
+            .map_err(|e| anyhow!(Invalid(e.to_string())))?;
+        match args.output {
+            Output::Text => print!("Dry run: nothing is changed.\n{}", render::plan_text(&plan)),
+            Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        }
+        return Ok(());
+    }
+    let mut run = match ops::begin(&mut exec, &*store, &req, args.resume.as_deref()).await? {
+        Begin::NothingToDo(plan) => {
+            match args.output {
+                Output::Text => print!("{}", render::plan_text(&plan)),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+            }
+            return Ok(());
+        }
+        Begin::Resumed(r) => {
+            eprintln!("resuming run {}", r.id);
+            *r
+        }
+        Begin::Started(r) => *r,
+    };
+    let quiet = matches!(args.log_level, LogLevel::Critical | LogLevel::Error);
+    let mut progress = Progress::new(quiet || args.output == Output::Json);
+    ops::drive_sim(&mut exec, &mut run, &cloud, args.speed, &mut progress).await?;
+    match args.output {
+        Output::Text => print!("{}", ops::run_report(&run)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&run.summary())?),
+    }
+    match ops::run_failed(&run) {
+        Some(msg) => Err(anyhow!(RunFailed(msg))),
+        None => Ok(()),
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| anyhow!(Invalid(format!("{}: cannot read: {e}", path.display()))))
 }
 
-fn invalid(diags: Diagnostics) -> anyhow::Error {
+pub fn invalid(diags: Diagnostics) -> anyhow::Error {
     let n = diags.errors().count();
     anyhow!(Invalid(format!(
         "{diags}\n{n} error{} found",
@@ -159,7 +459,7 @@ fn invalid(diags: Diagnostics) -> anyhow::Error {
 }
 
 /// Reads and decodes workload files, printing warnings to standard error.
-fn load(files: &[PathBuf]) -> anyhow::Result<Loaded> {
+pub fn load(files: &[PathBuf]) -> anyhow::Result<Loaded> {
     let texts = files
         .iter()
         .map(|f| Ok((f.display().to_string(), read(f)?)))

@@ -1,7 +1,11 @@
 //! `ec2-scheduler`: the command line. Parses arguments and hands over to the library
-//! crates; exit codes: 0 ok, 1 invalid input, 2 usage.
+//! crates; exit codes: 0 ok, 1 invalid input (or a failure
+//! to reach the store or cloud), 2 usage, 3 a run that did not succeed.
 
 mod cli;
+mod demo;
+mod ops;
+mod progress;
 mod render;
 
 use std::process::ExitCode;

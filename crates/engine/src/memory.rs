@@ -5,9 +5,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ec2_scheduler_core::Exemption;
+use ec2_scheduler_core::{Exemption, Workload};
 
-use crate::ports::{LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreResult};
+use crate::ports::{
+    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreResult,
+};
 use crate::run::Run;
 
 #[derive(Default)]
@@ -16,6 +18,7 @@ struct Inner {
     runs: BTreeMap<String, Run>,
     exemptions: Vec<Exemption>,
     parked: BTreeMap<(String, String), Vec<LbTarget>>,
+    workloads: BTreeMap<String, Workload>,
 }
 
 /// Everything in a mutex.
@@ -166,6 +169,25 @@ impl RunStore for MemoryStore {
             for id in ids {
                 i.parked.remove(&(workload.to_string(), id.clone()));
             }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConfigStore for MemoryStore {
+    async fn workload(&self, name: &str) -> StoreResult<Option<Workload>> {
+        Ok(self.with(|i| i.workloads.get(name).cloned()))
+    }
+
+    async fn workloads(&self) -> StoreResult<Vec<Workload>> {
+        Ok(self.with(|i| i.workloads.values().cloned().collect()))
+    }
+
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<()> {
+        self.with(|i| {
+            i.workloads
+                .insert(workload.name.to_string(), workload.clone())
         });
         Ok(())
     }

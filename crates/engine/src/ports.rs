@@ -9,7 +9,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::model::{Name, Os};
-use ec2_scheduler_core::{Exemption, Instance};
+use ec2_scheduler_core::{Exemption, Instance, Workload};
 use serde::{Deserialize, Serialize};
 
 use crate::run::Run;
@@ -254,4 +254,14 @@ pub trait RunStore: Send + Sync {
     /// Where these instances were registered before they were taken out.
     async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>>;
     async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()>;
+}
+
+/// Where workload definitions live.
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
+    async fn workload(&self, name: &str) -> StoreResult<Option<Workload>>;
+    /// Every workload, sorted by name.
+    async fn workloads(&self) -> StoreResult<Vec<Workload>>;
+    /// Adds or replaces a workload.
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<()>;
 }

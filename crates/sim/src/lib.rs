@@ -47,6 +47,9 @@ pub struct SimConfig {
     pub limits: Limits,
     /// Seed for jitter and random faults.
     pub seed: u64,
+    /// Virtual time at the start (default: [`epoch`]).
+    #[serde(default)]
+    pub start: Option<DateTime<Utc>>,
 }
 
 impl Default for SimConfig {
@@ -62,6 +65,7 @@ impl Default for SimConfig {
             ssm_secs: 4.0,
             limits: Limits::AWS,
             seed: 1,
+            start: None,
         }
     }
 }
@@ -365,27 +369,44 @@ enum Bucket {
 }
 
 impl Region {
-    /// A region holding `instances`, at [`epoch`].
+    /// A region holding `instances`, at `cfg.start` (default [`epoch`]). Instances
+    /// caught in a transition (pending, stopping) complete it as they would.
     pub fn new(instances: Vec<Instance>, cfg: SimConfig) -> Self {
         let l = cfg.limits;
+        let now = cfg.start.unwrap_or_else(epoch);
+        let mut rng = Jitter::new(cfg.seed);
+        let instances = instances
+            .into_iter()
+            .map(|i| {
+                let since = (i.state == InstanceState::Running).then(|| now - TimeDelta::hours(1));
+                let next = match i.state {
+                    InstanceState::Pending => Some((
+                        now + secs(cfg.start_secs * rng.next_unit()),
+                        InstanceState::Running,
+                    )),
+                    InstanceState::Stopping => Some((
+                        now + secs(cfg.stop_secs * rng.next_unit()),
+                        InstanceState::Stopped,
+                    )),
+                    InstanceState::ShuttingDown => {
+                        Some((now + secs(cfg.stop_secs), InstanceState::Terminated))
+                    }
+                    _ => None,
+                };
+                (
+                    i.id.clone(),
+                    SimInstance {
+                        inst: i,
+                        next,
+                        running_since: since,
+                    },
+                )
+            })
+            .collect();
         let state = State {
-            now: epoch(),
-            rng: Jitter::new(cfg.seed),
-            instances: instances
-                .into_iter()
-                .map(|i| {
-                    let since =
-                        (i.state == InstanceState::Running).then(|| epoch() - TimeDelta::hours(1));
-                    (
-                        i.id.clone(),
-                        SimInstance {
-                            inst: i,
-                            next: None,
-                            running_since: since,
-                        },
-                    )
-                })
-                .collect(),
+            now,
+            rng,
+            instances,
             lbs: BTreeMap::new(),
             ssm: BTreeMap::new(),
             commands: BTreeMap::new(),
@@ -403,6 +424,21 @@ impl Region {
         Region {
             state: Mutex::new(state),
         }
+    }
+
+    /// Load balancers holding each instance now (draining ones excluded).
+    pub fn memberships(&self) -> BTreeMap<String, Vec<LbTarget>> {
+        let mut s = self.st();
+        s.settle();
+        let mut out: BTreeMap<String, Vec<LbTarget>> = BTreeMap::new();
+        for (t, regs) in &s.lbs {
+            for (id, r) in regs {
+                if r.draining_until.is_none() {
+                    out.entry(id.clone()).or_default().push(t.clone());
+                }
+            }
+        }
+        out
     }
 
     fn st(&self) -> MutexGuard<'_, State> {

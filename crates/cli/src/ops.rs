@@ -1,0 +1,536 @@
+//! The commands that act: `run`, `status`, `runs`, `exempt`, `load`, and what they
+//! share (opening the store, finding the workload, the simulated cloud).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use ec2_scheduler_core::fleet::membership;
+use ec2_scheduler_core::{Exemption, Instance, Workload};
+use ec2_scheduler_engine::ports::{ConfigStore, LbTarget, RunStore};
+use ec2_scheduler_engine::{
+    Begin, EngineError, Executor, Ports, Run, RunRequest, RunStatus, Settings, Tick,
+};
+use ec2_scheduler_sim::{Region, SimConfig};
+use ec2_scheduler_store::SqliteStore;
+
+use crate::cli::Invalid;
+use crate::progress::Progress;
+
+/// A store that holds both runs and workloads.
+pub trait Store: RunStore + ConfigStore {}
+impl<T: RunStore + ConfigStore> Store for T {}
+
+/// Opens the store named by `spec` (`sqlite:PATH` or `memory`), or the default file.
+pub fn open_store(spec: Option<&str>) -> anyhow::Result<Box<dyn Store>> {
+    let spec = spec
+        .map(str::to_string)
+        .or_else(|| std::env::var("EC2_SCHEDULER_STORE").ok());
+    match spec.as_deref() {
+        None => {
+            let path = default_store_path();
+            Ok(Box::new(
+                SqliteStore::open(&path).map_err(|e| anyhow!("{e}"))?,
+            ))
+        }
+        Some("memory") => Ok(Box::new(ec2_scheduler_engine::memory::MemoryStore::new())),
+        Some(s) => match s.strip_prefix("sqlite:") {
+            Some(path) if !path.is_empty() => Ok(Box::new(
+                SqliteStore::open(Path::new(path)).map_err(|e| anyhow!("{e}"))?,
+            )),
+            _ => Err(anyhow!(Invalid(format!(
+                "--store {s:?}: expected sqlite:PATH or memory (the DynamoDB store is not available in this build)"
+            )))),
+        },
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ec2-scheduler").join("state.db")
+}
+
+/// The workload named `name`: from `--config` files when given, else from the store.
+pub async fn find_workload(
+    config: &[PathBuf],
+    name: &str,
+    store: &dyn Store,
+) -> anyhow::Result<Workload> {
+    if !config.is_empty() {
+        let loaded = crate::cli::load(config)?;
+        return loaded.workload(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
+            anyhow!(Invalid(format!(
+                "workload {name:?} is not defined in the files given (defined: {})",
+                known.join(", ")
+            )))
+        });
+    }
+    match store.workload(name).await.map_err(|e| anyhow!("{e}"))? {
+        Some(w) => Ok(w),
+        None => {
+            let known: Vec<String> = store
+                .workloads()
+                .await
+                .map_err(|e| anyhow!("{e}"))?
+                .into_iter()
+                .map(|w| w.name.to_string())
+                .collect();
+            Err(anyhow!(Invalid(format!(
+                "workload {name:?} is not in the store (stored: {}); load it with `ec2-scheduler load FILE` or pass --config FILE",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))))
+        }
+    }
+}
+
+fn target_name(t: &LbTarget) -> String {
+    match t {
+        LbTarget::Classic { name } => name.clone(),
+        LbTarget::TargetGroup { arn, .. } => arn.clone(),
+    }
+}
+
+fn target_of(name: &str) -> LbTarget {
+    if name.starts_with("arn:") {
+        LbTarget::TargetGroup {
+            arn: name.to_string(),
+            port: None,
+        }
+    } else {
+        LbTarget::Classic {
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A simulated region loaded from a fleet snapshot and written back to it.
+pub struct SimCloud {
+    pub region: Region,
+    path: PathBuf,
+}
+
+impl SimCloud {
+    /// Loads the snapshot; the region's clock starts now.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!(Invalid(format!("{}: cannot read: {e}", path.display()))))?;
+        let name = path.display().to_string();
+        let instances =
+            ec2_scheduler_config::fleet::load_fleet(&name, &text).map_err(crate::cli::invalid)?;
+        Ok(Self::new_at(path, instances, Utc::now()))
+    }
+
+    /// A region for `instances` whose clock starts at `start`, saved to `path`.
+    pub fn new_at(path: &Path, instances: Vec<Instance>, start: DateTime<Utc>) -> Self {
+        SimCloud {
+            region: Self::region(instances, start),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// A region for `instances`, with load-balancer registrations from the snapshot.
+    pub fn region(instances: Vec<Instance>, start: DateTime<Utc>) -> Region {
+        let mut by_target: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in &instances {
+            for lb in i.load_balancers.iter().flatten() {
+                by_target.entry(lb.clone()).or_default().push(i.id.clone());
+            }
+        }
+        let region = Region::new(
+            instances,
+            SimConfig {
+                start: Some(start),
+                ..SimConfig::default()
+            },
+        );
+        for (t, ids) in by_target {
+            region.attach(
+                target_of(&t),
+                &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+        }
+        region
+    }
+
+    /// Writes the region's instances back to the snapshot file.
+    pub fn save(&self) -> anyhow::Result<()> {
+        let members = self.region.memberships();
+        let instances: Vec<Instance> = self
+            .region
+            .instances()
+            .into_iter()
+            .map(|mut i| {
+                i.load_balancers = Some(
+                    members
+                        .get(&i.id)
+                        .map(|ts| ts.iter().map(target_name).collect())
+                        .unwrap_or_default(),
+                );
+                i
+            })
+            .collect();
+        let doc = serde_json::json!({ "observed_at": ec2_scheduler_engine::ports::Clock::now(&self.region), "instances": instances });
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        std::fs::write(&self.path, text).with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    pub fn ports<'a>(&'a self, store: &'a dyn Store) -> Ports<'a> {
+        Ports {
+            compute: &self.region,
+            lb: &self.region,
+            probe: &self.region,
+            notifier: &self.region,
+            store,
+            clock: &self.region,
+        }
+    }
+}
+
+/// This process, as a lock owner: `host:pid`.
+pub fn owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Whether a lock owner is a process of this host that no longer exists.
+fn owner_is_dead(owner: &str) -> bool {
+    let Some((host, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    host == hostname() && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
+}
+
+/// A new run id: time and process, unique enough for one store.
+pub fn new_run_id() -> String {
+    let now = Utc::now();
+    format!(
+        "run-{}-{:05}",
+        now.format("%Y%m%dT%H%M%S%.3f"),
+        std::process::id() % 100_000
+    )
+}
+
+/// How fast virtual time runs against real time.
+#[derive(Debug, Clone, Copy)]
+pub enum Speed {
+    /// This many virtual seconds per real second.
+    Times(f64),
+    /// No real waiting at all.
+    Max,
+}
+
+pub fn parse_speed(s: &str) -> Result<Speed, String> {
+    if s == "max" {
+        return Ok(Speed::Max);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
+        _ => Err(format!("expected a positive number or `max`, found {s:?}")),
+    }
+}
+
+/// Begins (or resumes) a run, reclaiming a lock left by a dead process of this host.
+pub async fn begin(
+    exec: &mut Executor<'_>,
+    store: &dyn Store,
+    req: &RunRequest,
+    resume: Option<&str>,
+) -> anyhow::Result<Begin> {
+    for attempt in 0..2 {
+        let result = match resume {
+            Some(id) => exec.resume(id).await.map(|r| Begin::Resumed(Box::new(r))),
+            None => exec.begin(req, &new_run_id()).await,
+        };
+        match result {
+            Err(EngineError::Busy(lock)) if attempt == 0 && owner_is_dead(&lock.owner) => {
+                eprintln!(
+                    "note: taking over the lock of {} from {} (that process is gone)",
+                    lock.workload, lock.owner
+                );
+                store
+                    .release(&lock.workload, &lock.owner)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            Err(e @ EngineError::Busy(_)) => return Err(anyhow!(Invalid(e.to_string()))),
+            Err(EngineError::Plan(e)) => return Err(anyhow!(Invalid(format!("cannot plan: {e}")))),
+            Err(EngineError::NoSuchRun(id)) => {
+                return Err(anyhow!(Invalid(format!("no run {id} in the store"))));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(b) => return Ok(b),
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+/// Drives a run to its end on the simulated cloud, showing progress and saving the
+/// fleet after every tick.
+pub async fn drive_sim(
+    exec: &mut Executor<'_>,
+    run: &mut Run,
+    cloud: &SimCloud,
+    speed: Speed,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    loop {
+        let tick = exec.tick(run).await?;
+        let now = ec2_scheduler_engine::ports::Clock::now(&cloud.region);
+        progress.update(run, now);
+        cloud.save()?;
+        match tick {
+            Tick::Done => break,
+            Tick::Wait(d) => {
+                if let Speed::Times(x) = speed {
+                    std::thread::sleep(Duration::from_secs_f64((d.as_secs_f64() / x).min(2.0)));
+                }
+                cloud.region.advance(d.max(Duration::from_millis(1)));
+            }
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// The run's outcome for people.
+pub fn run_report(run: &Run) -> String {
+    let mut out = String::new();
+    let secs = run.elapsed_secs(run.finished.unwrap_or(run.started));
+    out += &format!(
+        "Run {}: {} of {} {} in {secs:.0} s: {} stopped, {} started, {} resized, {} excluded, {} kept running, {} failed\n",
+        run.id,
+        run.action,
+        run.workload,
+        run.status.as_str(),
+        run.stopped_ids.len(),
+        run.started_ids.len(),
+        run.resized_ids.len(),
+        run.plan.excluded.len(),
+        run.kept.len(),
+        run.failed.len()
+    );
+    for e in &run.plan.excluded {
+        out += &format!(
+            "  excluded {} ({}): {}\n",
+            e.instance,
+            e.tier,
+            e.reason.describe()
+        );
+    }
+    for (id, k) in &run.kept {
+        out += &format!("  kept {id} ({}): {}\n", k.tier, k.reason);
+    }
+    for (id, f) in &run.failed {
+        out += &format!("  failed {id} ({}): {}\n", f.tier, f.reason);
+    }
+    for (tier, t) in &run.tiers {
+        if let Some(f) = t.finished {
+            out += &format!(
+                "  tier {tier}: {:.0} s\n",
+                (f - t.started).num_milliseconds() as f64 / 1000.0
+            );
+        }
+    }
+    let calls: Vec<String> = run.calls.iter().map(|(a, n)| format!("{a} {n}")).collect();
+    out += &format!(
+        "  API calls: {} ({}), {} retried\n",
+        run.total_calls(),
+        calls.join(", "),
+        run.retried
+    );
+    if let Some(e) = &run.error {
+        out += &format!("  error: {e}\n");
+    }
+    out
+}
+
+/// Exit status of a finished run: success only when it succeeded.
+pub fn run_failed(run: &Run) -> Option<String> {
+    (run.status != RunStatus::Succeeded).then(|| format!("run {} {}", run.id, run.status.as_str()))
+}
+
+/// `status`: the workload's tiers and instances, with exemptions and the lock.
+pub async fn status(
+    workload: &Workload,
+    cloud: &SimCloud,
+    store: &dyn Store,
+) -> anyhow::Result<String> {
+    let mut exec = Executor::new(cloud.ports(store), Settings::default(), workload.clone());
+    let mut calls = BTreeMap::new();
+    let observed = exec.observe(&mut calls).await?;
+    let exemptions = store.exemptions().await.map_err(|e| anyhow!("{e}"))?;
+    let now = ec2_scheduler_engine::ports::Clock::now(&cloud.region);
+    let index = ec2_scheduler_core::plan::Exemptions::new(workload, &exemptions, now);
+    let mut out = format!(
+        "Workload {} ({}={}, tier tag {})\n",
+        workload.name,
+        workload.workload_tag.key,
+        workload.workload_tag.value,
+        workload.tier_tag_key
+    );
+    for tier in workload.tiers() {
+        let members: Vec<&Instance> = observed
+            .iter()
+            .filter(|i| membership(workload, i) == Ok(tier.name.as_str()))
+            .collect();
+        let running = members.iter().filter(|i| i.state.is_up()).count();
+        out += &format!(
+            "\n{}: {} members, {running} running/pending\n",
+            tier.name,
+            members.len()
+        );
+        for i in members {
+            let note = index
+                .stop_exclusion(tier, i)
+                .map(|r| format!("  [{}]", r.describe()))
+                .unwrap_or_default();
+            out += &format!(
+                "  {:<22} {:<9} {:<12} {}{note}\n",
+                i.id,
+                i.state.as_str(),
+                i.instance_type,
+                i.az
+            );
+        }
+    }
+    let runs = store
+        .list_runs(Some(workload.name.as_str()))
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(last) = runs.first() {
+        out += &format!(
+            "\nLast run: {} {} {} (started {})\n",
+            last.id,
+            last.action,
+            last.status,
+            last.started.to_rfc3339()
+        );
+    }
+    Ok(out)
+}
+
+/// `runs`: the history table.
+pub async fn runs(store: &dyn Store, workload: Option<&str>) -> anyhow::Result<String> {
+    let rows = store
+        .list_runs(workload)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if rows.is_empty() {
+        return Ok("no runs\n".to_string());
+    }
+    let mut out = format!(
+        "{:<34} {:<20} {:<6} {:<24} {:<26} {}\n",
+        "RUN", "WORKLOAD", "ACTION", "STATUS", "STARTED", "SECONDS"
+    );
+    for r in rows {
+        let secs = r
+            .finished
+            .map(|f| format!("{:.0}", (f - r.started).num_milliseconds() as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        out += &format!(
+            "{:<34} {:<20} {:<6} {:<24} {:<26} {secs}\n",
+            r.id,
+            r.workload,
+            r.action,
+            r.status,
+            r.started.to_rfc3339()
+        );
+    }
+    Ok(out)
+}
+
+/// `runs show ID`: the run's report and history.
+pub async fn run_show(store: &dyn Store, id: &str) -> anyhow::Result<String> {
+    let run = store
+        .load_run(id)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!(Invalid(format!("no run {id} in the store"))))?;
+    let mut out = run_report(&run);
+    out += "History:\n";
+    for e in &run.history {
+        let t = (e.at - run.started).num_milliseconds() as f64 / 1000.0;
+        match &e.tier {
+            Some(tier) => out += &format!("  [{t:>7.1}s] {tier}: {}\n", e.what),
+            None => out += &format!("  [{t:>7.1}s] {}\n", e.what),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `--until`: an RFC 3339 time, or a date meaning through that day (UTC).
+pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.succ_opt())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))
+}
+
+/// `exempt add`.
+pub async fn exempt_add(
+    store: &dyn Store,
+    instance: &str,
+    until: Option<DateTime<Utc>>,
+    reason: &str,
+) -> anyhow::Result<String> {
+    if !instance.starts_with("i-") || instance.len() < 3 {
+        bail!(Invalid(format!(
+            "{instance:?} is not an instance id (i-...)"
+        )));
+    }
+    let e = Exemption {
+        instance_id: instance.to_string(),
+        until,
+        reason: reason.to_string(),
+    };
+    store.add_exemption(&e).await.map_err(|e| anyhow!("{e}"))?;
+    Ok(format!(
+        "{instance} is exempt from stop {}: {reason}\n",
+        until.map_or("until removed".to_string(), |u| format!(
+            "until {}",
+            u.to_rfc3339()
+        ))
+    ))
+}
+
+/// `exempt list`.
+pub async fn exempt_list(store: &dyn Store) -> anyhow::Result<String> {
+    let list = store.exemptions().await.map_err(|e| anyhow!("{e}"))?;
+    if list.is_empty() {
+        return Ok("no exemptions\n".to_string());
+    }
+    let now = Utc::now();
+    Ok(list
+        .iter()
+        .map(|e| {
+            let until = e.until.map_or("until removed".to_string(), |u| {
+                format!("until {}", u.to_rfc3339())
+            });
+            let expired = if e.active(now) { "" } else { " (expired)" };
+            format!("{} {until}{expired}: {}\n", e.instance_id, e.reason)
+        })
+        .collect())
+}

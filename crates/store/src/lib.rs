@@ -1,0 +1,531 @@
+//! The embedded store: one SQLite file holding workloads, runs (with their
+//! checkpoints), workload locks, exemptions and parked load-balancer registrations.
+//!
+//! Workloads are kept as ec2-scheduler YAML (one document per workload), so the file
+//! can be inspected with the sqlite3 shell and every format's settings survive.
+//! Runs are JSON; locks use a transaction so that taking one is atomic across
+//! processes sharing the file.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ec2_scheduler_config::{Format, Source, export, load};
+use ec2_scheduler_core::{Exemption, Workload};
+use ec2_scheduler_engine::memory::may_take;
+use ec2_scheduler_engine::ports::{
+    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+};
+use ec2_scheduler_engine::run::Run;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS workloads (
+    name TEXT PRIMARY KEY,
+    yaml TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workload TEXT NOT NULL,
+    action TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, started);
+CREATE TABLE IF NOT EXISTS locks (
+    workload TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exemptions (
+    instance_id TEXT NOT NULL,
+    until TEXT,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked (
+    workload TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (workload, instance_id, target)
+);
+";
+
+/// A SQLite-backed store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn time(s: &str, key: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or is not an ec2-scheduler store.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        Self::init(conn)
+    }
+
+    /// A store in memory (for tests).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(conn: Connection) -> StoreResult<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+}
+
+fn decode_run(id: &str, body: &str) -> StoreResult<Run> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        key: format!("run {id}"),
+        message: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let current: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT owner, run_id, expires FROM locks WHERE workload = ?1",
+                    params![lock.workload],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let current = match current {
+                None => None,
+                Some((owner, run_id, expires)) => Some(Lock {
+                    workload: lock.workload.clone(),
+                    owner,
+                    run_id,
+                    expires: time(&expires, "lock")?,
+                }),
+            };
+            if !may_take(current.as_ref(), lock, now) {
+                return Ok(LockOutcome::Held(current.expect("held")));
+            }
+            tx.execute(
+                "INSERT INTO locks (workload, owner, run_id, expires) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workload) DO UPDATE SET owner = ?2, run_id = ?3, expires = ?4",
+                params![
+                    lock.workload,
+                    lock.owner,
+                    lock.run_id,
+                    lock.expires.to_rfc3339()
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(LockOutcome::Acquired)
+        })
+    }
+
+    async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "UPDATE locks SET expires = ?3, run_id = ?4 WHERE workload = ?1 AND owner = ?2",
+                    params![
+                        lock.workload,
+                        lock.owner,
+                        lock.expires.to_rfc3339(),
+                        lock.run_id
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM locks WHERE workload = ?1 AND owner = ?2",
+                params![workload, owner],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn save_run(&self, run: &Run) -> StoreResult<()> {
+        let body = serde_json::to_string(run).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (id, workload, action, status, started, finished, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET status = ?4, finished = ?6, body = ?7",
+                params![
+                    run.id,
+                    run.workload,
+                    run.action.to_string(),
+                    run.status.as_str(),
+                    run.started.to_rfc3339(),
+                    run.finished.map(|f| f.to_rfc3339()),
+                    body
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
+        self.with(|c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM runs WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| decode_run(id, &b)).transpose()
+        })
+    }
+
+    async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
+        self.with(|c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT id, body FROM runs WHERE workload = ?1 AND status = 'running'
+                     ORDER BY started DESC LIMIT 1",
+                    params![workload],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(id, b)| decode_run(&id, &b)).transpose()
+        })
+    }
+
+    async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, workload, action, status, started, finished FROM runs
+                     WHERE ?1 IS NULL OR workload = ?1 ORDER BY started DESC, id DESC",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![workload], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, workload, action, status, started, finished) = row.map_err(backend)?;
+                out.push(RunSummaryRow {
+                    started: time(&started, &id)?,
+                    finished: finished.map(|f| time(&f, &id)).transpose()?,
+                    id,
+                    workload,
+                    action,
+                    status,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT instance_id, until, reason FROM exemptions ORDER BY instance_id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (instance_id, until, reason) = row.map_err(backend)?;
+                out.push(Exemption {
+                    until: until.map(|u| time(&u, &instance_id)).transpose()?,
+                    instance_id,
+                    reason,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO exemptions (instance_id, until, reason) VALUES (?1, ?2, ?3)",
+                params![e.instance_id, e.until.map(|u| u.to_rfc3339()), e.reason],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "DELETE FROM exemptions WHERE instance_id = ?1",
+                    params![instance_id],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(backend)?;
+            for (id, t) in entries {
+                let target =
+                    serde_json::to_string(t).map_err(|e| StoreError::Backend(e.to_string()))?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO parked (workload, instance_id, target) VALUES (?1, ?2, ?3)",
+                    params![workload, id, target],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+    }
+
+    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT target FROM parked WHERE workload = ?1 AND instance_id = ?2 ORDER BY target")
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for id in ids {
+                let rows = stmt
+                    .query_map(params![workload, id], |r| r.get::<_, String>(0))
+                    .map_err(backend)?;
+                for row in rows {
+                    let t = row.map_err(backend)?;
+                    let target = serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                        key: format!("parked {id}"),
+                        message: e.to_string(),
+                    })?;
+                    out.push((id.clone(), target));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(backend)?;
+            for id in ids {
+                tx.execute(
+                    "DELETE FROM parked WHERE workload = ?1 AND instance_id = ?2",
+                    params![workload, id],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+    }
+}
+
+#[async_trait]
+impl ConfigStore for SqliteStore {
+    async fn workload(&self, name: &str) -> StoreResult<Option<Workload>> {
+        let yaml: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT yaml FROM workloads WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })?;
+        yaml.map(|y| decode_workload(name, &y)).transpose()
+    }
+
+    async fn workloads(&self) -> StoreResult<Vec<Workload>> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, yaml FROM workloads ORDER BY name")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })?;
+        rows.iter().map(|(n, y)| decode_workload(n, y)).collect()
+    }
+
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<()> {
+        let yaml = export(std::slice::from_ref(workload), Format::Yaml);
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO workloads (name, yaml) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET yaml = ?2",
+                params![workload.name.as_str(), yaml],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+}
+
+fn decode_workload(name: &str, yaml: &str) -> StoreResult<Workload> {
+    let source = format!("store: workload {name}");
+    let loaded = load(&[Source {
+        name: &source,
+        text: yaml,
+    }])
+    .map_err(|d| StoreError::Corrupt {
+        key: format!("workload {name}"),
+        message: d.to_string(),
+    })?;
+    loaded
+        .workloads
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt {
+            key: format!("workload {name}"),
+            message: "no workload in the stored document".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn lock(owner: &str, expires: DateTime<Utc>) -> Lock {
+        Lock {
+            workload: "W".into(),
+            owner: owner.into(),
+            run_id: format!("run-{owner}"),
+            expires,
+        }
+    }
+
+    #[test]
+    fn locks_are_exclusive_until_they_expire() {
+        let s = SqliteStore::in_memory().unwrap();
+        let a = lock("a", t(60));
+        assert_eq!(
+            pollster::block_on(s.acquire(&a, t(0))).unwrap(),
+            LockOutcome::Acquired
+        );
+        match pollster::block_on(s.acquire(&lock("b", t(90)), t(30))).unwrap() {
+            LockOutcome::Held(l) => assert_eq!(l, a),
+            other => panic!("{other:?}"),
+        }
+        assert!(pollster::block_on(s.renew(&lock("a", t(120)))).unwrap());
+        assert!(!pollster::block_on(s.renew(&lock("b", t(120)))).unwrap());
+        assert_eq!(
+            pollster::block_on(s.acquire(&lock("b", t(200)), t(121))).unwrap(),
+            LockOutcome::Acquired
+        );
+        pollster::block_on(s.release("W", "a")).unwrap();
+        assert!(matches!(
+            pollster::block_on(s.acquire(&lock("a", t(300)), t(122))).unwrap(),
+            LockOutcome::Held(_)
+        ));
+    }
+
+    #[test]
+    fn exemptions_and_parked_registrations_round_trip() {
+        let s = SqliteStore::in_memory().unwrap();
+        let e = Exemption {
+            instance_id: "i-1".into(),
+            until: Some(t(0) + TimeDelta::days(1)),
+            reason: "load test".into(),
+        };
+        pollster::block_on(s.add_exemption(&e)).unwrap();
+        assert_eq!(pollster::block_on(s.exemptions()).unwrap(), vec![e]);
+        assert!(pollster::block_on(s.remove_exemption("i-1")).unwrap());
+        assert!(!pollster::block_on(s.remove_exemption("i-1")).unwrap());
+        let elb = LbTarget::Classic { name: "web".into() };
+        let tg = LbTarget::TargetGroup {
+            arn: "arn:tg".into(),
+            port: Some(80),
+        };
+        let entries = vec![
+            ("i-1".to_string(), elb.clone()),
+            ("i-1".to_string(), tg.clone()),
+        ];
+        pollster::block_on(s.park("W", &entries)).unwrap();
+        pollster::block_on(s.park("W", &entries)).unwrap();
+        let got = pollster::block_on(s.parked("W", &["i-1".into(), "i-2".into()])).unwrap();
+        assert_eq!(got.len(), 2);
+        pollster::block_on(s.unpark("W", &["i-1".into()])).unwrap();
+        assert!(
+            pollster::block_on(s.parked("W", &["i-1".into()]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn workloads_round_trip_through_yaml() {
+        let s = SqliteStore::in_memory().unwrap();
+        let text = include_str!("../../../examples/workloads.yaml");
+        let w = load(&[Source { name: "w", text }])
+            .unwrap()
+            .workloads
+            .remove(0);
+        pollster::block_on(s.put_workload(&w)).unwrap();
+        assert_eq!(
+            pollster::block_on(s.workload("ExampleTestCase")).unwrap(),
+            Some(w.clone())
+        );
+        assert_eq!(pollster::block_on(s.workloads()).unwrap(), vec![w]);
+        assert_eq!(pollster::block_on(s.workload("nope")).unwrap(), None);
+    }
+}
