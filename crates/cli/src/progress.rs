@@ -70,6 +70,13 @@ impl Progress {
         let Some(stage) = stages.get(run.cursor.stage) else {
             return;
         };
+        // Tiers of earlier stages are done.
+        for (tier, bar) in bars.iter() {
+            if !bar.is_finished() && !stage.tiers.iter().any(|t| &t.tier == tier) {
+                bar.set_position(bar.length().unwrap_or(0));
+                bar.finish();
+            }
+        }
         for tp in &stage.tiers {
             let bar = bars.entry(tp.tier.clone()).or_insert_with(|| {
                 let b = multi.add(ProgressBar::new(tp.steps.len() as u64));

@@ -196,6 +196,8 @@ pub struct Executor<'a> {
     workload: Workload,
     buckets: Buckets,
     state: BTreeMap<String, StepState>,
+    /// The current stage, cloned from the run once per stage.
+    stage: Option<((Phase, usize), Stage)>,
 }
 
 fn dur(d: chrono::TimeDelta) -> Duration {
@@ -225,6 +227,7 @@ impl<'a> Executor<'a> {
             settings,
             workload,
             state: BTreeMap::new(),
+            stage: None,
         }
     }
 
@@ -430,9 +433,14 @@ impl<'a> Executor<'a> {
             if run.cursor.phase == Phase::Verify {
                 return self.verify(run).await;
             }
-            let stages = self.stages(run).to_vec();
-            let Some(stage) = stages.get(run.cursor.stage) else {
-                return self.end_of_stages(run).await;
+            // The stage is cloned once, not on every tick: plans can be large.
+            let key = (run.cursor.phase, run.cursor.stage);
+            let stage = match self.stage.take() {
+                Some((k, s)) if k == key => s,
+                _ => match self.stages(run).get(run.cursor.stage) {
+                    Some(s) => s.clone(),
+                    None => return self.end_of_stages(run).await,
+                },
             };
             let mut wait: Option<Duration> = None;
             for tp in &stage.tiers {
@@ -440,6 +448,7 @@ impl<'a> Executor<'a> {
                     wait = Some(wait.map_or(w, |x: Duration| x.min(w)));
                 }
             }
+            self.stage = Some((key, stage));
             if let Some(w) = wait {
                 // Wake early enough to renew the lease.
                 let w = w.min(self.settings.lease / 3);

@@ -10,7 +10,8 @@
 //! Time only moves when [`Region::advance`] is called, so a 75-minute orchestration
 //! of 10,000 instances runs in seconds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -180,6 +181,9 @@ struct State {
     stop_instances: TokenBucket,
     log: Vec<LogEntry>,
     throttled: u64,
+    /// Transitions to apply, soonest first (entries may be stale; the instance's own
+    /// `next` decides).
+    due: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
 }
 
 /// The simulated region. All ports take `&self`; state sits behind a mutex.
@@ -219,18 +223,16 @@ impl State {
     /// Applies transitions due by `now`, in time order.
     fn settle(&mut self) {
         let now = self.now;
-        let mut due: Vec<(DateTime<Utc>, String)> = self
-            .instances
-            .iter()
-            .filter_map(|(id, s)| {
-                s.next
-                    .filter(|(at, _)| *at <= now)
-                    .map(|(at, _)| (at, id.clone()))
-            })
-            .collect();
-        due.sort();
-        for (at, id) in due {
-            let s = self.instances.get_mut(&id).expect("listed");
+        while let Some(Reverse((at, _))) = self.due.peek()
+            && *at <= now
+        {
+            let Reverse((at, id)) = self.due.pop().expect("peeked");
+            let Some(s) = self.instances.get_mut(&id) else {
+                continue;
+            };
+            if s.next.is_none_or(|(t, _)| t != at) {
+                continue; // stale entry
+            }
             let (_, to) = s.next.take().expect("due");
             let from = s.inst.state;
             s.inst.state = to;
@@ -402,6 +404,10 @@ impl Region {
                     },
                 )
             })
+            .collect::<BTreeMap<_, _>>();
+        let due = instances
+            .iter()
+            .filter_map(|(id, s)| s.next.map(|(at, _)| Reverse((at, id.clone()))))
             .collect();
         let state = State {
             now,
@@ -419,6 +425,7 @@ impl Region {
             stop_instances: TokenBucket::new(l.stop_instances),
             log: Vec::new(),
             throttled: 0,
+            due,
             cfg,
         };
         Region {
@@ -659,6 +666,7 @@ impl Compute for Region {
                         InstanceState::Running
                     },
                 ));
+                s.due.push(Reverse((now + secs(t), id.clone())));
                 s.log.push(LogEntry::State {
                     at: now,
                     instance: id.clone(),
@@ -720,6 +728,7 @@ impl Compute for Region {
                 si.inst.state = InstanceState::Stopping;
                 si.running_since = None;
                 si.next = Some((now + secs(t), InstanceState::Stopped));
+                s.due.push(Reverse((now + secs(t), id.clone())));
                 s.log.push(LogEntry::State {
                     at: now,
                     instance: id.clone(),

@@ -1,0 +1,290 @@
+//! `cargo run --release -p ec2-scheduler-bench [-- SCENARIO...]`
+//!
+//! Scenarios (default: all, each in its own process so that peak memory is its own):
+//! - `converge N`: stop, then start, a 3-tier workload of N instances on the simulated
+//!   region with AWS's buckets and transition times; reports virtual time against the
+//!   lower bound, API calls, throttled and failed calls, CPU time and peak memory;
+//! - `plan N`: plans a stop and a start of N instances; reports time and memory.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ec2_scheduler_config::{Source, load};
+use ec2_scheduler_core::plan::{PlanRequest, ScaleIn};
+use ec2_scheduler_core::{Action, Instance, InstanceState, Workload, plan};
+use ec2_scheduler_engine::memory::MemoryStore;
+use ec2_scheduler_engine::pace::{BucketSpec, Limits};
+use ec2_scheduler_engine::{Begin, Executor, Ports, RunRequest, RunStatus, Settings, Tick};
+use ec2_scheduler_sim::{Region, SimConfig};
+
+const TIERS: [&str; 3] = ["db", "app", "web"];
+/// Seconds paused after each tier (the original's default).
+const DELAY: u64 = 5;
+
+fn workload() -> Workload {
+    let tier = |name: &str, start: u32, stop: u32| {
+        format!(
+            "  - {{name: {name}, start: {{order: {start}, wait: true, delay: {DELAY}}}, stop: {{order: {stop}, wait: true, delay: {DELAY}}}}}\n"
+        )
+    };
+    let text = format!(
+        "version: 1\nworkloads:\n- name: bench\n  region: sim\n  workload_tag: {{key: env, value: bench}}\n  tier_tag_key: tier\n  tiers:\n{}{}{}",
+        tier("db", 0, 2),
+        tier("app", 1, 1),
+        tier("web", 2, 0)
+    );
+    load(&[Source {
+        name: "bench",
+        text: &text,
+    }])
+    .expect("valid")
+    .workloads
+    .remove(0)
+}
+
+fn fleet(n: usize, state: InstanceState) -> Vec<Instance> {
+    (0..n)
+        .map(|i| Instance {
+            id: format!("i-{i:08x}"),
+            state,
+            instance_type: "m5.large".into(),
+            az: ["a", "b", "c"][i % 3].into(),
+            vpc_id: None,
+            tags: [
+                ("env".to_string(), "bench".to_string()),
+                ("tier".to_string(), TIERS[i % 3].to_string()),
+            ]
+            .into(),
+            state_reason: None,
+            load_balancers: None,
+        })
+        .collect()
+}
+
+/// Process CPU time so far (from /proc/self/schedstat, in nanoseconds).
+fn cpu_time() -> Duration {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
+}
+
+/// Peak resident memory of the process in MiB (VmHWM).
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The time an ideal orchestrator with zero overhead needs: tiers one after another,
+/// each instance started or stopped as soon as the resource bucket has a token for it
+/// (the bucket is full at the beginning and carries over between tiers; request
+/// buckets, observation and polling are free), every instance taking exactly the
+/// transition time, and the tier's delay after every tier but the last.
+pub fn lower_bound(sizes: &[usize], bucket: BucketSpec, transition: f64, delay: f64) -> f64 {
+    let mut t = 0.0;
+    let mut tokens = bucket.capacity;
+    for (k, &n) in sizes.iter().enumerate() {
+        let n = n as f64;
+        let last_issue = if tokens >= n {
+            tokens -= n;
+            t
+        } else {
+            let wait = (n - tokens) / bucket.refill_per_sec;
+            tokens = 0.0;
+            t + wait
+        };
+        let end = last_issue + transition;
+        // Tokens refill while the tier finishes and during the delay.
+        let pause = if k + 1 < sizes.len() { delay } else { 0.0 };
+        tokens = (tokens + (end + pause - last_issue) * bucket.refill_per_sec).min(bucket.capacity);
+        t = end + pause;
+    }
+    t
+}
+
+struct Outcome {
+    virtual_secs: f64,
+    calls: BTreeMap<String, u64>,
+    status: RunStatus,
+}
+
+fn run(region: &Region, store: &MemoryStore, w: &Workload, action: Action) -> Outcome {
+    let ports = Ports {
+        compute: region,
+        lb: region,
+        probe: region,
+        notifier: region,
+        store,
+        clock: region,
+    };
+    let settings = Settings {
+        owner: "bench".into(),
+        ..Settings::default()
+    };
+    let mut exec = Executor::new(ports, settings, w.clone());
+    let req = RunRequest {
+        action,
+        profile: None,
+        scale_in: ScaleIn::ReportOnly,
+    };
+    let mut run =
+        match pollster::block_on(exec.begin(&req, &format!("bench-{action}"))).expect("begins") {
+            Begin::Started(r) => *r,
+            other => panic!("unexpected {other:?}"),
+        };
+    loop {
+        match pollster::block_on(exec.tick(&mut run)).expect("ticks") {
+            Tick::Done => break,
+            Tick::Wait(d) => region.advance(d.max(Duration::from_millis(1))),
+        }
+    }
+    Outcome {
+        virtual_secs: run.elapsed_secs(run.started),
+        calls: run.calls.clone(),
+        status: run.status,
+    }
+}
+
+fn converge(n: usize) {
+    let cfg = SimConfig {
+        jitter: 0.0,
+        ..SimConfig::default()
+    };
+    let (stop_secs, start_secs) = (cfg.stop_secs, cfg.start_secs);
+    let w = workload();
+    let region = Region::new(fleet(n, InstanceState::Running), cfg);
+    let store = MemoryStore::new();
+    let wall = Instant::now();
+    let cpu0 = cpu_time();
+    let sizes: Vec<usize> = (0..3).map(|k| n / 3 + usize::from(k < n % 3)).collect();
+    for (action, bucket, transition) in [
+        (Action::Stop, Limits::AWS.stop_instances, stop_secs),
+        (Action::Start, Limits::AWS.start_instances, start_secs),
+    ] {
+        let before = region.log().len();
+        let o = run(&region, &store, &w, action);
+        let bound = lower_bound(&sizes, bucket, transition, DELAY as f64);
+        let failed = region.log()[before..]
+            .iter()
+            .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { error: Some(_), .. }))
+            .count();
+        let calls: Vec<String> = o
+            .calls
+            .iter()
+            .map(|(a, c)| format!("{}={c}", a.trim_start_matches("ec2:")))
+            .collect();
+        println!(
+            "converge n={n} action={action} status={} virtual_s={:.1} lower_bound_s={bound:.1} ratio={:.4} calls={} failed_calls={failed} [{}]",
+            o.status.as_str(),
+            o.virtual_secs,
+            o.virtual_secs / bound,
+            o.calls.values().sum::<u64>(),
+            calls.join(" ")
+        );
+        // Let the last tier settle before the next action.
+        region.advance(Duration::from_secs(120));
+    }
+    println!(
+        "converge n={n} throttled_calls={} cpu_s={:.2} wall_s={:.2} peak_mib={:.0}",
+        region.throttled(),
+        (cpu_time() - cpu0).as_secs_f64(),
+        wall.elapsed().as_secs_f64(),
+        peak_mib()
+    );
+}
+
+fn plan_bench(n: usize) {
+    let w = workload();
+    let mut observed = fleet(n, InstanceState::Running);
+    // Some variety: a quarter stopped, a few exempt.
+    for (i, inst) in observed.iter_mut().enumerate() {
+        if i % 4 == 0 {
+            inst.state = InstanceState::Stopped;
+        }
+        if i % 97 == 0 {
+            inst.tags
+                .insert("ec2-scheduler:exempt".into(), "true".into());
+        }
+    }
+    let base = peak_mib();
+    for action in [Action::Stop, Action::Start] {
+        let mut best = Duration::MAX;
+        let mut steps = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let p = plan(&PlanRequest {
+                workload: &w,
+                observed: &observed,
+                action,
+                profile: None,
+                scale_in: ScaleIn::ReportOnly,
+                exemptions: &[],
+                now: ec2_scheduler_sim::epoch(),
+            })
+            .expect("plans");
+            best = best.min(t.elapsed());
+            steps = p.touched().count();
+        }
+        println!(
+            "plan n={n} action={action} best_of_5_ms={:.1} instance_entries_in_steps={steps}",
+            best.as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "plan n={n} peak_mib={:.0} (fleet alone: {base:.0})",
+        peak_mib()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [cmd, n] if cmd == "converge" => converge(n.parse().expect("a number")),
+        [cmd, n] if cmd == "plan" => plan_bench(n.parse().expect("a number")),
+        [] => {
+            let me = std::env::current_exe().expect("own path");
+            for scenario in [
+                ["plan", "100000"],
+                ["converge", "1000"],
+                ["converge", "10000"],
+                ["converge", "50000"],
+            ] {
+                let status = std::process::Command::new(&me)
+                    .args(scenario)
+                    .status()
+                    .expect("runs");
+                assert!(status.success(), "{scenario:?} failed");
+            }
+        }
+        _ => {
+            eprintln!("usage: ec2-scheduler-bench [converge N | plan N]");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lower_bound_matches_hand_computed_values() {
+        // 1,000 instances, three tiers of 333/333/334, all within the stop bucket:
+        // 3 x 30 s + 2 x 5 s.
+        let b = lower_bound(&[333, 333, 334], Limits::AWS.stop_instances, 30.0, 5.0);
+        assert!((b - 100.0).abs() < 1e-9, "{b}");
+        // 10,000 starts: (10,000 - 1,000) / 2 s of tokens, plus 3 x 15 s transitions,
+        // plus 2 x 5 s delays, minus tokens refilled during the first two tiers'
+        // transitions and delays (2 x (15 + 5) s x 2/s = 80 tokens = 40 s).
+        let b = lower_bound(&[3334, 3333, 3333], Limits::AWS.start_instances, 15.0, 5.0);
+        assert!((b - (4500.0 + 45.0 + 10.0 - 40.0)).abs() < 1e-6, "{b}");
+    }
+}
