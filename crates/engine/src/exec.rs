@@ -246,11 +246,24 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Observes the workload's instances. (Adapters retry throttled calls themselves,
-    /// as the AWS SDK does; an error here means the workload cannot be seen.)
+    /// Observes the workload's instances.
+    ///
+    /// # Errors
+    /// The API error when the workload cannot be seen (after a few retries of
+    /// throttled or failed calls).
     pub async fn observe(&mut self, calls: &mut BTreeMap<String, u64>) -> Result<Vec<Instance>> {
-        *calls.entry("ec2:DescribeInstances".into()).or_default() += 1;
-        Ok(self.ports.compute.describe(&self.filter()).await?)
+        let filter = self.filter();
+        let mut attempt = 0;
+        loop {
+            *calls.entry("ec2:DescribeInstances".into()).or_default() += 1;
+            match self.ports.compute.describe(&filter).await {
+                Ok(v) => return Ok(v),
+                // Before a run exists there is no driver to wait for us; ask again a
+                // few times (AWS adapters also back off on their own).
+                Err(e) if e.retryable() && attempt < self.settings.max_retries => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Observes and plans, changing nothing (a dry run).

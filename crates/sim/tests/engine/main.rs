@@ -557,3 +557,34 @@ fn notifications_cover_the_run() {
             >= 3
     );
 }
+
+#[test]
+fn throttled_and_failed_calls_are_retried_until_the_run_converges() {
+    // The account's buckets are far smaller than the engine assumes (as when other
+    // clients share them), and one call in five fails with a server error.
+    let fleet = seed_fleet(30, Running);
+    let mut cfg = ec2_scheduler_sim::SimConfig::default();
+    cfg.limits.mutating = ec2_scheduler_engine::pace::BucketSpec {
+        capacity: 1.0,
+        refill_per_sec: 0.2,
+    };
+    cfg.limits.describe = ec2_scheduler_engine::pace::BucketSpec {
+        capacity: 2.0,
+        refill_per_sec: 1.0,
+    };
+    let h = Harness::with_config(synced_workload("abort"), fleet.clone(), cfg);
+    h.region.faults(|f| f.server_error_rate = 0.2);
+    let run = h.run(Action::Stop, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.failed);
+    assert!(
+        h.region.throttled() > 0,
+        "the test should have been throttled"
+    );
+    assert!(run.retried > 0);
+    for id in tier_ids(&fleet, "Role_Web")
+        .iter()
+        .chain(&tier_ids(&fleet, "Role_DB"))
+    {
+        assert_eq!(h.state(id), Stopped);
+    }
+}
