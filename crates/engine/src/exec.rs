@@ -153,6 +153,8 @@ struct Calls {
     queue: VecDeque<(Vec<String>, u32)>,
     called: BTreeSet<String>,
     deadline: Option<DateTime<Utc>>,
+    /// Calls refused for one instance alone, by instance.
+    strikes: BTreeMap<String, u32>,
 }
 
 /// Progress inside the current step of a tier; not saved: a resumed step starts over
@@ -1138,13 +1140,14 @@ impl<'a> Executor<'a> {
             }
             return None;
         }
-        let id = &batch[0];
+        let strikes = calls.strikes.entry(batch[0].clone()).or_default();
+        *strikes += 1;
         match e.kind {
             ErrorKind::InsufficientCapacity if attempts < self.settings.capacity_retries => {
-                calls.queue.push_back((batch.clone(), attempts + 1));
+                calls.queue.push_back((batch, attempts + 1));
                 Some(self.backoff(run, attempts + 3))
             }
-            ErrorKind::IncorrectState if attempts < 3 => {
+            ErrorKind::IncorrectState if *strikes < 3 => {
                 // Re-observe on the next pass; it may have been in transition.
                 Some(self.settings.poll)
             }
@@ -1152,7 +1155,6 @@ impl<'a> Executor<'a> {
                 for id in &batch {
                     self.fail(run, id, tier, api_name(e), now);
                 }
-                let _ = id;
                 None
             }
         }
