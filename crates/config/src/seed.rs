@@ -41,6 +41,8 @@ const WORKLOAD_KEYS: &[&str] = &[
     "CrossAccountRoleExternalId",
     "FailurePolicy",
     "ExemptionTagName",
+    // Written by ec2-scheduler's DynamoDB store for conditional writes.
+    "Ec2SchedulerRevision",
 ];
 const TIER_KEYS: &[&str] = &[
     "SpecName",
@@ -48,6 +50,7 @@ const TIER_KEYS: &[&str] = &[
     "TierStart",
     "TierStop",
     "TierScaling",
+    "Ec2SchedulerRevision",
 ];
 const START_KEYS: &[&str] = &[
     "TierSequence",

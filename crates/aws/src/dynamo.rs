@@ -1,0 +1,817 @@
+//! The DynamoDB store.
+//!
+//! Workloads are read from the original tool's tables exactly as they are:
+//! `WorkloadSpecification` (hash key `SpecName`) and `TierSpecification` (hash key
+//! `SpecName`, range key `TierTagValue`), with every value shape the original accepted
+//! (decoding is the config crate's, as for files). Writing them (`load -r`) is a
+//! conditional put per item guarded by a revision number, never delete-then-put.
+//!
+//! Runs, locks, exemptions and parked load-balancer registrations live in one more
+//! table (default `Ec2SchedulerState`, keys `pk` and `sk`, both strings):
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | workload lock | `LOCK#<workload>` | `LOCK` |
+//! | run (metadata and first part of its JSON) | `RUN#<id>` | `RUN` |
+//! | further parts of a large run | `RUN#<id>` | `PART#<n>` |
+//! | run index entry | `RUNS#<workload>` | `<started>#<id>` |
+//! | exemption | `EXEMPT` | `<instance>#<until or "-">` |
+//! | parked registration | `PARKED#<workload>` | `<instance>#<target JSON>` |
+//!
+//! A lock is taken with a conditional put (free, expired, or already ours), so two
+//! processes can never both hold it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+};
+use chrono::{DateTime, Utc};
+use ec2_scheduler_config::{Format, Source, export, load};
+use ec2_scheduler_core::{Exemption, Workload};
+use ec2_scheduler_engine::ports::{
+    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+};
+use ec2_scheduler_engine::run::Run;
+use serde_json::{Map, Value, json};
+
+use crate::CallCounter;
+
+/// Table names.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub workloads: String,
+    pub tiers: String,
+    pub state: String,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            workloads: "WorkloadSpecification".into(),
+            tiers: "TierSpecification".into(),
+            state: "Ec2SchedulerState".into(),
+        }
+    }
+}
+
+/// The attribute holding an item's revision, for conditional writes.
+pub const REVISION: &str = "Ec2SchedulerRevision";
+/// Largest share of a run's JSON kept in one item (DynamoDB items are at most 400 KB).
+const PART: usize = 300_000;
+
+/// A store on DynamoDB.
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+    region: String,
+    pub counter: CallCounter,
+}
+
+fn backend(action: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("dynamodb:{action}: {e}"))
+}
+
+fn err_text<E>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// A DynamoDB attribute value as DynamoDB-typed JSON.
+pub fn to_typed_json(v: &AttributeValue) -> Value {
+    match v {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(_) => json!({ "NULL": true }),
+        AttributeValue::M(m) => {
+            json!({ "M": m.iter().map(|(k, v)| (k.clone(), to_typed_json(v))).collect::<Map<_, _>>() })
+        }
+        AttributeValue::L(l) => json!({ "L": l.iter().map(to_typed_json).collect::<Vec<_>>() }),
+        AttributeValue::Ss(v) => json!({ "SS": v }),
+        AttributeValue::Ns(v) => json!({ "NS": v }),
+        _ => json!({ "B": "(binary)" }),
+    }
+}
+
+/// Plain JSON (as `export -f seed-json` writes it) as a DynamoDB attribute value.
+pub fn from_plain_json(v: &Value) -> AttributeValue {
+    match v {
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Null => AttributeValue::Null(true),
+        Value::Array(a) => AttributeValue::L(a.iter().map(from_plain_json).collect()),
+        Value::Object(m) => AttributeValue::M(
+            m.iter()
+                .map(|(k, v)| (k.clone(), from_plain_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), to_typed_json(v)))
+            .collect(),
+    )
+}
+
+fn s(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|x| x.parse().ok())
+}
+
+fn time(s: &str, key: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            key: key.into(),
+            message: e.to_string(),
+        })
+}
+
+fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk.into())),
+        ("sk".to_string(), AttributeValue::S(sk.into())),
+    ])
+}
+
+impl DynamoStore {
+    pub fn new(config: &aws_config::SdkConfig, tables: Tables) -> Self {
+        DynamoStore {
+            client: Client::new(config),
+            region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            tables,
+            counter: CallCounter::default(),
+        }
+    }
+
+    /// Creates the state table (on-demand billing) if it does not exist.
+    ///
+    /// # Errors
+    /// When the table can be neither described nor created.
+    pub async fn ensure_state_table(&self) -> StoreResult<()> {
+        self.counter.record("dynamodb:DescribeTable");
+        if self
+            .client
+            .describe_table()
+            .table_name(&self.tables.state)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.counter.record("dynamodb:CreateTable");
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("complete")
+        };
+        let key = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .expect("complete")
+        };
+        self.client
+            .create_table()
+            .table_name(&self.tables.state)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| backend("CreateTable", err_text(&e)))?;
+        Ok(())
+    }
+
+    async fn query_all(
+        &self,
+        table: &str,
+        pk_name: &str,
+        pk: &str,
+    ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", pk_name)
+            .expression_attribute_values(":v", AttributeValue::S(pk.into()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            self.counter.record("dynamodb:Query");
+            let page = page.map_err(|e| backend("Query", err_text(&e)))?;
+            out.extend(page.items().iter().cloned());
+        }
+        Ok(out)
+    }
+
+    async fn scan_all(&self, table: &str) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
+        let mut out = Vec::new();
+        let mut pages = self.client.scan().table_name(table).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            self.counter.record("dynamodb:Scan");
+            let page = page.map_err(|e| backend("Scan", err_text(&e)))?;
+            out.extend(page.items().iter().cloned());
+        }
+        Ok(out)
+    }
+
+    /// Decodes a workload from its items with the config crate (typed JSON).
+    fn decode(
+        &self,
+        name: &str,
+        workload: &HashMap<String, AttributeValue>,
+        tiers: &[HashMap<String, AttributeValue>],
+    ) -> StoreResult<Workload> {
+        let doc = json!({
+            "WorkloadSpecification": [item_json(workload)],
+            "TierSpecification": tiers.iter().map(item_json).collect::<Vec<_>>(),
+        });
+        let text = doc.to_string();
+        let source = format!("dynamodb://{}/{}", self.region, self.tables.workloads);
+        let loaded = load(&[Source {
+            name: &source,
+            text: &text,
+        }])
+        .map_err(|d| StoreError::Corrupt {
+            key: format!("workload {name}"),
+            message: d.to_string(),
+        })?;
+        loaded
+            .workloads
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("workload {name}"),
+                message: "no workload decoded".into(),
+            })
+    }
+
+    /// Writes one item with a conditional put: it must be absent or still at the
+    /// revision read before. Returns the new revision.
+    async fn put_revised(
+        &self,
+        table: &str,
+        key_attrs: &[(&str, String)],
+        plain: &Map<String, Value>,
+    ) -> StoreResult<i64> {
+        let mut get = self
+            .client
+            .get_item()
+            .table_name(table)
+            .consistent_read(true);
+        for (k, v) in key_attrs {
+            get = get.key(*k, AttributeValue::S(v.clone()));
+        }
+        self.counter.record("dynamodb:GetItem");
+        let current = get
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        let rev = current.item().and_then(|i| n(i, REVISION));
+        let mut item: HashMap<String, AttributeValue> = plain
+            .iter()
+            .map(|(k, v)| (k.clone(), from_plain_json(v)))
+            .collect();
+        let next = rev.unwrap_or(0) + 1;
+        item.insert(REVISION.into(), AttributeValue::N(next.to_string()));
+        let first_key = key_attrs[0].0;
+        let put = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item));
+        let put = match (current.item().is_some(), rev) {
+            (false, _) => put
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", first_key),
+            (true, None) => put
+                .condition_expression("attribute_exists(#k) AND attribute_not_exists(#r)")
+                .expression_attribute_names("#k", first_key)
+                .expression_attribute_names("#r", REVISION),
+            (true, Some(r)) => put
+                .condition_expression("#r = :r")
+                .expression_attribute_names("#r", REVISION)
+                .expression_attribute_values(":r", AttributeValue::N(r.to_string())),
+        };
+        self.counter.record("dynamodb:PutItem");
+        put.send().await.map_err(|e| match e.as_service_error() {
+            Some(x) if x.is_conditional_check_failed_exception() => StoreError::Backend(format!(
+                "{table} item {} changed while it was being written; run the load again",
+                key_attrs
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            )),
+            _ => backend("PutItem", err_text(&e)),
+        })?;
+        Ok(next)
+    }
+
+    /// Writes a workload's items (the original's tables, plain-JSON style) with
+    /// conditional puts, then removes tier items the workload no longer has. Returns
+    /// the names of removed tiers.
+    ///
+    /// # Errors
+    /// A conditional check that failed (someone else wrote the item meanwhile), or any
+    /// DynamoDB error.
+    pub async fn write_workload(&self, w: &Workload) -> StoreResult<Vec<String>> {
+        let doc: Value = serde_json::from_str(&export(std::slice::from_ref(w), Format::SeedJson))
+            .expect("export is JSON");
+        let workload = doc["WorkloadSpecification"][0]
+            .as_object()
+            .expect("one workload")
+            .clone();
+        self.put_revised(
+            &self.tables.workloads,
+            &[("SpecName", w.name.to_string())],
+            &workload,
+        )
+        .await?;
+        let mut kept = Vec::new();
+        for t in doc["TierSpecification"].as_array().into_iter().flatten() {
+            let t = t.as_object().expect("items are objects");
+            let tier = t["TierTagValue"].as_str().unwrap_or_default().to_string();
+            self.put_revised(
+                &self.tables.tiers,
+                &[
+                    ("SpecName", w.name.to_string()),
+                    ("TierTagValue", tier.clone()),
+                ],
+                t,
+            )
+            .await?;
+            kept.push(tier);
+        }
+        let mut removed = Vec::new();
+        for item in self
+            .query_all(&self.tables.tiers, "SpecName", w.name.as_str())
+            .await?
+        {
+            let Some(tier) = s(&item, "TierTagValue") else {
+                continue;
+            };
+            if kept.contains(&tier) {
+                continue;
+            }
+            self.counter.record("dynamodb:DeleteItem");
+            let mut del = self
+                .client
+                .delete_item()
+                .table_name(&self.tables.tiers)
+                .key("SpecName", AttributeValue::S(w.name.to_string()))
+                .key("TierTagValue", AttributeValue::S(tier.clone()));
+            // Only if nobody changed it since it was read.
+            del = match n(&item, REVISION) {
+                Some(r) => del
+                    .condition_expression("#r = :r")
+                    .expression_attribute_names("#r", REVISION)
+                    .expression_attribute_values(":r", AttributeValue::N(r.to_string())),
+                None => del
+                    .condition_expression("attribute_not_exists(#r)")
+                    .expression_attribute_names("#r", REVISION),
+            };
+            del.send()
+                .await
+                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+            removed.push(tier);
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl ConfigStore for DynamoStore {
+    async fn workload(&self, name: &str) -> StoreResult<Option<Workload>> {
+        self.counter.record("dynamodb:GetItem");
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.tables.workloads)
+            .key("SpecName", AttributeValue::S(name.into()))
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        let Some(item) = got.item() else {
+            return Ok(None);
+        };
+        let tiers = self.query_all(&self.tables.tiers, "SpecName", name).await?;
+        self.decode(name, item, &tiers).map(Some)
+    }
+
+    async fn workloads(&self) -> StoreResult<Vec<Workload>> {
+        let mut out = Vec::new();
+        for item in self.scan_all(&self.tables.workloads).await? {
+            let Some(name) = s(&item, "SpecName") else {
+                continue;
+            };
+            let tiers = self
+                .query_all(&self.tables.tiers, "SpecName", &name)
+                .await?;
+            out.push(self.decode(&name, &item, &tiers)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<()> {
+        self.write_workload(workload).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl RunStore for DynamoStore {
+    async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome> {
+        let mut item = key(&format!("LOCK#{}", lock.workload), "LOCK");
+        item.insert("owner".into(), AttributeValue::S(lock.owner.clone()));
+        item.insert("run_id".into(), AttributeValue::S(lock.run_id.clone()));
+        item.insert(
+            "expires".into(),
+            AttributeValue::S(lock.expires.to_rfc3339()),
+        );
+        item.insert(
+            "expires_at".into(),
+            AttributeValue::N(lock.expires.timestamp_millis().to_string()),
+        );
+        self.counter.record("dynamodb:PutItem");
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now OR #o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            )
+            .expression_attribute_values(":owner", AttributeValue::S(lock.owner.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(LockOutcome::Acquired),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    let old = c.item().cloned().unwrap_or_default();
+                    Ok(LockOutcome::Held(Lock {
+                        workload: lock.workload.clone(),
+                        owner: s(&old, "owner").unwrap_or_default(),
+                        run_id: s(&old, "run_id").unwrap_or_default(),
+                        expires: s(&old, "expires").map(|t| time(&t, "lock")).transpose()?.unwrap_or(now),
+                    }))
+                }
+                _ => Err(backend("PutItem", err_text(&e))),
+            },
+        }
+    }
+
+    async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
+        self.counter.record("dynamodb:UpdateItem");
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key(&format!("LOCK#{}", lock.workload), "LOCK")))
+            .update_expression("SET expires = :e, expires_at = :ea, run_id = :r")
+            .condition_expression("#o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":e", AttributeValue::S(lock.expires.to_rfc3339()))
+            .expression_attribute_values(
+                ":ea",
+                AttributeValue::N(lock.expires.timestamp_millis().to_string()),
+            )
+            .expression_attribute_values(":r", AttributeValue::S(lock.run_id.clone()))
+            .expression_attribute_values(":owner", AttributeValue::S(lock.owner.clone()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("UpdateItem", err_text(&e))),
+        }
+    }
+
+    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
+        self.counter.record("dynamodb:DeleteItem");
+        let r = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key(&format!("LOCK#{workload}"), "LOCK")))
+            .condition_expression("#o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend("DeleteItem", err_text(&e))),
+        }
+    }
+
+    async fn save_run(&self, run: &Run) -> StoreResult<()> {
+        let body = serde_json::to_string(run).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let chunks: Vec<&str> = {
+            let mut v = Vec::new();
+            let mut rest = body.as_str();
+            while rest.len() > PART {
+                let mut cut = PART;
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                v.push(&rest[..cut]);
+                rest = &rest[cut..];
+            }
+            v.push(rest);
+            v
+        };
+        let pk = format!("RUN#{}", run.id);
+        for (i, part) in chunks.iter().enumerate().skip(1) {
+            let mut item = key(&pk, &format!("PART#{i:04}"));
+            item.insert("body".into(), AttributeValue::S(part.to_string()));
+            self.counter.record("dynamodb:PutItem");
+            self.client
+                .put_item()
+                .table_name(&self.tables.state)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| backend("PutItem", err_text(&e)))?;
+        }
+        let mut item = key(&pk, "RUN");
+        item.insert("body".into(), AttributeValue::S(chunks[0].to_string()));
+        item.insert("parts".into(), AttributeValue::N(chunks.len().to_string()));
+        self.counter.record("dynamodb:PutItem");
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        let mut index = key(
+            &format!("RUNS#{}", run.workload),
+            &format!("{}#{}", run.started.to_rfc3339(), run.id),
+        );
+        index.insert("id".into(), AttributeValue::S(run.id.clone()));
+        index.insert("workload".into(), AttributeValue::S(run.workload.clone()));
+        index.insert("action".into(), AttributeValue::S(run.action.to_string()));
+        index.insert(
+            "status".into(),
+            AttributeValue::S(run.status.as_str().into()),
+        );
+        index.insert(
+            "started".into(),
+            AttributeValue::S(run.started.to_rfc3339()),
+        );
+        if let Some(f) = run.finished {
+            index.insert("finished".into(), AttributeValue::S(f.to_rfc3339()));
+        }
+        self.counter.record("dynamodb:PutItem");
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(index))
+            .send()
+            .await
+            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        Ok(())
+    }
+
+    async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
+        let items = self
+            .query_all(&self.tables.state, "pk", &format!("RUN#{id}"))
+            .await?;
+        let mut parts: BTreeMap<String, String> = BTreeMap::new();
+        let mut count = None;
+        for item in &items {
+            let sk = s(item, "sk").unwrap_or_default();
+            if sk == "RUN" {
+                count = n(item, "parts");
+                parts.insert("PART#0000".into(), s(item, "body").unwrap_or_default());
+            } else if sk.starts_with("PART#") {
+                parts.insert(sk, s(item, "body").unwrap_or_default());
+            }
+        }
+        let Some(count) = count else { return Ok(None) };
+        if parts.len() as i64 != count {
+            return Err(StoreError::Corrupt {
+                key: format!("run {id}"),
+                message: format!("{} of {count} parts", parts.len()),
+            });
+        }
+        let body: String = parts.into_values().collect();
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: format!("run {id}"),
+                message: e.to_string(),
+            })
+    }
+
+    async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
+        let rows = self.list_runs(Some(workload)).await?;
+        match rows.into_iter().find(|r| r.status == "running") {
+            Some(r) => self.load_run(&r.id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>> {
+        let items = match workload {
+            Some(w) => {
+                self.query_all(&self.tables.state, "pk", &format!("RUNS#{w}"))
+                    .await?
+            }
+            None => self
+                .scan_all(&self.tables.state)
+                .await?
+                .into_iter()
+                .filter(|i| s(i, "pk").is_some_and(|p| p.starts_with("RUNS#")))
+                .collect(),
+        };
+        let mut rows = Vec::new();
+        for i in items {
+            let id = s(&i, "id").unwrap_or_default();
+            rows.push(RunSummaryRow {
+                started: time(&s(&i, "started").unwrap_or_default(), &id)?,
+                finished: s(&i, "finished").map(|f| time(&f, &id)).transpose()?,
+                workload: s(&i, "workload").unwrap_or_default(),
+                action: s(&i, "action").unwrap_or_default(),
+                status: s(&i, "status").unwrap_or_default(),
+                id,
+            });
+        }
+        rows.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        Ok(rows)
+    }
+
+    async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
+        let items = self.query_all(&self.tables.state, "pk", "EXEMPT").await?;
+        items
+            .iter()
+            .map(|i| {
+                let id = s(i, "instance_id").unwrap_or_default();
+                Ok(Exemption {
+                    until: s(i, "until").map(|u| time(&u, &id)).transpose()?,
+                    reason: s(i, "reason").unwrap_or_default(),
+                    instance_id: id,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
+        let until = e.until.map(|u| u.to_rfc3339());
+        let mut item = key(
+            "EXEMPT",
+            &format!("{}#{}", e.instance_id, until.as_deref().unwrap_or("-")),
+        );
+        item.insert(
+            "instance_id".into(),
+            AttributeValue::S(e.instance_id.clone()),
+        );
+        item.insert("reason".into(), AttributeValue::S(e.reason.clone()));
+        if let Some(u) = until {
+            item.insert("until".into(), AttributeValue::S(u));
+        }
+        self.counter.record("dynamodb:PutItem");
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        Ok(())
+    }
+
+    async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool> {
+        let items = self.query_all(&self.tables.state, "pk", "EXEMPT").await?;
+        let mut removed = false;
+        for i in items
+            .iter()
+            .filter(|i| s(i, "instance_id").as_deref() == Some(instance_id))
+        {
+            self.counter.record("dynamodb:DeleteItem");
+            self.client
+                .delete_item()
+                .table_name(&self.tables.state)
+                .set_key(Some(key("EXEMPT", &s(i, "sk").unwrap_or_default())))
+                .send()
+                .await
+                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+            removed = true;
+        }
+        Ok(removed)
+    }
+
+    async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {
+        for (id, t) in entries {
+            let target =
+                serde_json::to_string(t).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let mut item = key(&format!("PARKED#{workload}"), &format!("{id}#{target}"));
+            item.insert("target".into(), AttributeValue::S(target));
+            self.counter.record("dynamodb:PutItem");
+            self.client
+                .put_item()
+                .table_name(&self.tables.state)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| backend("PutItem", err_text(&e)))?;
+        }
+        Ok(())
+    }
+
+    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
+        let items = self
+            .query_all(&self.tables.state, "pk", &format!("PARKED#{workload}"))
+            .await?;
+        let mut out = Vec::new();
+        for i in items {
+            let sk = s(&i, "sk").unwrap_or_default();
+            let Some((id, _)) = sk.split_once('#') else {
+                continue;
+            };
+            if !ids.iter().any(|x| x == id) {
+                continue;
+            }
+            let t: LbTarget =
+                serde_json::from_str(&s(&i, "target").unwrap_or_default()).map_err(|e| {
+                    StoreError::Corrupt {
+                        key: sk.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+            out.push((id.to_string(), t));
+        }
+        Ok(out)
+    }
+
+    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
+        let items = self
+            .query_all(&self.tables.state, "pk", &format!("PARKED#{workload}"))
+            .await?;
+        for i in items {
+            let sk = s(&i, "sk").unwrap_or_default();
+            if sk
+                .split_once('#')
+                .is_some_and(|(id, _)| ids.iter().any(|x| x == id))
+            {
+                self.counter.record("dynamodb:DeleteItem");
+                self.client
+                    .delete_item()
+                    .table_name(&self.tables.state)
+                    .set_key(Some(key(&format!("PARKED#{workload}"), &sk)))
+                    .send()
+                    .await
+                    .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+            }
+        }
+        Ok(())
+    }
+}

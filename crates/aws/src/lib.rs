@@ -1,0 +1,268 @@
+//! AWS adapters: the engine's ports on real AWS (or anything that speaks its APIs, such
+//! as LocalStack or moto).
+//!
+//! **API boundary:** this is the only crate that sees aws-sdk types. Everything leaves
+//! it as engine and core types; errors become [`ApiError`] with an [`ErrorKind`].
+//!
+//! - [`AwsCloud`]: EC2, classic and v2 load balancers, the SSM override-file probe and
+//!   SNS, for one region and (optionally) one assumed role; clients built once.
+//! - [`dynamo`]: the DynamoDB store, reading the original tool's tables as they are.
+//! - [`calls`]: the list of API actions the adapters call, for the IAM policy.
+
+pub mod calls;
+pub mod dynamo;
+mod ec2;
+mod elb;
+mod sns;
+mod ssm;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use ec2_scheduler_engine::ports::{ApiError, ErrorKind};
+
+pub use calls::CallCounter;
+
+/// How to reach AWS.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// Region of the workload (or of the DynamoDB tables).
+    pub region: Option<String>,
+    /// Endpoint for every service (e.g. a local emulator). `AWS_ENDPOINT_URL` in the
+    /// environment is honoured as well.
+    pub endpoint_url: Option<String>,
+    /// Role to assume, with its external id.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    /// Attempts per call inside the SDK (retries of throttling and 5xx); `None`: the
+    /// SDK's default.
+    pub max_attempts: Option<u32>,
+}
+
+/// Loads the standard AWS configuration chain (environment, profiles, SSO, instance
+/// and container roles), then assumes the role when one is given.
+pub async fn sdk_config(c: &Connect) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(r) = &c.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(u) = &c.endpoint_url {
+        loader = loader.endpoint_url(u.clone());
+    }
+    if let Some(n) = c.max_attempts {
+        loader =
+            loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(n));
+    }
+    let base = loader.load().await;
+    let Some(role) = &c.role_arn else {
+        return base;
+    };
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+        .session_name("ec2-scheduler")
+        .configure(&base);
+    if let Some(e) = &c.external_id {
+        provider = provider.external_id(e.clone());
+    }
+    let provider = provider.build().await;
+    let mut builder = base.to_builder();
+    builder.set_credentials_provider(Some(
+        aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+    ));
+    builder.build()
+}
+
+/// The clients of one region and identity.
+pub struct AwsCloud {
+    ec2: aws_sdk_ec2::Client,
+    elb: aws_sdk_elasticloadbalancing::Client,
+    elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    ssm: aws_sdk_ssm::Client,
+    sns: aws_sdk_sns::Client,
+    sts: aws_sdk_sts::Client,
+    region: String,
+    /// SNS topic ARNs by name, resolved once.
+    topics: Mutex<BTreeMap<String, String>>,
+    /// Every API call made, by action.
+    pub counter: CallCounter,
+    /// Seconds an override-file command may run on the instance.
+    pub probe_timeout_secs: i32,
+    /// Results per DescribeInstances page (5 to 1,000).
+    pub page_size: i32,
+}
+
+impl AwsCloud {
+    /// Clients for the configuration's region and credentials.
+    pub fn new(config: &SdkConfig) -> Self {
+        AwsCloud {
+            ec2: aws_sdk_ec2::Client::new(config),
+            elb: aws_sdk_elasticloadbalancing::Client::new(config),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            topics: Mutex::new(BTreeMap::new()),
+            counter: CallCounter::default(),
+            probe_timeout_secs: 60,
+            page_size: 1000,
+        }
+    }
+
+    /// The region these clients talk to.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}
+
+/// Instance ids named in a message (`i-` followed by at least 8 hex digits).
+pub(crate) fn instance_ids_in(message: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = message.as_bytes();
+    let mut i = 0;
+    while i + 2 < b.len() {
+        let starts =
+            b[i] == b'i' && b[i + 1] == b'-' && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        if starts {
+            let mut j = i + 2;
+            while j < b.len() && b[j].is_ascii_hexdigit() {
+                j += 1;
+            }
+            // Real ids have 8 or 17 hex digits.
+            if j - i - 2 >= 8 {
+                out.push(message[i..j].to_string());
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Turns an SDK error into an [`ApiError`] for `action` (e.g. `ec2:StopInstances`).
+pub(crate) fn api_error<E>(
+    action: &str,
+    e: &aws_sdk_ec2::error::SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_ec2::error::SdkError;
+    let (code, message) = match e {
+        SdkError::ServiceError(_) => (
+            e.code().unwrap_or("Unknown").to_string(),
+            e.message().unwrap_or("").to_string(),
+        ),
+        SdkError::TimeoutError(_) => ("Timeout".to_string(), "the request timed out".to_string()),
+        other => (
+            "Transport".to_string(),
+            aws_sdk_ec2::error::DisplayErrorContext(other).to_string(),
+        ),
+    };
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let server = status.is_some_and(|s| s >= 500)
+        || matches!(
+            e,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        );
+    let kind = classify(&code, server);
+    let message = if kind == ErrorKind::AccessDenied {
+        format!("{message} (the credentials need the IAM permission {action}; see docs/iam.md)")
+    } else {
+        message
+    };
+    ApiError {
+        kind,
+        action: action.to_string(),
+        instances: instance_ids_in(&message),
+        code,
+        message,
+    }
+}
+
+/// The error kind of an AWS error code.
+pub fn classify(code: &str, server_side: bool) -> ErrorKind {
+    match code {
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "TooManyRequestsException"
+        | "ThrottledException"
+        | "RequestThrottled" => ErrorKind::Throttled,
+        "IncorrectInstanceState" | "IncorrectState" | "InvalidInstanceState" => {
+            ErrorKind::IncorrectState
+        }
+        "InvalidInstanceID.NotFound"
+        | "InvalidInstanceID.Malformed"
+        | "InvalidInstanceID"
+        | "InvalidInstance" => ErrorKind::NotFound,
+        "InsufficientInstanceCapacity" | "InsufficientCapacity" => ErrorKind::InsufficientCapacity,
+        "UnsupportedOperation"
+        | "UnsupportedHibernationConfiguration"
+        | "InvalidParameterCombination"
+        | "UnsupportedInstanceAttribute" => ErrorKind::Unsupported,
+        "UnauthorizedOperation"
+        | "AccessDenied"
+        | "AccessDeniedException"
+        | "AuthorizationError" => ErrorKind::AccessDenied,
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => {
+            ErrorKind::Server
+        }
+        _ if server_side => ErrorKind::Server,
+        _ => ErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_are_found_in_messages() {
+        assert_eq!(
+            instance_ids_in(
+                "The instance 'i-0abc1234' is not in a state from which it can be started; also i-9f."
+            ),
+            ["i-0abc1234"]
+        );
+        assert_eq!(
+            instance_ids_in("The instance IDs 'i-1a2b3c4d5e6f7a8b9, i-3c4d5e6f' do not exist"),
+            ["i-1a2b3c4d5e6f7a8b9", "i-3c4d5e6f"]
+        );
+        assert!(instance_ids_in("multi-instance, ami-123").is_empty());
+    }
+
+    #[test]
+    fn error_codes_are_classified() {
+        assert_eq!(
+            classify("RequestLimitExceeded", false),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            classify("IncorrectInstanceState", false),
+            ErrorKind::IncorrectState
+        );
+        assert_eq!(
+            classify("InvalidInstanceID.NotFound", false),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            classify("InsufficientInstanceCapacity", false),
+            ErrorKind::InsufficientCapacity
+        );
+        assert_eq!(
+            classify("UnsupportedOperation", false),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(
+            classify("UnauthorizedOperation", false),
+            ErrorKind::AccessDenied
+        );
+        assert_eq!(classify("Whatever", true), ErrorKind::Server);
+        assert_eq!(classify("Whatever", false), ErrorKind::Other);
+    }
+}
