@@ -158,10 +158,7 @@ where
             e.message().unwrap_or("").to_string(),
         ),
         SdkError::TimeoutError(_) => ("Timeout".to_string(), "the request timed out".to_string()),
-        other => (
-            "Transport".to_string(),
-            aws_sdk_ec2::error::DisplayErrorContext(other).to_string(),
-        ),
+        other => ("Transport".to_string(), chain(other)),
     };
     let status = e.raw_response().map(|r| r.status().as_u16());
     let server = status.is_some_and(|s| s >= 500)
@@ -182,6 +179,21 @@ where
         code,
         message,
     }
+}
+
+/// An error and its sources, joined with ": ".
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 /// The error kind of an AWS error code.

@@ -113,17 +113,50 @@ enum ExemptCommand {
 
 #[derive(Debug, Clone, clap::Args)]
 struct StoreArg {
-    /// Where runs, locks, exemptions and loaded workloads live: sqlite:PATH or memory
-    /// (default: $EC2_SCHEDULER_STORE, else ~/.local/share/ec2-scheduler/state.db).
+    /// Where runs, locks, exemptions and loaded workloads live: sqlite:PATH, memory or
+    /// dynamodb:REGION (default: $EC2_SCHEDULER_STORE, else
+    /// ~/.local/share/ec2-scheduler/state.db).
     #[arg(long, global = true)]
     store: Option<String>,
+    /// Region of the original's DynamoDB tables: use the DynamoDB store there (the
+    /// original Orchestrator's -r).
+    #[arg(long, short = 'r', visible_alias = "dynamoDBRegion", global = true)]
+    dynamodb_region: Option<String>,
+    /// Table of workload items (DynamoDB store).
+    #[arg(long, global = true, default_value = "WorkloadSpecification")]
+    workload_table: String,
+    /// Table of tier items (DynamoDB store).
+    #[arg(long, global = true, default_value = "TierSpecification")]
+    tier_table: String,
+    /// Table of runs, locks and exemptions (DynamoDB store; created if missing).
+    #[arg(long, global = true, default_value = "Ec2SchedulerState")]
+    state_table: String,
+    /// Endpoint for every AWS service (e.g. a local emulator); AWS_ENDPOINT_URL works
+    /// too.
+    #[arg(long, global = true)]
+    endpoint_url: Option<String>,
+}
+
+impl StoreArg {
+    fn opts(&self) -> ops::StoreOpts {
+        ops::StoreOpts {
+            spec: self.store.clone(),
+            dynamodb_region: self.dynamodb_region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            tables: ec2_scheduler_aws::dynamo::Tables {
+                workloads: self.workload_table.clone(),
+                tiers: self.tier_table.clone(),
+                state: self.state_table.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CloudKind {
     /// The simulated region, loaded from --fleet and written back to it.
     Sim,
-    /// Amazon EC2 (not available in this build).
+    /// Amazon Web Services, in the workload's region (assuming its role, if any).
     Aws,
 }
 
@@ -145,10 +178,6 @@ struct CloudArgs {
     /// Fleet snapshot for --cloud sim (updated in place as the run goes).
     #[arg(long, required_if_eq("cloud", "sim"))]
     fleet: Option<PathBuf>,
-    /// Region of the original's DynamoDB tables (needs the DynamoDB store, not
-    /// available in this build).
-    #[arg(long, short = 'r', visible_alias = "dynamoDBRegion")]
-    dynamodb_region: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -279,7 +308,11 @@ impl std::error::Error for Invalid {}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = pollster::block_on(run(cli));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
     match runtime {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<RunFailed>().is_some() => {
@@ -302,9 +335,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { speed } => crate::demo::demo(speed).await,
         Command::Run(args) => run_cmd(args).await,
         Command::Status(args) => {
-            let store = ops::open_store(args.store.store.as_deref())?;
+            let store = ops::open_store(&args.store.opts()).await?;
             let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
-            let cloud = sim_cloud(&args.cloud)?;
+            let cloud = cloud(&args.cloud, &workload, &args.store).await?;
             print!("{}", ops::status(&workload, &cloud, &*store).await?);
             Ok(())
         }
@@ -313,7 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             show,
         } => {
-            let store = ops::open_store(store.store.as_deref())?;
+            let store = ops::open_store(&store.opts()).await?;
             match show {
                 None => print!("{}", ops::runs(&*store, workload.as_deref()).await?),
                 Some(RunsCommand::Show { id }) => print!("{}", ops::run_show(&*store, &id).await?),
@@ -321,7 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Exempt { command, store } => {
-            let store = ops::open_store(store.store.as_deref())?;
+            let store = ops::open_store(&store.opts()).await?;
             let out = match command {
                 ExemptCommand::Add {
                     instance,
@@ -346,7 +379,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Load { files, store } => {
             let loaded = load(&files)?;
-            let store = ops::open_store(store.store.as_deref())?;
+            let store = ops::open_store(&store.opts()).await?;
             for w in &loaded.workloads {
                 store.put_workload(w).await.map_err(|e| anyhow!("{e}"))?;
             }
@@ -374,25 +407,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn sim_cloud(args: &CloudArgs) -> anyhow::Result<ops::SimCloud> {
-    if args.dynamodb_region.is_some() {
-        return Err(anyhow!(Invalid(
-            "-r/--dynamoDBRegion needs the DynamoDB store, which is not available in this build; use --store sqlite:PATH".into()
-        )));
-    }
+async fn cloud(
+    args: &CloudArgs,
+    workload: &ec2_scheduler_core::Workload,
+    store: &StoreArg,
+) -> anyhow::Result<ops::Cloud> {
     match (args.cloud, &args.fleet) {
-        (CloudKind::Sim, Some(fleet)) => ops::SimCloud::load(fleet),
-        (CloudKind::Sim, None) => Err(anyhow!(Invalid("--cloud sim needs --fleet FLEET.json".into()))),
-        (CloudKind::Aws, _) => Err(anyhow!(Invalid(
-            "--cloud aws is not available in this build (the AWS adapters are not built yet); use --cloud sim --fleet FLEET.json".into()
+        (CloudKind::Sim, Some(fleet)) => Ok(ops::Cloud::Sim(Box::new(ops::SimCloud::load(fleet)?))),
+        (CloudKind::Sim, None) => Err(anyhow!(Invalid(
+            "--cloud sim needs --fleet FLEET.json".into()
+        ))),
+        (CloudKind::Aws, _) => Ok(ops::Cloud::Aws(Box::new(
+            ops::aws_cloud(workload, store.endpoint_url.clone()).await,
         ))),
     }
 }
 
 async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
-    let store = ops::open_store(args.store.store.as_deref())?;
+    let store = ops::open_store(&args.store.opts()).await?;
     let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
-    let cloud = sim_cloud(&args.cloud)?;
+    let cloud = cloud(&args.cloud, &workload, &args.store).await?;
     let settings = Settings {
         owner: ops::owner(),
         ..Settings::default()
@@ -434,10 +468,16 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     };
     let quiet = matches!(args.log_level, LogLevel::Critical | LogLevel::Error);
     let mut progress = Progress::new(quiet || args.output == Output::Json);
-    ops::drive_sim(&mut exec, &mut run, &cloud, args.speed, &mut progress).await?;
+    ops::drive(&mut exec, &mut run, &cloud, args.speed, &mut progress).await?;
     match args.output {
-        Output::Text => print!("{}", ops::run_report(&run)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&run.summary())?),
+        Output::Text => print!("{}{}", ops::run_report(&run), cloud.call_report()),
+        Output::Json => {
+            let mut summary = run.summary();
+            if let ops::Cloud::Aws(aws) = &cloud {
+                summary["aws_requests"] = serde_json::json!(aws.counter.snapshot());
+            }
+            println!("{}", serde_json::to_string_pretty(&summary)?)
+        }
     }
     match ops::run_failed(&run) {
         Some(msg) => Err(anyhow!(RunFailed(msg))),

@@ -11,7 +11,7 @@ use ec2_scheduler_core::{Action, Instance, InstanceState};
 use ec2_scheduler_engine::memory::MemoryStore;
 use ec2_scheduler_engine::{Begin, Executor, RunRequest, Settings};
 
-use crate::ops::{SimCloud, Speed, drive_sim, run_report};
+use crate::ops::{Cloud, SimCloud, Speed, drive, run_report};
 use crate::progress::Progress;
 
 const WORKLOAD: &str = include_str!("../../../examples/demo.yaml");
@@ -93,12 +93,15 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
     .workloads
     .remove(0);
     let path = std::env::temp_dir().join(format!("ec2-scheduler-demo-{}.json", std::process::id()));
-    let cloud = SimCloud::new_at(&path, fleet(), Utc::now());
+    let cloud = Cloud::Sim(Box::new(SimCloud::new_at(&path, fleet(), Utc::now())));
+    let Cloud::Sim(sim) = &cloud else {
+        unreachable!("built as a simulation")
+    };
     let store = MemoryStore::new();
     println!(
         "Simulated region us-west-2: {} instances ({} in workload {}, 2 decoys), web tier behind web-elb.\n",
-        cloud.region.instances().len(),
-        cloud.region.instances().len() - 2,
+        sim.region.instances().len(),
+        sim.region.instances().len() - 2,
         workload.name
     );
     for (action, profile) in [(Action::Stop, None), (Action::Start, Some("profileD"))] {
@@ -148,11 +151,11 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
             order.join(" -> ")
         );
         let mut progress = Progress::new(false);
-        drive_sim(&mut exec, &mut run, &cloud, speed, &mut progress).await?;
+        drive(&mut exec, &mut run, &cloud, speed, &mut progress).await?;
         println!("{}", run_report(&run));
     }
     let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
-    for i in cloud.region.instances() {
+    for i in sim.region.instances() {
         *by_state
             .entry(format!("{} {}", i.state, i.instance_type))
             .or_default() += 1;
@@ -161,7 +164,7 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
     println!("Region now: {}.", summary.join(", "));
     println!(
         "Notifications published to SNS topic SchedulerTesting: {}.",
-        cloud.region.published().len()
+        sim.region.published().len()
     );
     let _ = std::fs::remove_file(&path);
     Ok(())

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, NaiveDate, Utc};
+use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
+use ec2_scheduler_aws::{AwsCloud, Connect, sdk_config};
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
 use ec2_scheduler_engine::ports::{ConfigStore, LbTarget, RunStore};
@@ -23,11 +25,46 @@ use crate::progress::Progress;
 pub trait Store: RunStore + ConfigStore {}
 impl<T: RunStore + ConfigStore> Store for T {}
 
-/// Opens the store named by `spec` (`sqlite:PATH` or `memory`), or the default file.
-pub fn open_store(spec: Option<&str>) -> anyhow::Result<Box<dyn Store>> {
-    let spec = spec
-        .map(str::to_string)
+/// Which store to open.
+#[derive(Debug, Clone)]
+pub struct StoreOpts {
+    /// `sqlite:PATH`, `memory` or `dynamodb:REGION`.
+    pub spec: Option<String>,
+    /// The original's `-r`: the DynamoDB store in this region.
+    pub dynamodb_region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub tables: Tables,
+}
+
+/// Opens the store: DynamoDB when `-r` or `dynamodb:REGION` says so, else SQLite
+/// (`sqlite:PATH`, `$EC2_SCHEDULER_STORE`, or the default file), or memory.
+pub async fn open_store(o: &StoreOpts) -> anyhow::Result<Box<dyn Store>> {
+    let spec = o
+        .spec
+        .clone()
         .or_else(|| std::env::var("EC2_SCHEDULER_STORE").ok());
+    let dynamo = match (
+        &o.dynamodb_region,
+        spec.as_deref().and_then(|s| s.strip_prefix("dynamodb:")),
+    ) {
+        (Some(r), _) => Some(r.clone()),
+        (None, Some(r)) if !r.is_empty() => Some(r.to_string()),
+        _ => None,
+    };
+    if let Some(region) = dynamo {
+        let conf = sdk_config(&Connect {
+            region: Some(region),
+            endpoint_url: o.endpoint_url.clone(),
+            ..Connect::default()
+        })
+        .await;
+        let store = DynamoStore::new(&conf, o.tables.clone());
+        store
+            .ensure_state_table()
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        return Ok(Box::new(store));
+    }
     match spec.as_deref() {
         None => {
             let path = default_store_path();
@@ -41,11 +78,80 @@ pub fn open_store(spec: Option<&str>) -> anyhow::Result<Box<dyn Store>> {
                 SqliteStore::open(Path::new(path)).map_err(|e| anyhow!("{e}"))?,
             )),
             _ => Err(anyhow!(Invalid(format!(
-                "--store {s:?}: expected sqlite:PATH or memory (the DynamoDB store is not available in this build)"
+                "--store {s:?}: expected sqlite:PATH, memory or dynamodb:REGION"
             )))),
         },
     }
 }
+
+/// The AWS cloud of a workload: its region, and its role when it is cross-account.
+pub async fn aws_cloud(w: &Workload, endpoint_url: Option<String>) -> AwsCloud {
+    let conf = sdk_config(&Connect {
+        region: Some(w.region.to_string()),
+        endpoint_url,
+        role_arn: w.cross_account.as_ref().map(|c| c.role_arn.to_string()),
+        external_id: w.cross_account.as_ref().and_then(|c| c.external_id.clone()),
+        max_attempts: None,
+    })
+    .await;
+    AwsCloud::new(&conf)
+}
+
+/// Where a run acts.
+pub enum Cloud {
+    Sim(Box<SimCloud>),
+    Aws(Box<AwsCloud>),
+}
+
+impl Cloud {
+    pub fn ports<'a>(&'a self, store: &'a dyn Store) -> Ports<'a> {
+        match self {
+            Cloud::Sim(s) => s.ports(store),
+            Cloud::Aws(a) => Ports {
+                compute: &**a,
+                lb: &**a,
+                probe: &**a,
+                notifier: &**a,
+                store,
+                clock: &SYSTEM_CLOCK,
+            },
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Cloud::Sim(s) => ec2_scheduler_engine::ports::Clock::now(&s.region),
+            Cloud::Aws(_) => Utc::now(),
+        }
+    }
+
+    /// The HTTP requests made to AWS, by action (empty on the simulator).
+    pub fn call_report(&self) -> String {
+        match self {
+            Cloud::Sim(_) => String::new(),
+            Cloud::Aws(a) => {
+                let calls: Vec<String> = a
+                    .counter
+                    .snapshot()
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect();
+                format!("  AWS requests (pages included): {}\n", calls.join(", "))
+            }
+        }
+    }
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl ec2_scheduler_engine::ports::Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+static SYSTEM_CLOCK: SystemClock = SystemClock;
 
 fn default_store_path() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
@@ -282,28 +388,35 @@ pub async fn begin(
     unreachable!("the second attempt returns")
 }
 
-/// Drives a run to its end on the simulated cloud, showing progress and saving the
-/// fleet after every tick.
-pub async fn drive_sim(
+/// Drives a run to its end, showing progress. On the simulator, virtual time moves
+/// (scaled by `speed`) and the fleet file is saved after every tick; on AWS, the
+/// waits are real.
+pub async fn drive(
     exec: &mut Executor<'_>,
     run: &mut Run,
-    cloud: &SimCloud,
+    cloud: &Cloud,
     speed: Speed,
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
     loop {
         let tick = exec.tick(run).await?;
-        let now = ec2_scheduler_engine::ports::Clock::now(&cloud.region);
-        progress.update(run, now);
-        cloud.save()?;
-        match tick {
+        progress.update(run, cloud.now());
+        if let Cloud::Sim(sim) = cloud {
+            sim.save()?;
+        }
+        let wait = match tick {
             Tick::Done => break,
-            Tick::Wait(d) => {
+            Tick::Wait(d) => d,
+        };
+        match cloud {
+            Cloud::Sim(sim) => {
                 if let Speed::Times(x) = speed {
-                    std::thread::sleep(Duration::from_secs_f64((d.as_secs_f64() / x).min(2.0)));
+                    tokio::time::sleep(Duration::from_secs_f64((wait.as_secs_f64() / x).min(2.0)))
+                        .await;
                 }
-                cloud.region.advance(d.max(Duration::from_millis(1)));
+                sim.region.advance(wait.max(Duration::from_millis(1)));
             }
+            Cloud::Aws(_) => tokio::time::sleep(wait).await,
         }
     }
     progress.finish();
@@ -370,14 +483,14 @@ pub fn run_failed(run: &Run) -> Option<String> {
 /// `status`: the workload's tiers and instances, with exemptions and the lock.
 pub async fn status(
     workload: &Workload,
-    cloud: &SimCloud,
+    cloud: &Cloud,
     store: &dyn Store,
 ) -> anyhow::Result<String> {
     let mut exec = Executor::new(cloud.ports(store), Settings::default(), workload.clone());
     let mut calls = BTreeMap::new();
     let observed = exec.observe(&mut calls).await?;
     let exemptions = store.exemptions().await.map_err(|e| anyhow!("{e}"))?;
-    let now = ec2_scheduler_engine::ports::Clock::now(&cloud.region);
+    let now = cloud.now();
     let index = ec2_scheduler_core::plan::Exemptions::new(workload, &exemptions, now);
     let mut out = format!(
         "Workload {} ({}={}, tier tag {})\n",

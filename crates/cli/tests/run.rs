@@ -282,26 +282,6 @@ fn errors_are_clear() {
         "{}",
         err(&o)
     );
-    let o = e.run(&["run", "-c", EXAMPLE, "-w", "ExampleTestCase", "-a", "stop"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        err(&o).contains("--cloud aws is not available in this build"),
-        "{}",
-        err(&o)
-    );
-    let o = e.run(&[
-        "run",
-        "-c",
-        EXAMPLE,
-        "-w",
-        "ExampleTestCase",
-        "-a",
-        "stop",
-        "-r",
-        "us-west-2",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("needs the DynamoDB store"), "{}", err(&o));
     let o = e.run(&[
         "run",
         "-c",
@@ -319,7 +299,7 @@ fn errors_are_clear() {
     let o = e.run(&["runs", "--store", "postgres://x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains("expected sqlite:PATH or memory"),
+        err(&o).contains("expected sqlite:PATH, memory or dynamodb:REGION"),
         "{}",
         err(&o)
     );

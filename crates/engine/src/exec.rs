@@ -251,8 +251,8 @@ impl<'a> Executor<'a> {
     /// Observes the workload's instances.
     ///
     /// # Errors
-    /// The API error when the workload cannot be seen (after a few retries of
-    /// throttled or failed calls).
+    /// The API error when the workload cannot be seen (after two more tries of a
+    /// throttled or failed call; AWS adapters also retry inside each call).
     pub async fn observe(&mut self, calls: &mut BTreeMap<String, u64>) -> Result<Vec<Instance>> {
         let filter = self.filter();
         let mut attempt = 0;
@@ -262,7 +262,7 @@ impl<'a> Executor<'a> {
                 Ok(v) => return Ok(v),
                 // Before a run exists there is no driver to wait for us; ask again a
                 // few times (AWS adapters also back off on their own).
-                Err(e) if e.retryable() && attempt < self.settings.max_retries => attempt += 1,
+                Err(e) if e.retryable() && attempt < 2 => attempt += 1,
                 Err(e) => return Err(e.into()),
             }
         }

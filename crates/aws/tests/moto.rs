@@ -3,16 +3,11 @@
 //! Where moto differs from AWS (see `docs/testing.md`), the test asserts what follows
 //! from moto's behaviour for that input, and says so.
 
-mod helpers;
-
 use std::collections::BTreeSet;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeDelta, Utc};
-use ec2_scheduler_aws::dynamo::{DynamoStore, Tables, from_plain_json};
+use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
 use ec2_scheduler_aws::{AwsCloud, calls};
 use ec2_scheduler_core::model::{Name, Os};
 use ec2_scheduler_core::{Exemption, InstanceState};
@@ -20,7 +15,7 @@ use ec2_scheduler_engine::ports::{
     Compute, ConfigStore, LbTarget, LoadBalancing, Lock, LockOutcome, MemberFilter, Notification,
     Notifier, OverrideProbe, ProbeResult, RunStore, StatusCheck,
 };
-use helpers::*;
+use ec2_scheduler_testkit::*;
 
 const REGION: &str = "us-west-2";
 const AZS: [&str; 3] = ["us-west-2a", "us-west-2b", "us-west-2c"];
@@ -325,73 +320,12 @@ async fn the_ssm_probe_keeps_instances_running_without_an_explicit_absence() {
     }
 }
 
-async fn seed_tables(conf: &aws_config::SdkConfig, vpc: &str) {
-    let ddb = aws_sdk_dynamodb::Client::new(conf);
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    ddb.create_table()
-        .table_name("WorkloadSpecification")
-        .attribute_definitions(attr("SpecName"))
-        .key_schema(key("SpecName", KeyType::Hash))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    ddb.create_table()
-        .table_name("TierSpecification")
-        .attribute_definitions(attr("SpecName"))
-        .attribute_definitions(attr("TierTagValue"))
-        .key_schema(key("SpecName", KeyType::Hash))
-        .key_schema(key("TierTagValue", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    // The original README's items, trailing commas removed; VPC_ID is a placeholder
-    // there ("vpc-xyz") and becomes the test's VPC.
-    let text = include_str!("../../../../examples/seed/example.json");
-    for item in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
-        let mut item = item.unwrap();
-        if item.get("VPC_ID").is_some() {
-            item["VPC_ID"] = serde_json::Value::String(vpc.to_string());
-        }
-        let table = if item.get("TierTagValue").is_some() {
-            "TierSpecification"
-        } else {
-            "WorkloadSpecification"
-        };
-        let attrs = item
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), from_plain_json(v)))
-            .collect();
-        ddb.put_item()
-            .table_name(table)
-            .set_item(Some(attrs))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn the_dynamodb_store_reads_the_original_tables_as_they_are() {
     let moto = Moto::start();
     let conf = moto.config(REGION).await;
-    seed_tables(&conf, "vpc-test").await;
+    create_seed_tables(&conf).await;
+    put_seed_items(&conf, "vpc-test").await;
     // A typed number and a boolean, as some users' tables have them.
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     ddb.update_item()

@@ -1,0 +1,247 @@
+//! The whole story on moto: the original README's example items in DynamoDB, about 300
+//! instances over three tiers and three zones plus decoys, `run -r` Stop then Start
+//! with profileD, as a user of the original tool would.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use ec2_scheduler_testkit::{Moto, World, seed_world};
+use serde_json::Value;
+
+const REGION: &str = "us-west-2";
+
+fn cli(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"))
+        .args(args)
+        .args(["--endpoint-url", &moto.endpoint])
+        .env_remove("EC2_SCHEDULER_STORE")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// State and type of every instance.
+async fn fleet(conf: &ec2_scheduler_testkit::SdkConfig) -> BTreeMap<String, (String, String)> {
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let mut out = BTreeMap::new();
+    let mut pages = ec2.describe_instances().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for i in page
+            .unwrap()
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+        {
+            out.insert(
+                i.instance_id().unwrap().to_string(),
+                (
+                    i.state().unwrap().name().unwrap().as_str().to_string(),
+                    i.instance_type().unwrap().as_str().to_string(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+async fn registered(
+    conf: &ec2_scheduler_testkit::SdkConfig,
+    w: &World,
+) -> (Vec<String>, Vec<String>) {
+    let elb = aws_sdk_elasticloadbalancing::Client::new(conf);
+    let lbs = elb
+        .describe_load_balancers()
+        .load_balancer_names("web-elb")
+        .send()
+        .await
+        .unwrap();
+    let mut classic: Vec<String> = lbs.load_balancer_descriptions()[0]
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
+    classic.sort();
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(conf);
+    let h = elbv2
+        .describe_target_health()
+        .target_group_arn(&w.target_group)
+        .send()
+        .await
+        .unwrap();
+    let mut group: Vec<String> = h
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target().unwrap().id().unwrap().to_string())
+        .collect();
+    group.sort();
+    (classic, group)
+}
+
+/// The order in which tiers made their first call of `action`, from `runs show`.
+fn tier_order(history: &str, action: &str) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for line in history.lines() {
+        if line.contains(action)
+            && let Some(tier) = line.split("] ").nth(1).and_then(|r| r.split(':').next())
+            && !order.iter().any(|t| t == tier)
+        {
+            order.push(tier.to_string());
+        }
+    }
+    order
+}
+
+fn ec2_requests(summary: &Value) -> (u64, u64) {
+    let calls = summary["aws_requests"].as_object().unwrap();
+    let modify = calls
+        .get("ec2:ModifyInstanceAttribute")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let ec2: u64 = calls
+        .iter()
+        .filter(|(k, _)| k.starts_with("ec2:"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    (ec2 - modify, modify)
+}
+
+#[test]
+fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let conf = rt.block_on(moto.config(REGION));
+    let world = rt.block_on(seed_world(&conf, 100));
+    let members: Vec<&String> = world
+        .web
+        .iter()
+        .chain(&world.app)
+        .chain(&world.db)
+        .collect();
+    assert_eq!(members.len(), 300);
+
+    // Stop, as the original: -w -r -a Stop.
+    let stop: Value = serde_json::from_str(&ok(&cli(
+        &moto,
+        &[
+            "run",
+            "-w",
+            "ExampleTestCase",
+            "-r",
+            REGION,
+            "-a",
+            "Stop",
+            "-o",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(stop["status"], "succeeded", "{stop:#}");
+    assert_eq!(stop["stopped"], 300);
+    let after = rt.block_on(fleet(&conf));
+    for id in &members {
+        assert_eq!(after[*id].0, "stopped", "{id}");
+    }
+    for id in &world.decoys {
+        assert_eq!(after[id].0, "running", "decoy {id} was touched");
+    }
+    let (classic, group) = rt.block_on(registered(&conf, &world));
+    assert!(
+        classic.is_empty() && group.is_empty(),
+        "still registered: {classic:?} {group:?}"
+    );
+    let history = ok(&cli(
+        &moto,
+        &["runs", "show", stop["run"].as_str().unwrap(), "-r", REGION],
+    ));
+    assert_eq!(
+        tier_order(&history, "ec2:StopInstances"),
+        ["Role_Web", "Role_App", "Role_DB"],
+        "{history}"
+    );
+
+    // Start with profileD.
+    let start: Value = serde_json::from_str(&ok(&cli(
+        &moto,
+        &[
+            "run",
+            "-w",
+            "ExampleTestCase",
+            "-r",
+            REGION,
+            "-a",
+            "start",
+            "-p",
+            "profileD",
+            "-o",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(start["status"], "succeeded", "{start:#}");
+    let after = rt.block_on(fleet(&conf));
+    for id in world.web.iter().chain(&world.app) {
+        assert_eq!(
+            after[id],
+            ("running".to_string(), "c4.large".to_string()),
+            "{id}"
+        );
+    }
+    for id in &world.db {
+        assert_eq!(
+            after[id],
+            ("running".to_string(), "r4.large".to_string()),
+            "{id}"
+        );
+    }
+    for id in &world.decoys {
+        assert_eq!(
+            after[id],
+            ("running".to_string(), "t2.nano".to_string()),
+            "decoy {id} was touched"
+        );
+    }
+    let (classic, group) = rt.block_on(registered(&conf, &world));
+    let (mut web, mut app) = (world.web.clone(), world.app.clone());
+    web.sort();
+    app.sort();
+    assert_eq!((classic, group), (web, app), "registrations not restored");
+    let history = ok(&cli(
+        &moto,
+        &["runs", "show", start["run"].as_str().unwrap(), "-r", REGION],
+    ));
+    assert_eq!(
+        tier_order(&history, "ec2:StartInstances"),
+        ["Role_DB", "Role_App", "Role_Web"],
+        "{history}"
+    );
+
+    // The call budget: at most 40 EC2 requests besides ModifyInstanceAttribute for
+    // stop + start, and one ModifyInstanceAttribute per instance whose type changes
+    // (all 300 here). The original made 1,509 EC2 calls for this scenario.
+    let (stop_ec2, stop_modify) = ec2_requests(&stop);
+    let (start_ec2, start_modify) = ec2_requests(&start);
+    eprintln!(
+        "EC2 requests besides ModifyInstanceAttribute: stop {stop_ec2}, start {start_ec2}; ModifyInstanceAttribute {start_modify}"
+    );
+    assert_eq!(stop_modify, 0);
+    assert_eq!(start_modify, 300);
+    assert!(
+        stop_ec2 + start_ec2 <= 40,
+        "EC2 requests: stop {stop_ec2}, start {start_ec2}\n{stop:#}\n{start:#}"
+    );
+
+    // Notifications were published to the workload's topic.
+    let sns = moto.data()["sns"].to_string();
+    assert!(sns.contains("stop of ExampleTestCase succeeded"), "{sns}");
+    assert!(sns.contains("start of ExampleTestCase succeeded"), "{sns}");
+}

@@ -1,0 +1,365 @@
+//! Test support for the suites that talk to AWS APIs: the moto server started by
+//! `scripts/test` (one test at a time, since moto's state is global; reset before
+//! each), and fixtures built with the AWS SDK.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Mutex, MutexGuard};
+
+pub use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use ec2_scheduler_aws::dynamo::from_plain_json;
+use ec2_scheduler_aws::{Connect, sdk_config};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A reset moto server, held for the duration of one test.
+pub struct Moto {
+    pub endpoint: String,
+    _guard: MutexGuard<'static, ()>,
+}
+
+fn http(endpoint: &str, method: &str, path: &str) -> String {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("moto is reachable");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let endpoint = std::env::var("MOTO_ENDPOINT").expect(
+            "MOTO_ENDPOINT is not set: these tests talk to a moto server; run them with scripts/test, which starts one",
+        );
+        http(&endpoint, "POST", "/moto-api/reset");
+        Moto {
+            endpoint,
+            _guard: guard,
+        }
+    }
+
+    pub async fn config(&self, region: &str) -> SdkConfig {
+        sdk_config(&Connect {
+            region: Some(region.into()),
+            endpoint_url: Some(self.endpoint.clone()),
+            max_attempts: Some(1),
+            ..Connect::default()
+        })
+        .await
+    }
+
+    /// Moto's whole state as JSON (slow with many resources).
+    pub fn data(&self) -> serde_json::Value {
+        let body = http(&self.endpoint, "GET", "/moto-api/data.json");
+        // The body may be chunked; take the JSON object.
+        let start = body.find('{').unwrap();
+        let end = body.rfind('}').unwrap();
+        serde_json::from_str(&body[start..=end]).unwrap()
+    }
+}
+
+/// moto's example AMI.
+pub const AMI: &str = "ami-12c6146b";
+
+pub struct Net {
+    pub vpc: String,
+    pub subnets: Vec<(String, String)>,
+}
+
+pub async fn network(ec2: &aws_sdk_ec2::Client, cidr: &str, azs: &[&str]) -> Net {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(cidr)
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let mut subnets = Vec::new();
+    for (i, az) in azs.iter().enumerate() {
+        let block = cidr.replace(".0.0/16", &format!(".{i}.0/24"));
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(block)
+            .availability_zone(*az)
+            .send()
+            .await
+            .unwrap();
+        subnets.push((
+            az.to_string(),
+            s.subnet().unwrap().subnet_id().unwrap().to_string(),
+        ));
+    }
+    Net { vpc, subnets }
+}
+
+/// Launches `count` instances in one reservation and returns their ids.
+pub async fn launch(
+    ec2: &aws_sdk_ec2::Client,
+    subnet: &str,
+    ty: &str,
+    count: i32,
+    tags: &[(&str, &str)],
+) -> Vec<String> {
+    let spec = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                .collect(),
+        ))
+        .build();
+    let out = ec2
+        .run_instances()
+        .image_id(AMI)
+        .instance_type(ty.into())
+        .min_count(count)
+        .max_count(count)
+        .subnet_id(subnet)
+        .tag_specifications(spec)
+        .send()
+        .await
+        .unwrap();
+    out.instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect()
+}
+
+/// The original tables, created empty.
+pub async fn create_seed_tables(conf: &SdkConfig) {
+    let ddb = aws_sdk_dynamodb::Client::new(conf);
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    ddb.create_table()
+        .table_name("WorkloadSpecification")
+        .attribute_definitions(attr("SpecName"))
+        .key_schema(key("SpecName", KeyType::Hash))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    ddb.create_table()
+        .table_name("TierSpecification")
+        .attribute_definitions(attr("SpecName"))
+        .attribute_definitions(attr("TierTagValue"))
+        .key_schema(key("SpecName", KeyType::Hash))
+        .key_schema(key("TierTagValue", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Writes the original README's example items (trailing commas removed) with the SDK.
+/// `VPC_ID` is a placeholder there ("vpc-xyz") and becomes `vpc`.
+pub async fn put_seed_items(conf: &SdkConfig, vpc: &str) {
+    let ddb = aws_sdk_dynamodb::Client::new(conf);
+    let text = include_str!("../../../examples/seed/example.json");
+    for item in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
+        let mut item = item.unwrap();
+        if item.get("VPC_ID").is_some() {
+            item["VPC_ID"] = serde_json::Value::String(vpc.to_string());
+        }
+        let table = if item.get("TierTagValue").is_some() {
+            "TierSpecification"
+        } else {
+            "WorkloadSpecification"
+        };
+        let attrs = item
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), from_plain_json(v)))
+            .collect();
+        ddb.put_item()
+            .table_name(table)
+            .set_item(Some(attrs))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The seed example's world: a VPC over three zones with `per_tier` instances in each
+/// of Role_Web (t2.nano, behind classic load balancer `web-elb`), Role_App (t2.nano, in
+/// target group `app-tg`) and Role_DB (t2.large); decoys (another workload value, no
+/// tier tag, another VPC); the tables with the seed items; the SNS topic.
+pub struct World {
+    pub vpc: String,
+    pub web: Vec<String>,
+    pub app: Vec<String>,
+    pub db: Vec<String>,
+    pub decoys: Vec<String>,
+    pub target_group: String,
+}
+
+pub async fn seed_world(conf: &SdkConfig, per_tier: usize) -> World {
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let azs = ["us-west-2a", "us-west-2b", "us-west-2c"];
+    let net = network(&ec2, "10.0.0.0/16", &azs).await;
+    let other = network(&ec2, "10.1.0.0/16", &azs[..1]).await;
+    let mut tiers: Vec<Vec<String>> = Vec::new();
+    for (role, ty) in [
+        ("Role_Web", "t2.nano"),
+        ("Role_App", "t2.nano"),
+        ("Role_DB", "t2.large"),
+    ] {
+        let mut ids = Vec::new();
+        for (k, (_, subnet)) in net.subnets.iter().enumerate() {
+            let n = per_tier / 3 + usize::from(k < per_tier % 3);
+            ids.extend(
+                launch(
+                    &ec2,
+                    subnet,
+                    ty,
+                    n as i32,
+                    &[("Environment", "ENV001"), ("Role", role)],
+                )
+                .await,
+            );
+        }
+        tiers.push(ids);
+    }
+    let mut decoys = Vec::new();
+    decoys.extend(
+        launch(
+            &ec2,
+            &net.subnets[0].1,
+            "t2.nano",
+            1,
+            &[("Environment", "ENV002"), ("Role", "Role_Web")],
+        )
+        .await,
+    );
+    decoys.extend(
+        launch(
+            &ec2,
+            &net.subnets[1].1,
+            "t2.nano",
+            1,
+            &[("Environment", "ENV001")],
+        )
+        .await,
+    );
+    decoys.extend(
+        launch(
+            &ec2,
+            &other.subnets[0].1,
+            "t2.nano",
+            1,
+            &[("Environment", "ENV001"), ("Role", "Role_App")],
+        )
+        .await,
+    );
+
+    let elb = aws_sdk_elasticloadbalancing::Client::new(conf);
+    elb.create_load_balancer()
+        .load_balancer_name("web-elb")
+        .set_availability_zones(Some(azs.iter().map(|a| a.to_string()).collect()))
+        .listeners(
+            aws_sdk_elasticloadbalancing::types::Listener::builder()
+                .protocol("HTTP")
+                .load_balancer_port(80)
+                .instance_port(80)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    elb.register_instances_with_load_balancer()
+        .load_balancer_name("web-elb")
+        .set_instances(Some(
+            tiers[0]
+                .iter()
+                .map(|i| {
+                    aws_sdk_elasticloadbalancing::types::Instance::builder()
+                        .instance_id(i)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(conf);
+    let tg = elbv2
+        .create_target_group()
+        .name("app-tg")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(&net.vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+        .send()
+        .await
+        .unwrap();
+    let target_group = tg.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    elbv2
+        .register_targets()
+        .target_group_arn(&target_group)
+        .set_targets(Some(
+            tiers[1]
+                .iter()
+                .map(|i| {
+                    aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                        .id(i)
+                        .port(8080)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    create_seed_tables(conf).await;
+    put_seed_items(conf, &net.vpc).await;
+    aws_sdk_sns::Client::new(conf)
+        .create_topic()
+        .name("SchedulerTesting")
+        .send()
+        .await
+        .unwrap();
+    let db = tiers.pop().unwrap();
+    let app = tiers.pop().unwrap();
+    let web = tiers.pop().unwrap();
+    World {
+        vpc: net.vpc,
+        web,
+        app,
+        db,
+        decoys,
+        target_group,
+    }
+}
