@@ -466,3 +466,26 @@ fn the_iam_policy_lists_exactly_the_actions_the_adapters_call() {
         .collect();
     assert_eq!(documented, called, "docs/iam.md and calls::ACTIONS differ");
 }
+
+#[tokio::test]
+async fn a_cross_account_role_is_assumed() {
+    let moto = Moto::start();
+    let conf = ec2_scheduler_aws::sdk_config(&ec2_scheduler_aws::Connect {
+        region: Some(REGION.into()),
+        endpoint_url: Some(moto.endpoint.clone()),
+        role_arn: Some("arn:aws:iam::111122223333:role/ec2-scheduler".into()),
+        external_id: Some("ext-42".into()),
+        max_attempts: Some(1),
+    })
+    .await;
+    let creds = aws_credential_types::provider::ProvideCredentials::provide_credentials(
+        &conf.credentials_provider().unwrap(),
+    )
+    .await
+    .unwrap();
+    // moto's AssumeRole answers with temporary credentials (not the static test ones).
+    assert_ne!(creds.access_key_id(), "testing");
+    assert!(creds.session_token().is_some());
+    let cloud = AwsCloud::new(&conf);
+    assert!(cloud.describe(&filter(None)).await.unwrap().is_empty());
+}

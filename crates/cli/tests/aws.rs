@@ -245,3 +245,39 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
     assert!(sns.contains("stop of ExampleTestCase succeeded"), "{sns}");
     assert!(sns.contains("start of ExampleTestCase succeeded"), "{sns}");
 }
+
+#[test]
+fn load_writes_the_original_tables_and_they_read_back_the_same() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let conf = rt.block_on(moto.config(REGION));
+    rt.block_on(ec2_scheduler_testkit::create_seed_tables(&conf));
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let file = format!("{repo}/examples/workloads.yaml");
+    let out = ok(&cli(&moto, &["load", "-r", REGION, &file]));
+    assert_eq!(out, "loaded 1 workload: ExampleTestCase\n");
+    // Loading again is a conditional overwrite of the same items, not an error.
+    ok(&cli(&moto, &["load", "-r", REGION, &file]));
+    // The items read back, through the same store, as the workload in the file.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let expected = ec2_scheduler_config::load(&[ec2_scheduler_config::Source {
+        name: "f",
+        text: &text,
+    }])
+    .unwrap()
+    .workloads;
+    let store = ec2_scheduler_aws::dynamo::DynamoStore::new(
+        &conf,
+        ec2_scheduler_aws::dynamo::Tables::default(),
+    );
+    let stored = rt
+        .block_on(ec2_scheduler_engine::ports::ConfigStore::workloads(&store))
+        .unwrap();
+    assert_eq!(stored, expected);
+    // And `status -r` finds it there (moto has no instances: every tier is empty).
+    let text = ok(&cli(
+        &moto,
+        &["status", "-w", "ExampleTestCase", "-r", REGION],
+    ));
+    assert!(text.contains("Role_Web: 0 members"), "{text}");
+}
