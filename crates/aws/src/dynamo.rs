@@ -211,6 +211,19 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// An unconditional put into the state table.
+    async fn put_state(&self, item: HashMap<String, AttributeValue>) -> StoreResult<()> {
+        self.counter.record("dynamodb:PutItem");
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        Ok(())
+    }
+
     async fn query_all(
         &self,
         table: &str,
@@ -572,26 +585,12 @@ impl RunStore for DynamoStore {
         for (i, part) in chunks.iter().enumerate().skip(1) {
             let mut item = key(&pk, &format!("PART#{i:04}"));
             item.insert("body".into(), AttributeValue::S(part.to_string()));
-            self.counter.record("dynamodb:PutItem");
-            self.client
-                .put_item()
-                .table_name(&self.tables.state)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| backend("PutItem", err_text(&e)))?;
+            self.put_state(item).await?;
         }
         let mut item = key(&pk, "RUN");
         item.insert("body".into(), AttributeValue::S(chunks[0].to_string()));
         item.insert("parts".into(), AttributeValue::N(chunks.len().to_string()));
-        self.counter.record("dynamodb:PutItem");
-        self.client
-            .put_item()
-            .table_name(&self.tables.state)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        self.put_state(item).await?;
         let mut index = key(
             &format!("RUNS#{}", run.workload),
             &format!("{}#{}", run.started.to_rfc3339(), run.id),
@@ -610,14 +609,7 @@ impl RunStore for DynamoStore {
         if let Some(f) = run.finished {
             index.insert("finished".into(), AttributeValue::S(f.to_rfc3339()));
         }
-        self.counter.record("dynamodb:PutItem");
-        self.client
-            .put_item()
-            .table_name(&self.tables.state)
-            .set_item(Some(index))
-            .send()
-            .await
-            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        self.put_state(index).await?;
         Ok(())
     }
 
@@ -718,14 +710,7 @@ impl RunStore for DynamoStore {
         if let Some(u) = until {
             item.insert("until".into(), AttributeValue::S(u));
         }
-        self.counter.record("dynamodb:PutItem");
-        self.client
-            .put_item()
-            .table_name(&self.tables.state)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| backend("PutItem", err_text(&e)))?;
+        self.put_state(item).await?;
         Ok(())
     }
 
@@ -755,14 +740,7 @@ impl RunStore for DynamoStore {
                 serde_json::to_string(t).map_err(|e| StoreError::Backend(e.to_string()))?;
             let mut item = key(&format!("PARKED#{workload}"), &format!("{id}#{target}"));
             item.insert("target".into(), AttributeValue::S(target));
-            self.counter.record("dynamodb:PutItem");
-            self.client
-                .put_item()
-                .table_name(&self.tables.state)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| backend("PutItem", err_text(&e)))?;
+            self.put_state(item).await?;
         }
         Ok(())
     }

@@ -26,6 +26,20 @@ fn targets(ids: &[String], port: Option<i32>) -> Vec<TargetDescription> {
         .collect()
 }
 
+/// The health of each asked instance; those the load balancer does not hold are
+/// `NotRegistered`.
+fn answer(ids: &[String], found: &[(String, Health)]) -> Vec<(String, Health)> {
+    ids.iter()
+        .map(|id| {
+            let h = found
+                .iter()
+                .find(|(i, _)| i == id)
+                .map_or(Health::NotRegistered, |(_, h)| *h);
+            (id.clone(), h)
+        })
+        .collect()
+}
+
 impl AwsCloud {
     /// Classic load balancers holding any of `ids`.
     async fn classic_memberships(
@@ -200,18 +214,7 @@ impl LoadBalancing for AwsCloud {
                         Some((id.to_string(), h))
                     })
                     .collect();
-                Ok(ids
-                    .iter()
-                    .map(|id| {
-                        (
-                            id.clone(),
-                            found
-                                .iter()
-                                .find(|(i, _)| i == id)
-                                .map_or(Health::NotRegistered, |(_, h)| *h),
-                        )
-                    })
-                    .collect())
+                Ok(answer(ids, &found))
             }
             LbTarget::TargetGroup { arn, .. } => {
                 let a = "elasticloadbalancing:DescribeTargetHealth";
@@ -238,18 +241,7 @@ impl LoadBalancing for AwsCloud {
                         Some((id, h))
                     })
                     .collect();
-                Ok(ids
-                    .iter()
-                    .map(|id| {
-                        (
-                            id.clone(),
-                            found
-                                .iter()
-                                .find(|(i, _)| i == id)
-                                .map_or(Health::NotRegistered, |(_, h)| *h),
-                        )
-                    })
-                    .collect())
+                Ok(answer(ids, &found))
             }
         }
     }

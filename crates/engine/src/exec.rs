@@ -1521,10 +1521,7 @@ impl<'a> Executor<'a> {
                 }
             };
             self.ports.store.park(&run.workload, &members).await?;
-            let mut by_target: BTreeMap<LbTarget, Vec<String>> = BTreeMap::new();
-            for (id, t) in members {
-                by_target.entry(t).or_default().push(id);
-            }
+            let by_target = by_target(members);
             for (target, tids) in &by_target {
                 Self::count(run, "elb:Deregister");
                 if let Err(e) = self.ports.lb.deregister(target, tids).await {
@@ -1711,10 +1708,7 @@ impl<'a> Executor<'a> {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let mut by_target: BTreeMap<LbTarget, Vec<String>> = BTreeMap::new();
-                for (id, t) in members {
-                    by_target.entry(t).or_default().push(id);
-                }
+                let by_target = by_target(members);
                 for (target, tids) in &by_target {
                     Self::count(run, "elb:DescribeHealth");
                     match self.ports.lb.health(target, tids).await {
@@ -1756,6 +1750,15 @@ impl<'a> Executor<'a> {
         }
         Ok(Poll::Wait(self.settings.poll.min(dur(deadline - now))))
     }
+}
+
+/// Instances grouped by the load balancer that holds them.
+fn by_target(members: Vec<(String, LbTarget)>) -> BTreeMap<LbTarget, Vec<String>> {
+    let mut out: BTreeMap<LbTarget, Vec<String>> = BTreeMap::new();
+    for (id, t) in members {
+        out.entry(t).or_default().push(id);
+    }
+    out
 }
 
 fn seed_of(s: &str) -> u64 {
