@@ -192,6 +192,10 @@ pub struct StopDoc {
     /// Never stop this tier (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore: Option<bool>,
+    /// Hibernate instead of stopping; instances without hibernation support are
+    /// stopped normally (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernate: Option<bool>,
 }
 
 /// The SSM override file.
@@ -264,7 +268,14 @@ pub(crate) const SSM_OUTPUT_KEYS: &[&str] = &["bucket", "key_prefix"];
 pub(crate) const TIER_KEYS: &[&str] = &["name", "start", "stop", "profiles"];
 pub(crate) const START_KEYS: &[&str] = &["order", "wait", "delay", "ready"];
 pub(crate) const READY_KEYS: &[&str] = &["gate", "timeout"];
-pub(crate) const STOP_KEYS: &[&str] = &["order", "wait", "delay", "override_file", "ignore"];
+pub(crate) const STOP_KEYS: &[&str] = &[
+    "order",
+    "wait",
+    "delay",
+    "override_file",
+    "ignore",
+    "hibernate",
+];
 pub(crate) const OVERRIDE_KEYS: &[&str] = &["path", "os"];
 pub(crate) const PROFILE_KEYS: &[&str] = &["instance_type", "fleet_subset"];
 
@@ -503,10 +514,12 @@ fn decode_tier(cx: &mut Cx, v: &Value, path: &str) -> Option<Tier> {
             })
         });
         let ignore = opt(cx, &s, "ignore", walk::boolean);
+        let hibernate = opt(cx, &s, "hibernate", walk::boolean);
         Some(StopSpec {
             sequencing: sequencing?,
             override_file: override_file?,
             ignore: ignore?.unwrap_or(false),
+            hibernate: hibernate?.unwrap_or(false),
         })
     });
     let profiles = opt(cx, &o, "profiles", decode_profiles);
@@ -643,6 +656,7 @@ fn encode_tier(t: &Tier) -> TierDoc {
                 },
             }),
             ignore: non_default(s.ignore, false),
+            hibernate: non_default(s.hibernate, false),
         }),
         profiles: t
             .profiles

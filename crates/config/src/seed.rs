@@ -66,6 +66,7 @@ const STOP_KEYS: &[&str] = &[
     "TierStopOverrideFilename",
     "TierStopOverrideOperatingSystem",
     "IgnoreStop",
+    "Hibernate",
 ];
 const PROFILE_KEYS: &[&str] = &["InstanceType", "FleetSubset"];
 
@@ -440,10 +441,15 @@ fn decode_stop(cx: &mut Cx, v: &Value, path: &str) -> Option<StopSpec> {
         None => Some(false),
         Some((v, p)) => walk::seed_bool(cx, v, &p),
     };
+    let hibernate = match o.get("Hibernate") {
+        None => Some(false),
+        Some((v, p)) => walk::seed_bool(cx, v, &p),
+    };
     Some(StopSpec {
         sequencing: sequencing?,
         override_file,
         ignore: ignore?,
+        hibernate: hibernate?,
     })
 }
 
@@ -628,6 +634,9 @@ pub(crate) fn encode_tier(w: &Workload, t: &Tier) -> Map<String, Value> {
         }
         if s.ignore {
             sm.insert("IgnoreStop".into(), bool_str(true));
+        }
+        if s.hibernate {
+            sm.insert("Hibernate".into(), bool_str(true));
         }
         m.insert("TierStop".into(), Value::Object(sm));
     }

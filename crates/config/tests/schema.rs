@@ -25,7 +25,7 @@ fn the_committed_schema_is_current() {
     assert_eq!(
         committed,
         schema_json(),
-        "schema/workloads.schema.json is stale: run `cargo run -- schema > schema/workloads.schema.json`"
+        "schema/workloads.schema.json is stale: run `cargo run -p ec2-scheduler -- schema > schema/workloads.schema.json`"
     );
 }
 

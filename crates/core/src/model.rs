@@ -417,6 +417,9 @@ pub struct StopSpec {
     pub override_file: Option<OverrideFile>,
     /// The tier is never stopped (the original's `IgnoreStop`).
     pub ignore: bool,
+    /// Hibernate instances instead of stopping them; instances that do not support
+    /// hibernation are stopped normally.
+    pub hibernate: bool,
 }
 
 /// A named profile of a tier.

@@ -155,6 +155,8 @@ struct Calls {
     deadline: Option<DateTime<Utc>>,
     /// Calls refused for one instance alone, by instance.
     strikes: BTreeMap<String, u32>,
+    /// Instances that cannot hibernate: stopped normally.
+    no_hibernate: BTreeSet<String>,
 }
 
 /// Progress inside the current step of a tier; not saved: a resumed step starts over
@@ -841,6 +843,13 @@ impl<'a> Executor<'a> {
         self.workload.tier(name)
     }
 
+    /// Whether the tier hibernates instead of stopping.
+    fn hibernates(&self, tier: &str) -> bool {
+        self.tier(tier)
+            .and_then(|t| t.stop.as_ref())
+            .is_some_and(|s| s.hibernate)
+    }
+
     fn is_member(&self, i: &Instance, tier: &str) -> bool {
         membership(&self.workload, i) == Ok(tier)
     }
@@ -969,9 +978,13 @@ impl<'a> Executor<'a> {
                 req.take(1.0, now).expect("checked");
                 res.take(send.len() as f64, now).expect("checked");
                 Self::count(run, name);
+                // Batches are either all hibernation candidates or none.
+                let hibernate = action == Action::Stop
+                    && self.hibernates(tier)
+                    && !send.iter().any(|i| calls.no_hibernate.contains(i));
                 let result = match action {
                     Action::Start => self.ports.compute.start(&send).await,
-                    Action::Stop => self.ports.compute.stop(&send, false).await,
+                    Action::Stop => self.ports.compute.stop(&send, hibernate).await,
                 };
                 match result {
                     Ok(()) => {
@@ -984,6 +997,18 @@ impl<'a> Executor<'a> {
                             calls.called.insert(id.clone());
                         }
                         run.log(now, Some(tier), format!("{name} {} instances", send.len()));
+                    }
+                    Err(e) if hibernate && e.kind == ErrorKind::Unsupported && send.len() == 1 => {
+                        run.log(
+                            now,
+                            Some(tier),
+                            format!(
+                                "{} cannot hibernate ({}); stopping it without hibernation",
+                                send[0], e.code
+                            ),
+                        );
+                        calls.no_hibernate.insert(send[0].clone());
+                        calls.queue.push_front((send, attempts));
                     }
                     Err(e) => {
                         if let Some(w) =
@@ -1049,8 +1074,13 @@ impl<'a> Executor<'a> {
                 }
             }
             if !send.is_empty() {
-                for chunk in send.chunks(1000) {
-                    calls.queue.push_back((chunk.to_vec(), 0));
+                let (plain, rest): (Vec<String>, Vec<String>) = send
+                    .into_iter()
+                    .partition(|i| calls.no_hibernate.contains(i));
+                for group in [rest, plain] {
+                    for chunk in group.chunks(1000) {
+                        calls.queue.push_back((chunk.to_vec(), 0));
+                    }
                 }
                 continue;
             }

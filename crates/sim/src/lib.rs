@@ -96,6 +96,8 @@ pub struct Faults {
     pub server_error_rate: f64,
     /// Instance types that cannot be set (incompatible with the instances).
     pub incompatible_types: BTreeSet<String>,
+    /// Instances that do not support hibernation.
+    pub no_hibernation: BTreeSet<String>,
 }
 
 /// One line of the region's log.
@@ -181,6 +183,8 @@ struct State {
     stop_instances: TokenBucket,
     log: Vec<LogEntry>,
     throttled: u64,
+    /// Instances stopped with hibernation.
+    hibernated: BTreeSet<String>,
     /// Transitions to apply, soonest first (entries may be stale; the instance's own
     /// `next` decides).
     due: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
@@ -425,6 +429,7 @@ impl Region {
             stop_instances: TokenBucket::new(l.stop_instances),
             log: Vec::new(),
             throttled: 0,
+            hibernated: BTreeSet::new(),
             due,
             cfg,
         };
@@ -525,6 +530,11 @@ impl Region {
     /// Notifications published so far, with their topic.
     pub fn published(&self) -> Vec<(String, Notification)> {
         self.st().published.clone()
+    }
+
+    /// Instances that were stopped with hibernation.
+    pub fn hibernated(&self) -> BTreeSet<String> {
+        self.st().hibernated.clone()
     }
 
     /// Calls answered with `RequestLimitExceeded`.
@@ -679,7 +689,7 @@ impl Compute for Region {
         s.call(a, ids, r)
     }
 
-    async fn stop(&self, ids: &[String], _hibernate: bool) -> ApiResult<()> {
+    async fn stop(&self, ids: &[String], hibernate: bool) -> ApiResult<()> {
         let mut s = self.st();
         s.settle();
         let a = "ec2:StopInstances";
@@ -717,10 +727,32 @@ impl Compute for Region {
                     wrong,
                 ));
             }
+            if hibernate {
+                let unable: Vec<String> = ids
+                    .iter()
+                    .filter(|i| s.faults.no_hibernation.contains(*i))
+                    .cloned()
+                    .collect();
+                if !unable.is_empty() {
+                    return Err(err(
+                        ErrorKind::Unsupported,
+                        a,
+                        "UnsupportedHibernationConfiguration",
+                        format!(
+                            "The instances '{}' are not enabled for hibernation.",
+                            unable.join(", ")
+                        ),
+                        unable,
+                    ));
+                }
+            }
             let now = s.now;
             for id in ids {
                 if s.instances[id].inst.state != InstanceState::Running {
                     continue;
+                }
+                if hibernate {
+                    s.hibernated.insert(id.clone());
                 }
                 let t = s.cfg.stop_secs;
                 let t = s.spread(t);

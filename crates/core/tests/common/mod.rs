@@ -107,6 +107,7 @@ impl TierBuilder {
             sequencing: seq(order),
             override_file: None,
             ignore: false,
+            hibernate: false,
         });
         self
     }

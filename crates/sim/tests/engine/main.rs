@@ -588,3 +588,25 @@ fn throttled_and_failed_calls_are_retried_until_the_run_converges() {
         assert_eq!(h.state(id), Stopped);
     }
 }
+
+#[test]
+fn a_hibernating_tier_hibernates_and_stops_instances_that_cannot() {
+    let text = "version: 1\nworkloads:\n- name: W\n  region: r\n  workload_tag: {key: Environment, value: ENV001}\n  tier_tag_key: Role\n  tiers:\n  - {name: Role_Web, stop: {order: 0, wait: true, hibernate: true}}\n";
+    let fleet = seed_fleet(6, Running);
+    let h = Harness::new(workload_from(text), fleet.clone());
+    let web = tier_ids(&fleet, "Role_Web");
+    h.region.faults(|f| {
+        f.no_hibernation.insert(web[2].clone());
+    });
+    let run = h.run(Action::Stop, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    assert!(web.iter().all(|i| h.state(i) == Stopped));
+    let hibernated = h.region.hibernated();
+    assert_eq!(hibernated.len(), 5);
+    assert!(!hibernated.contains(&web[2]));
+    assert!(
+        run.history
+            .iter()
+            .any(|e| e.what.contains("cannot hibernate"))
+    );
+}
