@@ -199,26 +199,6 @@ pub async fn find_workload(
     }
 }
 
-fn target_name(t: &LbTarget) -> String {
-    match t {
-        LbTarget::Classic { name } => name.clone(),
-        LbTarget::TargetGroup { arn, .. } => arn.clone(),
-    }
-}
-
-fn target_of(name: &str) -> LbTarget {
-    if name.starts_with("arn:") {
-        LbTarget::TargetGroup {
-            arn: name.to_string(),
-            port: None,
-        }
-    } else {
-        LbTarget::Classic {
-            name: name.to_string(),
-        }
-    }
-}
-
 /// A simulated region loaded from a fleet snapshot and written back to it.
 pub struct SimCloud {
     pub region: Region,
@@ -261,7 +241,7 @@ impl SimCloud {
         );
         for (t, ids) in by_target {
             region.attach(
-                target_of(&t),
+                LbTarget::from_name(&t),
                 &ids.iter().map(String::as_str).collect::<Vec<_>>(),
             );
         }
@@ -279,7 +259,7 @@ impl SimCloud {
                 i.load_balancers = Some(
                     members
                         .get(&i.id)
-                        .map(|ts| ts.iter().map(target_name).collect())
+                        .map(|ts| ts.iter().map(|t| t.name().to_string()).collect())
                         .unwrap_or_default(),
                 );
                 i

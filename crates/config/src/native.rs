@@ -135,6 +135,10 @@ pub struct TierDoc {
     /// Named profiles applied on start.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profiles: BTreeMap<String, ProfileDoc>,
+    /// Load balancers (classic names or target-group ARNs) started instances are
+    /// registered with, besides those they were taken out of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<String>,
 }
 
 /// Start settings.
@@ -265,7 +269,7 @@ pub(crate) const WORKLOAD_KEYS: &[&str] = &[
 pub(crate) const TAG_KEYS: &[&str] = &["key", "value"];
 pub(crate) const CROSS_ACCOUNT_KEYS: &[&str] = &["role_arn", "external_id"];
 pub(crate) const SSM_OUTPUT_KEYS: &[&str] = &["bucket", "key_prefix"];
-pub(crate) const TIER_KEYS: &[&str] = &["name", "start", "stop", "profiles"];
+pub(crate) const TIER_KEYS: &[&str] = &["name", "start", "stop", "profiles", "load_balancers"];
 pub(crate) const START_KEYS: &[&str] = &["order", "wait", "delay", "ready"];
 pub(crate) const READY_KEYS: &[&str] = &["gate", "timeout"];
 pub(crate) const STOP_KEYS: &[&str] = &[
@@ -523,11 +527,33 @@ fn decode_tier(cx: &mut Cx, v: &Value, path: &str) -> Option<Tier> {
         })
     });
     let profiles = opt(cx, &o, "profiles", decode_profiles);
+    let load_balancers = opt(cx, &o, "load_balancers", |cx, v, p| {
+        let Some(items) = v.as_array() else {
+            cx.error(
+                p,
+                format!(
+                    "expected a list of load balancer names or target-group ARNs, {}",
+                    found(v)
+                ),
+            );
+            return None;
+        };
+        let names: Vec<Option<Name>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let p = walk::index(p, i);
+                walk::string(cx, x, &p).and_then(|s| walk::name(cx, s, &p))
+            })
+            .collect();
+        names.into_iter().collect::<Option<Vec<Name>>>()
+    });
     Some(Tier {
         name: name?,
         start: start?,
         stop: stop?,
         profiles: profiles?.unwrap_or_default(),
+        load_balancers: load_balancers?.unwrap_or_default(),
     })
 }
 
@@ -658,6 +684,7 @@ fn encode_tier(t: &Tier) -> TierDoc {
             ignore: non_default(s.ignore, false),
             hibernate: non_default(s.hibernate, false),
         }),
+        load_balancers: t.load_balancers.iter().map(Name::to_string).collect(),
         profiles: t
             .profiles
             .iter()

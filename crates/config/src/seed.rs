@@ -50,6 +50,7 @@ const TIER_KEYS: &[&str] = &[
     "TierStart",
     "TierStop",
     "TierScaling",
+    "TierLoadBalancers",
     "Ec2SchedulerRevision",
 ];
 const START_KEYS: &[&str] = &[
@@ -336,6 +337,36 @@ pub(crate) fn decode_tier(cx: &mut Cx, item: &Value, path: &str) -> Option<TierI
         None => Some(BTreeMap::new()),
         Some((v, p)) => decode_scaling(cx, v, &p),
     };
+    // A list of names/ARNs, or one string with commas between them.
+    let load_balancers = match o.get("TierLoadBalancers") {
+        None => Some(Vec::new()),
+        Some((Value::Array(items), p)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let p = walk::index(&p, i);
+                walk::seed_string(cx, x, &p).and_then(|s| walk::name(cx, s, &p))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<Name>>>(),
+        Some((Value::String(s), p)) => s
+            .split(',')
+            .map(|x| walk::name(cx, x.trim().to_string(), &p))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<Name>>>(),
+        Some((other, p)) => {
+            cx.error(
+                &p,
+                format!(
+                    "expected a list of load balancer names or target-group ARNs, {}",
+                    found(other)
+                ),
+            );
+            None
+        }
+    };
     if start.is_none() && stop.is_none() {
         cx.warn(
             path,
@@ -352,6 +383,7 @@ pub(crate) fn decode_tier(cx: &mut Cx, item: &Value, path: &str) -> Option<TierI
             start: start.map(|s| s.expect("no errors")),
             stop: stop.map(|s| s.expect("no errors")),
             profiles: profiles?,
+            load_balancers: load_balancers?,
         },
     })
 }
@@ -662,6 +694,14 @@ pub(crate) fn encode_tier(w: &Workload, t: &Tier) -> Map<String, Value> {
             })
             .collect();
         m.insert("TierScaling".into(), Value::Object(scaling));
+    }
+    if !t.load_balancers.is_empty() {
+        let lbs = t
+            .load_balancers
+            .iter()
+            .map(|n| Value::String(n.to_string()))
+            .collect();
+        m.insert("TierLoadBalancers".into(), Value::Array(lbs));
     }
     m
 }

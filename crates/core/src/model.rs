@@ -310,6 +310,10 @@ pub struct Tier {
     pub stop: Option<StopSpec>,
     /// Named profiles: instance type and/or fleet subset to apply on start.
     pub profiles: BTreeMap<Name, Profile>,
+    /// Load balancers the tier's instances belong in (classic load balancer names or
+    /// target-group ARNs), in addition to those discovered: started instances are
+    /// registered with them.
+    pub load_balancers: Vec<Name>,
 }
 
 /// Ordering and pacing of a tier within one action.

@@ -603,8 +603,8 @@ fn ids<'i>(instances: impl IntoIterator<Item = &'i Instance>) -> Vec<String> {
 }
 
 /// Whether an instance may be in a load balancer (unknown counts as maybe).
-fn maybe_balanced(m: &Instance) -> bool {
-    m.load_balancers.as_ref().is_none_or(|lbs| !lbs.is_empty())
+fn maybe_balanced(tier: &Tier, m: &Instance) -> bool {
+    !tier.load_balancers.is_empty() || m.load_balancers.as_ref().is_none_or(|lbs| !lbs.is_empty())
 }
 
 /// Steps that stop `targets` (sorted) of `tier`, plus a wait that also covers
@@ -622,7 +622,8 @@ fn stop_steps(tier: &Tier, targets: &[&Instance], already_stopping: &[&Instance]
                 instances: ids(targets.iter().copied()),
             });
         }
-        let balanced: Vec<String> = ids(targets.iter().copied().filter(|m| maybe_balanced(m)));
+        let balanced: Vec<String> =
+            ids(targets.iter().copied().filter(|m| maybe_balanced(tier, m)));
         if !balanced.is_empty() {
             steps.push(Step::Deregister {
                 instances: balanced,
@@ -805,7 +806,7 @@ fn plan_start(
             instances: started.clone(),
         });
     }
-    let balanced = ids(to_start.iter().copied().filter(|m| maybe_balanced(m)));
+    let balanced = ids(to_start.iter().copied().filter(|m| maybe_balanced(tier, m)));
     if !balanced.is_empty() {
         steps.push(Step::Register {
             instances: balanced,

@@ -1622,7 +1622,23 @@ impl<'a> Executor<'a> {
         now: DateTime<Utc>,
     ) -> Result<Poll> {
         let live = Self::live(run, ids);
-        let parked = self.ports.store.parked(&run.workload, &live).await?;
+        // Where they were taken out of, and where the tier says they belong.
+        let mut parked = self.ports.store.parked(&run.workload, &live).await?;
+        let configured: Vec<LbTarget> = self
+            .tier(tier)
+            .map(|t| {
+                t.load_balancers
+                    .iter()
+                    .map(|n| LbTarget::from_name(n.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        parked.extend(
+            live.iter()
+                .flat_map(|id| configured.iter().map(move |t| (id.clone(), t.clone()))),
+        );
+        parked.sort();
+        parked.dedup();
         if parked.is_empty() {
             return Ok(Poll::Done);
         }

@@ -111,6 +111,31 @@ pub enum LbTarget {
     TargetGroup { arn: String, port: Option<i32> },
 }
 
+impl LbTarget {
+    /// A target from its name: a target-group ARN (`arn:...`) or a classic load
+    /// balancer's name.
+    pub fn from_name(name: &str) -> Self {
+        if name.starts_with("arn:") {
+            LbTarget::TargetGroup {
+                arn: name.to_string(),
+                port: None,
+            }
+        } else {
+            LbTarget::Classic {
+                name: name.to_string(),
+            }
+        }
+    }
+
+    /// The name or ARN.
+    pub fn name(&self) -> &str {
+        match self {
+            LbTarget::Classic { name } => name,
+            LbTarget::TargetGroup { arn, .. } => arn,
+        }
+    }
+}
+
 impl fmt::Display for LbTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

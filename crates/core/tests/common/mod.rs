@@ -91,6 +91,7 @@ pub fn tier(name: &str) -> TierBuilder {
         start: None,
         stop: None,
         profiles: BTreeMap::new(),
+        load_balancers: Vec::new(),
     })
 }
 

@@ -610,3 +610,22 @@ fn a_hibernating_tier_hibernates_and_stops_instances_that_cannot() {
             .any(|e| e.what.contains("cannot hibernate"))
     );
 }
+
+#[test]
+fn configured_load_balancers_receive_started_instances() {
+    // The tier names its load balancer; its instances were never registered anywhere.
+    let text = "version: 1\nworkloads:\n- name: W\n  region: r\n  workload_tag: {key: Environment, value: ENV001}\n  tier_tag_key: Role\n  tiers:\n  - {name: Role_Web, start: {order: 0, wait: true}, load_balancers: [web-elb, \"arn:aws:elasticloadbalancing:r:1:targetgroup/web/1\"]}\n";
+    let fleet = seed_fleet(3, Stopped);
+    let h = Harness::new(workload_from(text), fleet.clone());
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    let mut web = tier_ids(&fleet, "Role_Web");
+    web.sort();
+    let mut classic = h.region.registered(&web_elb());
+    classic.sort();
+    assert_eq!(classic, web);
+    let tg = ec2_scheduler_engine::ports::LbTarget::from_name(
+        "arn:aws:elasticloadbalancing:r:1:targetgroup/web/1",
+    );
+    assert_eq!(h.region.registered(&tg).len(), 3);
+}
