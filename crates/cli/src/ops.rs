@@ -514,7 +514,8 @@ pub async fn status(
             last.id,
             last.action,
             last.status,
-            last.started.to_rfc3339()
+            last.started
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
     }
     Ok(out)
@@ -530,7 +531,7 @@ pub async fn runs(store: &dyn Store, workload: Option<&str>) -> anyhow::Result<S
         return Ok("no runs\n".to_string());
     }
     let mut out = format!(
-        "{:<34} {:<20} {:<6} {:<24} {:<26} {}\n",
+        "{:<34} {:<20} {:<6} {:<24} {:<21} {}\n",
         "RUN", "WORKLOAD", "ACTION", "STATUS", "STARTED", "SECONDS"
     );
     for r in rows {
@@ -539,12 +540,12 @@ pub async fn runs(store: &dyn Store, workload: Option<&str>) -> anyhow::Result<S
             .map(|f| format!("{:.0}", (f - r.started).num_milliseconds() as f64 / 1000.0))
             .unwrap_or_else(|| "-".into());
         out += &format!(
-            "{:<34} {:<20} {:<6} {:<24} {:<26} {secs}\n",
+            "{:<34} {:<20} {:<6} {:<24} {:<21} {secs}\n",
             r.id,
             r.workload,
             r.action,
             r.status,
-            r.started.to_rfc3339()
+            r.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
     }
     Ok(out)
