@@ -248,6 +248,55 @@ mod tests {
         assert!(instance_ids_in("multi-instance, ami-123").is_empty());
     }
 
+    fn service_error(code: &str, message: &str, status: u16) -> ApiError {
+        use aws_sdk_ec2::operation::stop_instances::StopInstancesError;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        let meta = aws_smithy_types::error::ErrorMetadata::builder()
+            .code(code)
+            .message(message)
+            .build();
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        let e = aws_sdk_ec2::error::SdkError::service_error(StopInstancesError::generic(meta), raw);
+        api_error("ec2:StopInstances", &e)
+    }
+
+    #[test]
+    fn service_errors_become_api_errors() {
+        let e = service_error(
+            "UnauthorizedOperation",
+            "You are not authorized to perform this operation.",
+            403,
+        );
+        assert_eq!(e.kind, ErrorKind::AccessDenied);
+        assert!(
+            e.message
+                .contains("need the IAM permission ec2:StopInstances"),
+            "{}",
+            e.message
+        );
+        let e = service_error(
+            "IncorrectInstanceState",
+            "The instance 'i-0123456789abcdef0' is not in a state from which it can be stopped.",
+            400,
+        );
+        assert_eq!(
+            (e.kind, e.instances.as_slice()),
+            (
+                ErrorKind::IncorrectState,
+                ["i-0123456789abcdef0".to_string()].as_slice()
+            )
+        );
+        assert!(!e.retryable());
+        let e = service_error("SomethingNew", "oops", 503);
+        assert_eq!(e.kind, ErrorKind::Server);
+        assert!(e.retryable());
+        assert_eq!(
+            service_error("RequestLimitExceeded", "Request limit exceeded.", 503).kind,
+            ErrorKind::Throttled
+        );
+    }
+
     #[test]
     fn error_codes_are_classified() {
         assert_eq!(
