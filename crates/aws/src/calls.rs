@@ -68,13 +68,4 @@ impl CallCounter {
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-
-    /// Calls so far of actions starting with `prefix` (e.g. `ec2:`).
-    pub fn total(&self, prefix: &str) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter(|(a, _)| a.starts_with(prefix))
-            .map(|(_, n)| n)
-            .sum()
-    }
 }

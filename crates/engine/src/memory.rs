@@ -35,11 +35,6 @@ impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
-
-    /// The lock currently recorded for a workload.
-    pub fn lock_of(&self, workload: &str) -> Option<Lock> {
-        self.with(|i| i.locks.get(workload).cloned())
-    }
 }
 
 /// The shared lock rule: free, expired, or already ours.

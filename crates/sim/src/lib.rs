@@ -541,11 +541,6 @@ impl Region {
     pub fn throttled(&self) -> u64 {
         self.st().throttled
     }
-
-    /// The simulation's configuration.
-    pub fn config(&self) -> SimConfig {
-        self.st().cfg.clone()
-    }
 }
 
 impl Clock for Region {
