@@ -458,8 +458,8 @@ impl ConfigStore for DynamoStore {
         Ok(out)
     }
 
-    async fn put_workload(&self, workload: &Workload) -> StoreResult<()> {
-        self.write_workload(workload).await.map(|_| ())
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
+        self.write_workload(workload).await
     }
 }
 

@@ -381,7 +381,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let loaded = load(&files)?;
             let store = ops::open_store(&store.opts()).await?;
             for w in &loaded.workloads {
-                store.put_workload(w).await.map_err(|e| anyhow!("{e}"))?;
+                let removed = store.put_workload(w).await.map_err(|e| anyhow!("{e}"))?;
+                if !removed.is_empty() {
+                    eprintln!(
+                        "{}: removed tiers no longer defined: {}",
+                        w.name,
+                        removed.join(", ")
+                    );
+                }
             }
             let names: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
             println!(

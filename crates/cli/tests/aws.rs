@@ -274,6 +274,23 @@ fn load_writes_the_original_tables_and_they_read_back_the_same() {
         .block_on(ec2_scheduler_engine::ports::ConfigStore::workloads(&store))
         .unwrap();
     assert_eq!(stored, expected);
+    // Loading it again without one tier removes that tier's item, and says so.
+    let smaller = text.replace("      - name: Role_Batch\n        stop: { order: 0, ignore: true }   # never stopped by the scheduler\n", "");
+    assert_ne!(smaller, text);
+    let path = std::env::temp_dir().join(format!("ec2s-smaller-{}.yaml", std::process::id()));
+    std::fs::write(&path, &smaller).unwrap();
+    let o = cli(&moto, &["load", "-r", REGION, path.to_str().unwrap()]);
+    ok(&o);
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("ExampleTestCase: removed tiers no longer defined: Role_Batch")
+    );
+    let stored = rt
+        .block_on(ec2_scheduler_engine::ports::ConfigStore::workloads(&store))
+        .unwrap();
+    assert!(stored[0].tier("Role_Batch").is_none());
+    assert_eq!(stored[0].tiers().len(), 3);
     // And `status -r` finds it there (moto has no instances: every tier is empty).
     let text = ok(&cli(
         &moto,

@@ -37,6 +37,18 @@ impl MemoryStore {
     }
 }
 
+/// Tiers of `old` that `new` no longer has.
+pub fn removed_tiers(old: Option<&Workload>, new: &Workload) -> Vec<String> {
+    old.map(|o| {
+        o.tiers()
+            .iter()
+            .filter(|t| new.tier(t.name.as_str()).is_none())
+            .map(|t| t.name.to_string())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// The shared lock rule: free, expired, or already ours.
 pub fn may_take(current: Option<&Lock>, wanted: &Lock, now: DateTime<Utc>) -> bool {
     current.is_none_or(|c| c.expires <= now || c.owner == wanted.owner)
@@ -179,11 +191,11 @@ impl ConfigStore for MemoryStore {
         Ok(self.with(|i| i.workloads.values().cloned().collect()))
     }
 
-    async fn put_workload(&self, workload: &Workload) -> StoreResult<()> {
-        self.with(|i| {
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
+        let old = self.with(|i| {
             i.workloads
                 .insert(workload.name.to_string(), workload.clone())
         });
-        Ok(())
+        Ok(removed_tiers(old.as_ref(), workload))
     }
 }

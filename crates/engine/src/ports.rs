@@ -287,6 +287,7 @@ pub trait ConfigStore: Send + Sync {
     async fn workload(&self, name: &str) -> StoreResult<Option<Workload>>;
     /// Every workload, sorted by name.
     async fn workloads(&self) -> StoreResult<Vec<Workload>>;
-    /// Adds or replaces a workload.
-    async fn put_workload(&self, workload: &Workload) -> StoreResult<()>;
+    /// Adds or replaces a workload; returns the names of tiers the store held for it
+    /// and no longer does.
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>>;
 }

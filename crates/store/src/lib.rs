@@ -402,7 +402,8 @@ impl ConfigStore for SqliteStore {
         rows.iter().map(|(n, y)| decode_workload(n, y)).collect()
     }
 
-    async fn put_workload(&self, workload: &Workload) -> StoreResult<()> {
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
+        let old = self.workload(workload.name.as_str()).await.ok().flatten();
         let yaml = export(std::slice::from_ref(workload), Format::Yaml);
         self.with(|c| {
             c.execute(
@@ -412,7 +413,11 @@ impl ConfigStore for SqliteStore {
             )
             .map_err(backend)?;
             Ok(())
-        })
+        })?;
+        Ok(ec2_scheduler_engine::memory::removed_tiers(
+            old.as_ref(),
+            workload,
+        ))
     }
 }
 
@@ -520,12 +525,26 @@ mod tests {
             .unwrap()
             .workloads
             .remove(0);
-        pollster::block_on(s.put_workload(&w)).unwrap();
+        assert!(pollster::block_on(s.put_workload(&w)).unwrap().is_empty());
         assert_eq!(
             pollster::block_on(s.workload("ExampleTestCase")).unwrap(),
             Some(w.clone())
         );
         assert_eq!(pollster::block_on(s.workloads()).unwrap(), vec![w]);
         assert_eq!(pollster::block_on(s.workload("nope")).unwrap(), None);
+        // Reloading without a tier reports it gone.
+        let smaller = text.replace("      - name: Role_Batch\n        stop: { order: 0, ignore: true }   # never stopped by the scheduler\n", "");
+        assert_ne!(smaller, text);
+        let w2 = load(&[Source {
+            name: "w",
+            text: &smaller,
+        }])
+        .unwrap()
+        .workloads
+        .remove(0);
+        assert_eq!(
+            pollster::block_on(s.put_workload(&w2)).unwrap(),
+            ["Role_Batch"]
+        );
     }
 }
