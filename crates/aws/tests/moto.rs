@@ -187,36 +187,8 @@ async fn classic_and_target_group_registration() {
         &[("Environment", "ENV001"), ("Role", "Role_App")],
     )
     .await;
-    let elb = aws_sdk_elasticloadbalancing::Client::new(&conf);
-    elb.create_load_balancer()
-        .load_balancer_name("web-elb")
-        .availability_zones(AZS[0])
-        .listeners(
-            aws_sdk_elasticloadbalancing::types::Listener::builder()
-                .protocol("HTTP")
-                .load_balancer_port(80)
-                .instance_port(80)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
-    let tg = elbv2
-        .create_target_group()
-        .name("app-tg")
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(&net.vpc)
-        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
-        .send()
-        .await
-        .unwrap();
-    let arn = tg.target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_string();
+    create_classic_lb(&conf, "web-elb", &AZS[..1]).await;
+    let arn = create_target_group(&conf, "app-tg", &net.vpc, 8080).await;
     let cloud = AwsCloud::new(&conf);
     let classic = LbTarget::Classic {
         name: "web-elb".into(),

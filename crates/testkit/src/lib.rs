@@ -209,6 +209,43 @@ pub async fn put_seed_items(conf: &SdkConfig, vpc: &str) {
     }
 }
 
+/// A classic load balancer listening on HTTP 80 in `azs`.
+pub async fn create_classic_lb(conf: &SdkConfig, name: &str, azs: &[&str]) {
+    aws_sdk_elasticloadbalancing::Client::new(conf)
+        .create_load_balancer()
+        .load_balancer_name(name)
+        .set_availability_zones(Some(azs.iter().map(|a| a.to_string()).collect()))
+        .listeners(
+            aws_sdk_elasticloadbalancing::types::Listener::builder()
+                .protocol("HTTP")
+                .load_balancer_port(80)
+                .instance_port(80)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// An HTTP target group of instances; returns its ARN.
+pub async fn create_target_group(conf: &SdkConfig, name: &str, vpc: &str, port: i32) -> String {
+    let tg = aws_sdk_elasticloadbalancingv2::Client::new(conf)
+        .create_target_group()
+        .name(name)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(port)
+        .vpc_id(vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+        .send()
+        .await
+        .unwrap();
+    tg.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string()
+}
+
 /// The seed example's world: a VPC over three zones with `per_tier` instances in each
 /// of Role_Web (t2.nano, behind classic load balancer `web-elb`), Role_App (t2.nano, in
 /// target group `app-tg`) and Role_DB (t2.large); decoys (another workload value, no
@@ -281,21 +318,8 @@ pub async fn seed_world(conf: &SdkConfig, per_tier: usize) -> World {
         .await,
     );
 
+    create_classic_lb(conf, "web-elb", &azs).await;
     let elb = aws_sdk_elasticloadbalancing::Client::new(conf);
-    elb.create_load_balancer()
-        .load_balancer_name("web-elb")
-        .set_availability_zones(Some(azs.iter().map(|a| a.to_string()).collect()))
-        .listeners(
-            aws_sdk_elasticloadbalancing::types::Listener::builder()
-                .protocol("HTTP")
-                .load_balancer_port(80)
-                .instance_port(80)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
     elb.register_instances_with_load_balancer()
         .load_balancer_name("web-elb")
         .set_instances(Some(
@@ -311,21 +335,8 @@ pub async fn seed_world(conf: &SdkConfig, per_tier: usize) -> World {
         .send()
         .await
         .unwrap();
+    let target_group = create_target_group(conf, "app-tg", &net.vpc, 8080).await;
     let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(conf);
-    let tg = elbv2
-        .create_target_group()
-        .name("app-tg")
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(&net.vpc)
-        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
-        .send()
-        .await
-        .unwrap();
-    let target_group = tg.target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_string();
     elbv2
         .register_targets()
         .target_group_arn(&target_group)
