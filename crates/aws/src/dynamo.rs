@@ -34,6 +34,7 @@ use ec2_scheduler_config::{Format, Source, export, load};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::ports::{
     ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+    unreadable_exemption_reason,
 };
 use ec2_scheduler_engine::run::Run;
 use serde_json::{Map, Value, json};
@@ -683,25 +684,50 @@ impl RunStore for DynamoStore {
 
     async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
         let items = self.query_all(&self.tables.state, "pk", "EXEMPT").await?;
-        items
+        Ok(items
             .iter()
             .map(|i| {
-                let id = s(i, "instance_id").unwrap_or_default();
-                Ok(Exemption {
-                    until: s(i, "until").map(|u| time(&u, &id)).transpose()?,
-                    reason: s(i, "reason").unwrap_or_default(),
-                    instance_id: id,
-                })
+                // The sort key starts with the instance id, so it is known even when
+                // the attributes are not readable; such a record counts as exempt
+                // until removed.
+                let sk = s(i, "sk").unwrap_or_default();
+                let id = s(i, "instance_id")
+                    .unwrap_or_else(|| sk.split('#').next().unwrap_or_default().to_string());
+                let until = s(i, "until");
+                match until.as_deref().map(|u| time(u, &id)).transpose() {
+                    Ok(until) => Exemption {
+                        until,
+                        reason: s(i, "reason").unwrap_or_default(),
+                        instance_id: id,
+                    },
+                    Err(_) => Exemption {
+                        reason: unreadable_exemption_reason(
+                            &id,
+                            &format!("until = {:?}", until.unwrap_or_default()),
+                        ),
+                        until: None,
+                        instance_id: id,
+                    },
+                }
             })
-            .collect()
+            .collect())
     }
 
     async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
+        e.check().map_err(|x| StoreError::Invalid(x.to_string()))?;
         let until = e.until.map(|u| u.to_rfc3339());
-        let mut item = key(
-            "EXEMPT",
-            &format!("{}#{}", e.instance_id, until.as_deref().unwrap_or("-")),
-        );
+        let sk = format!("{}#{}", e.instance_id, until.as_deref().unwrap_or("-"));
+        // One exemption per instance: the new one is written first, then the
+        // instance's others are removed, so that the instance is never left without.
+        let old: Vec<String> = self
+            .query_all(&self.tables.state, "pk", "EXEMPT")
+            .await?
+            .iter()
+            .filter(|i| s(i, "instance_id").as_deref() == Some(e.instance_id.as_str()))
+            .filter_map(|i| s(i, "sk"))
+            .filter(|k| *k != sk)
+            .collect();
+        let mut item = key("EXEMPT", &sk);
         item.insert(
             "instance_id".into(),
             AttributeValue::S(e.instance_id.clone()),
@@ -711,6 +737,16 @@ impl RunStore for DynamoStore {
             item.insert("until".into(), AttributeValue::S(u));
         }
         self.put_state(item).await?;
+        for k in old {
+            self.counter.record("dynamodb:DeleteItem");
+            self.client
+                .delete_item()
+                .table_name(&self.tables.state)
+                .set_key(Some(key("EXEMPT", &k)))
+                .send()
+                .await
+                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+        }
         Ok(())
     }
 

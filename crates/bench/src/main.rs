@@ -124,6 +124,7 @@ fn run(region: &Region, store: &MemoryStore, w: &Workload, action: Action) -> Ou
         notifier: region,
         store,
         clock: region,
+        lease_clock: region,
     };
     let settings = Settings {
         owner: "bench".into(),

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ec2_scheduler_config::{Diagnostics, Format, Loaded, Source};
 use ec2_scheduler_core::plan::{PlanRequest, ScaleIn};
 use ec2_scheduler_core::{Action, Exemption, plan};
-use ec2_scheduler_engine::{Begin, Executor, RunRequest, Settings};
+use ec2_scheduler_engine::{Begin, Executor, RunRequest};
 
 use crate::ops::{self, Speed};
 use crate::progress::Progress;
@@ -315,15 +315,17 @@ pub fn main() -> ExitCode {
         .and_then(|rt| rt.block_on(run(cli)));
     match runtime {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output went away (`| head`): a normal end.
+        Err(e) if e.downcast_ref::<crate::term::Closed>().is_some() => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<RunFailed>().is_some() => {
-            eprintln!("{e}");
+            crate::term::note(e.to_string());
             ExitCode::from(3)
         }
         Err(e) => {
             if e.downcast_ref::<Invalid>().is_some() {
-                eprintln!("{e}");
+                crate::term::note(e.to_string());
             } else {
-                eprintln!("error: {e:#}");
+                crate::term::note(format!("error: {e:#}"));
             }
             ExitCode::from(1)
         }
@@ -338,7 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ops::open_store(&args.store.opts()).await?;
             let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
             let cloud = cloud(&args.cloud, &workload, &args.store).await?;
-            print!("{}", ops::status(&workload, &cloud, &*store).await?);
+            crate::term::out(ops::status(&workload, &cloud, &*store).await?)?;
             Ok(())
         }
         Command::Runs {
@@ -348,8 +350,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let store = ops::open_store(&store.opts()).await?;
             match show {
-                None => print!("{}", ops::runs(&*store, workload.as_deref()).await?),
-                Some(RunsCommand::Show { id }) => print!("{}", ops::run_show(&*store, &id).await?),
+                None => crate::term::out(ops::runs(&*store, workload.as_deref()).await?)?,
+                Some(RunsCommand::Show { id }) => {
+                    crate::term::out(ops::run_show(&*store, &id).await?)?
+                }
             }
             Ok(())
         }
@@ -360,7 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     instance,
                     until,
                     reason,
-                } => ops::exempt_add(&*store, &instance, until, &reason).await?,
+                } => ops::exempt_add(&*store, &instance, until, &reason, Utc::now()).await?,
                 ExemptCommand::Remove { instance } => {
                     if store
                         .remove_exemption(&instance)
@@ -374,7 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ExemptCommand::List => ops::exempt_list(&*store).await?,
             };
-            print!("{out}");
+            crate::term::out(&out)?;
             Ok(())
         }
         Command::Load { files, store } => {
@@ -383,20 +387,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for w in &loaded.workloads {
                 let removed = store.put_workload(w).await.map_err(|e| anyhow!("{e}"))?;
                 if !removed.is_empty() {
-                    eprintln!(
+                    crate::term::note(format!(
                         "{}: removed tiers no longer defined: {}",
                         w.name,
                         removed.join(", ")
-                    );
+                    ));
                 }
             }
             let names: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
-            println!(
-                "loaded {} workload{}: {}",
-                names.len(),
-                if names.len() == 1 { "" } else { "s" },
-                names.join(", ")
-            );
+            crate::term::out(
+                format!(
+                    "loaded {} workload{}: {}",
+                    names.len(),
+                    if names.len() == 1 { "" } else { "s" },
+                    names.join(", ")
+                ) + "\n",
+            )?;
             Ok(())
         }
         Command::Validate { files } => validate(&files),
@@ -408,7 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             files,
         } => export(&files, format, workload.as_deref(), output.as_deref()),
         Command::Schema => {
-            print!("{}", ec2_scheduler_config::native::schema_json());
+            crate::term::out(ec2_scheduler_config::native::schema_json())?;
             Ok(())
         }
     }
@@ -434,11 +440,20 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     let store = ops::open_store(&args.store.opts()).await?;
     let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
     let cloud = cloud(&args.cloud, &workload, &args.store).await?;
-    let settings = Settings {
-        owner: ops::owner(),
-        ..Settings::default()
+    let settings = ops::settings(&cloud, args.speed);
+    // On the simulator, the fleet file is saved before each checkpoint.
+    let checkpointed;
+    let store: &dyn ops::Store = match &cloud {
+        ops::Cloud::Sim(sim) => {
+            checkpointed = ops::Checkpointed {
+                inner: &*store,
+                sim,
+            };
+            &checkpointed
+        }
+        ops::Cloud::Aws(_) => &*store,
     };
-    let mut exec = Executor::new(cloud.ports(&*store), settings, workload);
+    let mut exec = Executor::new(cloud.ports(store), settings, workload);
     let req = RunRequest {
         action: args.action,
         profile: args.profile.clone(),
@@ -454,21 +469,24 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow!(Invalid(e.to_string())))?;
         match args.output {
-            Output::Text => print!("Dry run: nothing is changed.\n{}", render::plan_text(&plan)),
-            Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+            Output::Text => crate::term::out(format!(
+                "Dry run: nothing is changed.\n{}",
+                render::plan_text(&plan)
+            ))?,
+            Output::Json => crate::term::out(serde_json::to_string_pretty(&plan)? + "\n")?,
         }
         return Ok(());
     }
-    let mut run = match ops::begin(&mut exec, &*store, &req, args.resume.as_deref()).await? {
+    let mut run = match ops::begin(&mut exec, store, &req, args.resume.as_deref()).await? {
         Begin::NothingToDo(plan) => {
             match args.output {
-                Output::Text => print!("{}", render::plan_text(&plan)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                Output::Text => crate::term::out(render::plan_text(&plan))?,
+                Output::Json => crate::term::out(serde_json::to_string_pretty(&plan)? + "\n")?,
             }
             return Ok(());
         }
         Begin::Resumed(r) => {
-            eprintln!("resuming run {}", r.id);
+            crate::term::note(format!("resuming run {}", r.id));
             *r
         }
         Begin::Started(r) => *r,
@@ -477,13 +495,15 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(quiet || args.output == Output::Json);
     ops::drive(&mut exec, &mut run, &cloud, args.speed, &mut progress).await?;
     match args.output {
-        Output::Text => print!("{}{}", ops::run_report(&run), cloud.call_report()),
+        Output::Text => {
+            crate::term::out(format!("{}{}", ops::run_report(&run), cloud.call_report()))?
+        }
         Output::Json => {
             let mut summary = run.summary();
             if let ops::Cloud::Aws(aws) = &cloud {
                 summary["aws_requests"] = serde_json::json!(aws.counter.snapshot());
             }
-            println!("{}", serde_json::to_string_pretty(&summary)?)
+            crate::term::out(serde_json::to_string_pretty(&summary)? + "\n")?
         }
     }
     match ops::run_failed(&run) {
@@ -492,9 +512,9 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Reads a workload file.
 fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| anyhow!(Invalid(format!("{}: cannot read: {e}", path.display()))))
+    crate::files::read_text(path, ec2_scheduler_config::MAX_SOURCE_BYTES as u64)
 }
 
 pub fn invalid(diags: Diagnostics) -> anyhow::Error {
@@ -517,7 +537,7 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Loaded> {
         .collect();
     let loaded = ec2_scheduler_config::load(&sources).map_err(invalid)?;
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        crate::term::note(w.to_string());
     }
     Ok(loaded)
 }
@@ -529,12 +549,14 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
         .iter()
         .map(|w| format!("{} ({} tiers)", w.name, w.tiers().len()))
         .collect();
-    println!(
-        "ok: {} workload{}: {}",
-        names.len(),
-        if names.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
+    crate::term::out(
+        format!(
+            "ok: {} workload{}: {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        ) + "\n",
+    )?;
     Ok(())
 }
 
@@ -549,18 +571,27 @@ fn plan_cmd(args: PlanArgs) -> anyhow::Result<()> {
         )))
     })?;
     let observed_name = args.observed.display().to_string();
-    let observed = ec2_scheduler_config::fleet::load_fleet(&observed_name, &read(&args.observed)?)
-        .map_err(invalid)?;
+    let observed_text = crate::files::read_text(&args.observed, crate::files::MAX_DATA_BYTES)?;
+    let observed =
+        ec2_scheduler_config::fleet::load_fleet(&observed_name, &observed_text).map_err(invalid)?;
     let exemptions: Vec<Exemption> = match &args.exemptions {
         None => Vec::new(),
-        Some(p) => serde_json::from_str(&read(p)?).map_err(|e| {
-            anyhow!(Invalid(format!(
-                "{}:{}:{}: invalid exemptions (expected a JSON list of {{instance_id, until?, reason}}): {e}",
-                p.display(),
-                e.line(),
-                e.column()
-            )))
-        })?,
+        Some(p) => {
+            let text = crate::files::read_text(p, crate::files::MAX_DATA_BYTES)?;
+            let list: Vec<Exemption> = serde_json::from_str(&text).map_err(|e| {
+                anyhow!(Invalid(format!(
+                    "{}:{}:{}: invalid exemptions (expected a JSON list of {{instance_id, until?, reason}}): {e}",
+                    p.display(),
+                    e.line(),
+                    e.column()
+                )))
+            })?;
+            for (i, e) in list.iter().enumerate() {
+                e.check()
+                    .map_err(|x| anyhow!(Invalid(format!("{}: [{i}]: {x}", p.display()))))?;
+            }
+            list
+        }
     };
     let req = PlanRequest {
         workload,
@@ -609,7 +640,7 @@ fn export(
     let text = ec2_scheduler_config::export(&workloads, format);
     match output {
         None => std::io::stdout().write_all(text.as_bytes())?,
-        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        Some(p) => crate::files::write_atomic(p, text.as_bytes())?,
     }
     Ok(())
 }

@@ -92,22 +92,23 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
     .map_err(|d| anyhow!("{d}"))?
     .workloads
     .remove(0);
-    let path = std::env::temp_dir().join(format!("ec2-scheduler-demo-{}.json", std::process::id()));
-    let cloud = Cloud::Sim(Box::new(SimCloud::new_at(&path, fleet(), Utc::now())));
+    let cloud = Cloud::Sim(Box::new(SimCloud::new_at(None, fleet(), Utc::now())));
     let Cloud::Sim(sim) = &cloud else {
         unreachable!("built as a simulation")
     };
     let store = MemoryStore::new();
-    println!(
-        "Simulated region us-west-2: {} instances ({} in workload {}, 2 decoys), web tier behind web-elb.\n",
-        sim.region.instances().len(),
-        sim.region.instances().len() - 2,
-        workload.name
-    );
+    crate::term::out(
+        format!(
+            "Simulated region us-west-2: {} instances ({} in workload {}, 2 decoys), web tier behind web-elb.\n",
+            sim.region.instances().len(),
+            sim.region.instances().len() - 2,
+            workload.name
+        ) + "\n",
+    )?;
     for (action, profile) in [(Action::Stop, None), (Action::Start, Some("profileD"))] {
         let settings = Settings {
             owner: "demo".into(),
-            ..Settings::default()
+            ..crate::ops::settings(&cloud, speed)
         };
         let mut exec = Executor::new(cloud.ports(&store), settings, workload.clone());
         let req = RunRequest {
@@ -119,7 +120,7 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
         let mut run = match exec.begin(&req, &id).await? {
             Begin::Started(r) | Begin::Resumed(r) => *r,
             Begin::NothingToDo(p) => {
-                println!("{}", crate::render::plan_text(&p));
+                crate::term::out(crate::render::plan_text(&p) + "\n")?;
                 continue;
             }
         };
@@ -135,24 +136,26 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
                     .join("+")
             })
             .collect();
-        println!(
-            "== {action}{} of {}: {} (order {})",
-            profile
-                .map(|p| format!(" with profile {p}"))
-                .unwrap_or_default(),
-            workload.name,
-            match action {
-                Action::Stop => format!("{} to stop", run.plan.summary.to_stop),
-                Action::Start => format!(
-                    "{} to start, {} to resize",
-                    run.plan.summary.to_start, run.plan.summary.to_resize
-                ),
-            },
-            order.join(" -> ")
-        );
+        crate::term::out(
+            format!(
+                "== {action}{} of {}: {} (order {})",
+                profile
+                    .map(|p| format!(" with profile {p}"))
+                    .unwrap_or_default(),
+                workload.name,
+                match action {
+                    Action::Stop => format!("{} to stop", run.plan.summary.to_stop),
+                    Action::Start => format!(
+                        "{} to start, {} to resize",
+                        run.plan.summary.to_start, run.plan.summary.to_resize
+                    ),
+                },
+                order.join(" -> ")
+            ) + "\n",
+        )?;
         let mut progress = Progress::new(false);
         drive(&mut exec, &mut run, &cloud, speed, &mut progress).await?;
-        println!("{}", run_report(&run));
+        crate::term::out(run_report(&run) + "\n")?;
     }
     let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
     for i in sim.region.instances() {
@@ -161,11 +164,12 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
             .or_default() += 1;
     }
     let summary: Vec<String> = by_state.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!("Region now: {}.", summary.join(", "));
-    println!(
-        "Notifications published to SNS topic SchedulerTesting: {}.",
-        sim.region.published().len()
-    );
-    let _ = std::fs::remove_file(&path);
+    crate::term::out(format!("Region now: {}.", summary.join(", ")) + "\n")?;
+    crate::term::out(
+        format!(
+            "Notifications published to SNS topic SchedulerTesting: {}.",
+            sim.region.published().len()
+        ) + "\n",
+    )?;
     Ok(())
 }

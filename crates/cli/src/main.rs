@@ -4,9 +4,11 @@
 
 mod cli;
 mod demo;
+mod files;
 mod ops;
 mod progress;
 mod render;
+mod term;
 
 use std::process::ExitCode;
 

@@ -1,8 +1,9 @@
 //! The commands that act: `run`, `status`, `runs`, `exempt`, `load`, and what they
 //! share (opening the store, finding the workload, the simulated cloud).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -11,7 +12,9 @@ use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
 use ec2_scheduler_aws::{AwsCloud, Connect, sdk_config};
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
-use ec2_scheduler_engine::ports::{ConfigStore, LbTarget, RunStore};
+use ec2_scheduler_engine::ports::{
+    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+};
 use ec2_scheduler_engine::{
     Begin, EngineError, Executor, Ports, Run, RunRequest, RunStatus, Settings, Tick,
 };
@@ -19,6 +22,7 @@ use ec2_scheduler_sim::{Region, SimConfig};
 use ec2_scheduler_store::SqliteStore;
 
 use crate::cli::Invalid;
+use crate::files::{FileLock, write_atomic};
 use crate::progress::Progress;
 
 /// A store that holds both runs and workloads.
@@ -114,6 +118,7 @@ impl Cloud {
                 notifier: &**a,
                 store,
                 clock: &SYSTEM_CLOCK,
+                lease_clock: &SYSTEM_CLOCK,
             },
         }
     }
@@ -200,27 +205,43 @@ pub async fn find_workload(
 }
 
 /// A simulated region loaded from a fleet snapshot and written back to it.
+///
+/// The file is written when the run's progress is saved (see [`Checkpointed`]), so
+/// the file is never behind the store: a run killed at any point resumes from a
+/// checkpoint whose effects the file holds. Writes are atomic (a temporary file
+/// renamed) and merged under a file lock, so that runs of different workloads on one
+/// fleet file keep each other's changes.
 pub struct SimCloud {
     pub region: Region,
-    path: PathBuf,
+    /// Where the region is saved; `None` keeps it in memory (the demo).
+    path: Option<PathBuf>,
+    sync: Mutex<Sync>,
+}
+
+/// What the file held when this process last read or wrote it.
+#[derive(Default)]
+struct Sync {
+    /// The instances by id, as written by the last sync.
+    instances: HashMap<String, Instance>,
+    /// The region's revision then.
+    revision: Option<usize>,
 }
 
 impl SimCloud {
     /// Loads the snapshot; the region's clock starts now.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!(Invalid(format!("{}: cannot read: {e}", path.display()))))?;
-        let name = path.display().to_string();
-        let instances =
-            ec2_scheduler_config::fleet::load_fleet(&name, &text).map_err(crate::cli::invalid)?;
-        Ok(Self::new_at(path, instances, Utc::now()))
+        let instances = read_fleet(path)?;
+        let cloud = Self::new_at(Some(path), instances.clone(), Utc::now());
+        cloud.lock_sync().instances = instances.into_iter().map(|i| (i.id.clone(), i)).collect();
+        Ok(cloud)
     }
 
-    /// A region for `instances` whose clock starts at `start`, saved to `path`.
-    pub fn new_at(path: &Path, instances: Vec<Instance>, start: DateTime<Utc>) -> Self {
+    /// A region for `instances` whose clock starts at `start`, saved to `path` if any.
+    pub fn new_at(path: Option<&Path>, instances: Vec<Instance>, start: DateTime<Utc>) -> Self {
         SimCloud {
             region: Self::region(instances, start),
-            path: path.to_path_buf(),
+            path: path.map(Path::to_path_buf),
+            sync: Mutex::new(Sync::default()),
         }
     }
 
@@ -248,11 +269,14 @@ impl SimCloud {
         region
     }
 
-    /// Writes the region's instances back to the snapshot file.
-    pub fn save(&self) -> anyhow::Result<()> {
+    fn lock_sync(&self) -> std::sync::MutexGuard<'_, Sync> {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The region's instances as the snapshot shows them.
+    fn snapshot(&self) -> Vec<Instance> {
         let members = self.region.memberships();
-        let instances: Vec<Instance> = self
-            .region
+        self.region
             .instances()
             .into_iter()
             .map(|mut i| {
@@ -264,10 +288,73 @@ impl SimCloud {
                 );
                 i
             })
+            .collect()
+    }
+
+    /// Writes the region's changes to the snapshot file, if it changed since the last
+    /// save: under the file's lock, the file is read again and merged (this
+    /// process's changes win for the instances it changed; changes made by others
+    /// to the other instances are kept and taken into the region), then replaced
+    /// atomically.
+    ///
+    /// # Errors
+    /// When the file cannot be locked, read back or written.
+    pub fn save(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let revision = self.region.revision();
+        let mut sync = self.lock_sync();
+        if sync.revision == Some(revision) {
+            return Ok(());
+        }
+        let _lock = FileLock::exclusive(path)?;
+        let on_disk = read_fleet(path)
+            .with_context(|| format!("{}: cannot merge with the file", path.display()))?;
+        let mut mine: HashMap<String, Instance> = self
+            .snapshot()
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
             .collect();
-        let doc = serde_json::json!({ "observed_at": ec2_scheduler_engine::ports::Clock::now(&self.region), "instances": instances });
+        let mut merged = Vec::with_capacity(on_disk.len().max(mine.len()));
+        for theirs in on_disk {
+            let before = sync.instances.get(&theirs.id);
+            match mine.remove(&theirs.id) {
+                // Changed here since the last sync: this process's version.
+                Some(m) if before != Some(&m) => merged.push(m),
+                // Unchanged here: the file's version, taken into the region.
+                Some(m) => {
+                    if m != theirs {
+                        self.region.edit(&theirs.id, |i| {
+                            i.state = theirs.state;
+                            i.state_reason = theirs.state_reason.clone();
+                            i.instance_type = theirs.instance_type.clone();
+                            i.tags = theirs.tags.clone();
+                        });
+                    }
+                    merged.push(theirs);
+                }
+                // Added by another process.
+                None => merged.push(theirs),
+            }
+        }
+        // Instances the file no longer has stay removed unless this process has them
+        // anew.
+        let mut rest: Vec<Instance> = mine
+            .into_values()
+            .filter(|i| !sync.instances.contains_key(&i.id))
+            .collect();
+        rest.sort_by(|a, b| a.id.cmp(&b.id));
+        merged.extend(rest);
+        let doc = serde_json::json!({
+            "observed_at": ec2_scheduler_engine::ports::Clock::now(&self.region),
+            "instances": merged,
+        });
         let text = serde_json::to_string_pretty(&doc)? + "\n";
-        std::fs::write(&self.path, text).with_context(|| format!("writing {}", self.path.display()))
+        write_atomic(path, text.as_bytes())?;
+        sync.instances = merged.into_iter().map(|i| (i.id.clone(), i)).collect();
+        sync.revision = Some(self.region.revision());
+        Ok(())
     }
 
     pub fn ports<'a>(&'a self, store: &'a dyn Store) -> Ports<'a> {
@@ -278,7 +365,103 @@ impl SimCloud {
             notifier: &self.region,
             store,
             clock: &self.region,
+            lease_clock: &SYSTEM_CLOCK,
         }
+    }
+}
+
+/// Reads a fleet snapshot file.
+fn read_fleet(path: &Path) -> anyhow::Result<Vec<Instance>> {
+    let text = crate::files::read_text(path, crate::files::MAX_DATA_BYTES)?;
+    let name = path.display().to_string();
+    ec2_scheduler_config::fleet::load_fleet(&name, &text).map_err(crate::cli::invalid)
+}
+
+/// A store that saves the simulated region to its file before every write that
+/// records progress, so that the file is never behind the store.
+pub struct Checkpointed<'a> {
+    pub inner: &'a dyn Store,
+    pub sim: &'a SimCloud,
+}
+
+impl Checkpointed<'_> {
+    fn flush(&self) -> StoreResult<()> {
+        self.sim
+            .save()
+            .map_err(|e| StoreError::Backend(format!("saving the simulated fleet: {e:#}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl RunStore for Checkpointed<'_> {
+    async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome> {
+        self.inner.acquire(lock, now).await
+    }
+    async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
+        self.inner.renew(lock).await
+    }
+    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
+        self.flush()?;
+        self.inner.release(workload, owner).await
+    }
+    async fn save_run(&self, run: &Run) -> StoreResult<()> {
+        self.flush()?;
+        self.inner.save_run(run).await
+    }
+    async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
+        self.inner.load_run(id).await
+    }
+    async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
+        self.inner.unfinished_run(workload).await
+    }
+    async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>> {
+        self.inner.list_runs(workload).await
+    }
+    async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
+        self.inner.exemptions().await
+    }
+    async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
+        self.inner.add_exemption(e).await
+    }
+    async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool> {
+        self.inner.remove_exemption(instance_id).await
+    }
+    async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {
+        self.flush()?;
+        self.inner.park(workload, entries).await
+    }
+    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
+        self.inner.parked(workload, ids).await
+    }
+    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
+        self.flush()?;
+        self.inner.unpark(workload, ids).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConfigStore for Checkpointed<'_> {
+    async fn workload(&self, name: &str) -> StoreResult<Option<Workload>> {
+        self.inner.workload(name).await
+    }
+    async fn workloads(&self) -> StoreResult<Vec<Workload>> {
+        self.inner.workloads().await
+    }
+    async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
+        self.inner.put_workload(workload).await
+    }
+}
+
+/// Engine settings for a run by this process on `cloud`, driven at `speed`.
+pub fn settings(cloud: &Cloud, speed: Speed) -> Settings {
+    Settings {
+        owner: owner(),
+        clock_rate: match (cloud, speed) {
+            (Cloud::Aws(_), _) => Some(1.0),
+            (Cloud::Sim(_), Speed::Times(x)) => Some(x),
+            (Cloud::Sim(_), Speed::Max) => None,
+        },
+        ..Settings::default()
     }
 }
 
@@ -347,10 +530,10 @@ pub async fn begin(
         };
         match result {
             Err(EngineError::Busy(lock)) if attempt == 0 && owner_is_dead(&lock.owner) => {
-                eprintln!(
+                crate::term::note(format!(
                     "note: taking over the lock of {} from {} (that process is gone)",
                     lock.workload, lock.owner
-                );
+                ));
                 store
                     .release(&lock.workload, &lock.owner)
                     .await
@@ -381,9 +564,6 @@ pub async fn drive(
     loop {
         let tick = exec.tick(run).await?;
         progress.update(run, cloud.now());
-        if let Cloud::Sim(sim) = cloud {
-            sim.save()?;
-        }
         let wait = match tick {
             Tick::Done => break,
             Tick::Wait(d) => d,
@@ -400,6 +580,9 @@ pub async fn drive(
         }
     }
     progress.finish();
+    if let Cloud::Sim(sim) = cloud {
+        sim.save()?;
+    }
     Ok(())
 }
 
@@ -570,17 +753,25 @@ pub async fn run_show(store: &dyn Store, id: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Reads `--until`: an RFC 3339 time, or a date meaning through that day (UTC).
+/// Reads `--until`: an RFC 3339 time, or a date meaning through that day (UTC); no
+/// later than the end of year 9999, the last instant every store can write.
 pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        t.with_timezone(&Utc)
+    } else {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))?
+    };
+    if t > ec2_scheduler_core::exemption::latest_until() {
+        return Err(format!(
+            "{s:?} is too far ahead: the latest expiry is 9999-12-31T23:59:59Z (or leave --until out: until removed)"
+        ));
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.succ_opt())
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))
+    Ok(t)
 }
 
 /// `exempt add`.
@@ -589,10 +780,12 @@ pub async fn exempt_add(
     instance: &str,
     until: Option<DateTime<Utc>>,
     reason: &str,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
-    if !instance.starts_with("i-") || instance.len() < 3 {
+    if let Some(u) = until.filter(|u| *u <= now) {
         bail!(Invalid(format!(
-            "{instance:?} is not an instance id (i-...)"
+            "--until {} is in the past: the exemption would never apply",
+            u.to_rfc3339()
         )));
     }
     let e = Exemption {
@@ -600,6 +793,7 @@ pub async fn exempt_add(
         until,
         reason: reason.to_string(),
     };
+    e.check().map_err(|x| anyhow!(Invalid(x.to_string())))?;
     store.add_exemption(&e).await.map_err(|e| anyhow!("{e}"))?;
     Ok(format!(
         "{instance} is exempt from stop {}: {reason}\n",

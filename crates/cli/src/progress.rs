@@ -34,9 +34,9 @@ impl Progress {
     fn line(&self, text: String) {
         match &self.bars {
             Some((m, _)) => {
-                let _ = m.println(text);
+                let _ = m.println(crate::term::sanitize(&text));
             }
-            None => eprintln!("{text}"),
+            None => crate::term::note(&text),
         }
     }
 
@@ -87,7 +87,7 @@ impl Progress {
                     .expect("valid template")
                     .progress_chars("=> "),
                 );
-                b.set_prefix(tp.tier.clone());
+                b.set_prefix(crate::term::sanitize(&tp.tier).into_owned());
                 b
             });
             let idx = run.cursor.steps.get(&tp.tier).copied().unwrap_or(0);

@@ -14,6 +14,7 @@
 //! reported together.
 
 mod diag;
+mod doc;
 pub mod fleet;
 pub mod native;
 mod seed;
@@ -28,6 +29,7 @@ use serde_json::{Map, Value, json};
 
 use diag::Cx;
 pub use diag::{Diagnostic, Diagnostics, Location, Severity};
+pub use doc::{MAX_SOURCE_BYTES, utf8};
 
 /// A file's name (for messages) and its text.
 #[derive(Debug, Clone, Copy)]
@@ -235,15 +237,19 @@ impl Assembly {
 
 /// Parses one file and adds what it defines.
 fn read_source(cx: &mut Cx, text: &str, asm: &mut Assembly) {
-    let first = text
-        .lines()
-        .map(str::trim_start)
-        .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("//"));
-    let looks_json = first.is_some_and(|l| l.starts_with('{') || l.starts_with('['));
-    let docs = if looks_json {
-        parse_json(cx, text)
+    if text.len() > MAX_SOURCE_BYTES {
+        cx.file_error(format!(
+            "the file is {} bytes; workload files are limited to {} bytes (16 MiB)",
+            text.len(),
+            MAX_SOURCE_BYTES
+        ));
+        return;
+    }
+    let text = doc::strip_bom(text);
+    let docs = if doc::looks_json(text) {
+        doc::parse_json(cx, text)
     } else {
-        parse_yaml(cx, text)
+        doc::parse_yaml(cx, text)
     };
     let Some(docs) = docs else { return };
     if docs.is_empty() {
@@ -286,7 +292,15 @@ fn read_document(cx: &mut Cx, doc: &Value, root: &str, asm: &mut Assembly) {
     } else if let Some(items) = obj.and_then(|o| o.get("Items")).and_then(Value::as_array) {
         read_items(cx, items, &prefixed("Items"), None, asm);
     } else if let Some(items) = doc.as_array() {
+        if items.is_empty() {
+            cx.error(
+                root,
+                "the list is empty: expected workload definitions (DynamoDB items)",
+            );
+        }
         read_items(cx, items, root, None, asm);
+    } else if obj.is_some_and(Map::is_empty) {
+        cx.error(root, "the mapping is empty: expected workload definitions");
     } else if obj.is_some() {
         read_item(cx, doc, root, None, asm);
     } else {
@@ -443,12 +457,17 @@ fn read_loader(cx: &mut Cx, o: &Map<String, Value>, root: &str, asm: &mut Assemb
         if let (Some(m), Some(spec)) = (item.as_object_mut(), &spec_name) {
             m.entry("SpecName")
                 .or_insert_with(|| Value::String(spec.clone()));
-            if m.get("SpecName").and_then(Value::as_str) != Some(spec) {
+            let named = match &m["SpecName"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            if named.as_deref() != Some(spec.as_str()) {
                 cx.error(
                     &walk::key(&p, "SpecName"),
                     format!(
-                        "the tier names workload {:?}, but this file defines {spec:?}",
-                        m["SpecName"]
+                        "the tier belongs to workload {}, but this file defines {spec:?}; leave SpecName out or make it {spec:?}",
+                        named.map_or_else(|| walk::found(&m["SpecName"]).replacen("found ", "", 1), |n| format!("{n:?}"))
                     ),
                 );
                 continue;
@@ -458,99 +477,6 @@ fn read_loader(cx: &mut Cx, o: &Map<String, Value>, root: &str, asm: &mut Assemb
             asm.tiers.push((cx.file.clone(), p, t.spec_name, t.tier));
         }
     }
-}
-
-/// All JSON values in the text, one after another.
-fn parse_json(cx: &mut Cx, text: &str) -> Option<Vec<Value>> {
-    let mut out = Vec::new();
-    for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-        match v {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                cx.syntax(e.line(), e.column(), json_message(&e));
-                return None;
-            }
-        }
-    }
-    Some(out)
-}
-
-/// A JSON syntax error's message without serde's own position suffix.
-pub(crate) fn json_message(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let msg = msg.split(" at line ").next().unwrap_or(&msg);
-    if msg == "trailing comma" {
-        "invalid JSON: trailing comma before this closing bracket (JSON allows no comma after the last element)".to_string()
-    } else {
-        format!("invalid JSON: {msg}")
-    }
-}
-
-/// All YAML documents in the text, as JSON values (scalar keys become strings).
-fn parse_yaml(cx: &mut Cx, text: &str) -> Option<Vec<Value>> {
-    use serde::Deserialize;
-    let mut out = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        match serde_yaml_ng::Value::deserialize(doc) {
-            Ok(serde_yaml_ng::Value::Null) => {}
-            Ok(v) => match yaml_to_json(v) {
-                Ok(j) => out.push(j),
-                Err(msg) => {
-                    cx.file_error(msg);
-                    return None;
-                }
-            },
-            Err(e) => {
-                let msg = e.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                match e.location() {
-                    Some(l) => cx.syntax(l.line(), l.column(), format!("invalid YAML: {msg}")),
-                    None => cx.file_error(format!("invalid YAML: {msg}")),
-                }
-                return None;
-            }
-        }
-    }
-    Some(out)
-}
-
-fn yaml_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
-    use serde_yaml_ng::Value as Y;
-    Ok(match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                json!(i)
-            } else if let Some(u) = n.as_u64() {
-                json!(u)
-            } else {
-                n.as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(Value::Null, Value::Number)
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(s) => Value::Array(s.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
-        Y::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let key = match k {
-                    Y::String(s) => s,
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
-                    other => {
-                        return Err(format!(
-                            "unsupported YAML mapping key {other:?}: use a string"
-                        ));
-                    }
-                };
-                out.insert(key, yaml_to_json(v)?);
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(t) => return Err(format!("unsupported YAML tag {}", t.tag)),
-    })
 }
 
 /// Writes workloads in `format`.

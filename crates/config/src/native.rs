@@ -66,6 +66,7 @@ pub struct WorkloadDoc {
     pub ssm_output: Option<SsmOutputDoc>,
     /// Seconds between resizing instances and starting them (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604_800))]
     pub resize_delay: Option<u64>,
     /// Kill switch: when true, nothing is done to this workload (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,12 +147,14 @@ pub struct TierDoc {
 #[serde(deny_unknown_fields)]
 pub struct StartDoc {
     /// Tiers start in ascending order; equal orders start together.
+    #[schemars(range(min = -1_000_000, max = 1_000_000))]
     pub order: i64,
     /// Wait until the tier's instances are running before the next stage (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
     /// Seconds to pause after this tier before the next stage (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604_800))]
     pub delay: Option<u64>,
     /// A readiness gate to pass before the next stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +168,7 @@ pub struct ReadyDoc {
     pub gate: GateDoc,
     /// Seconds before the gate fails (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604_800))]
     pub timeout: Option<u64>,
 }
 
@@ -183,12 +187,14 @@ pub enum GateDoc {
 #[serde(deny_unknown_fields)]
 pub struct StopDoc {
     /// Tiers stop in ascending order; equal orders stop together.
+    #[schemars(range(min = -1_000_000, max = 1_000_000))]
     pub order: i64,
     /// Wait until the tier's instances are stopped before the next stage (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
     /// Seconds to pause after this tier before the next stage (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604_800))]
     pub delay: Option<u64>,
     /// A file whose presence on an instance (checked through SSM) keeps it running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,7 +242,7 @@ pub struct ProfileDoc {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum FleetSubsetDoc {
-    Count(u32),
+    Count(#[schemars(range(max = 1_000_000))] u32),
     Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
 }
 
@@ -341,6 +347,9 @@ pub(crate) fn decode(cx: &mut Cx, doc: &Value) -> Vec<(String, Workload)> {
         cx.error(&p, format!("expected a list of workloads, {}", found(list)));
         return out;
     };
+    if items.is_empty() {
+        cx.error(&p, "the list is empty: expected at least one workload");
+    }
     for (i, item) in items.iter().enumerate() {
         let path = walk::index(&p, i);
         if let Some(w) = decode_workload(cx, item, &path) {
@@ -397,7 +406,7 @@ fn decode_workload(cx: &mut Cx, v: &Value, path: &str) -> Option<Workload> {
             key_prefix: key_prefix?,
         })
     });
-    let resize_delay = opt(cx, &o, "resize_delay", walk::uint);
+    let resize_delay = opt(cx, &o, "resize_delay", walk::seconds);
     let disabled = opt(cx, &o, "disabled", walk::boolean);
     let failure_policy = opt(cx, &o, "failure_policy", parsed::<FailurePolicy>);
     let exemption_tag_key = opt_name(cx, &o, "exemption_tag_key");
@@ -466,9 +475,9 @@ fn decode_sequencing(cx: &mut Cx, o: &Obj<'_>, action: &str) -> Option<ActionSpe
             "order",
             &format!("the tier's place in the {action} order"),
         )
-        .and_then(|(v, p)| walk::int(cx, v, &p));
+        .and_then(|(v, p)| walk::order(cx, v, &p));
     let wait = opt(cx, o, "wait", walk::boolean);
-    let delay = opt(cx, o, "delay", walk::uint);
+    let delay = opt(cx, o, "delay", walk::seconds);
     Some(ActionSpec {
         order: order?,
         wait: wait?.unwrap_or(false),
@@ -490,7 +499,7 @@ fn decode_tier(cx: &mut Cx, v: &Value, path: &str) -> Option<Tier> {
             let gate = r
                 .require(cx, "gate", "status-checks or load-balancer-healthy")
                 .and_then(|(v, p)| parsed::<Gate>(cx, v, &p));
-            let timeout = opt(cx, &r, "timeout", walk::uint);
+            let timeout = opt(cx, &r, "timeout", walk::seconds);
             Some(Readiness {
                 gate: gate?,
                 timeout_secs: timeout?.unwrap_or(DEFAULT_GATE_TIMEOUT_SECS),

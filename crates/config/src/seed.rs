@@ -301,23 +301,22 @@ pub(crate) fn decode_workload(cx: &mut Cx, item: &Value, path: &str) -> Option<W
     })
 }
 
-/// `DisableAllSchedulingActions`: the original disables only on the string "1". To
-/// err on the side of doing nothing, `1` and true disable too; other values are
-/// ignored with a warning unless they clearly mean "enabled".
+/// `DisableAllSchedulingActions`: the original disables only on the string "1". The
+/// kill switch is a safety switch, so it fails closed: the usual spellings of yes
+/// (`"1"`, `"true"`, `"yes"`, `"on"`, 1, true) disable, the usual spellings of no
+/// enable, and any other value disables the workload with a warning naming it.
 fn kill_switch(cx: &mut Cx, v: &Value, path: &str) -> bool {
-    match v {
-        Value::String(s) if s.trim() == "1" => true,
-        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => true,
-        Value::Number(n) if n.as_i64() == Some(1) => true,
-        Value::Bool(b) => *b,
-        Value::String(s) if s.trim() == "0" || s.trim().eq_ignore_ascii_case("false") => false,
-        Value::Number(n) if n.as_i64() == Some(0) => false,
-        other => {
+    match walk::yes_no(v) {
+        Some(b) => b,
+        None => {
             cx.warn(
                 path,
-                format!("only \"1\" disables the workload; {other} is taken as enabled"),
+                format!(
+                    "cannot read the kill switch ({}): the workload is disabled to be safe; write \"1\" to disable it or \"0\" to enable it",
+                    found(v)
+                ),
             );
-            false
+            true
         }
     }
 }
@@ -395,7 +394,7 @@ fn decode_sequencing(cx: &mut Cx, o: &Obj<'_>, action: &str) -> Option<ActionSpe
             "TierSequence",
             &format!("the tier's place in the {action} order"),
         )
-        .and_then(|(v, p)| walk::seed_int(cx, v, &p));
+        .and_then(|(v, p)| walk::seed_order(cx, v, &p));
     let wait = match o.get("TierSynchronization") {
         None => Some(false),
         Some((v, p)) => walk::seed_bool(cx, v, &p),
@@ -469,9 +468,19 @@ fn decode_stop(cx: &mut Cx, v: &Value, path: &str) -> Option<StopSpec> {
                 os,
             }),
     };
+    // A safety setting: a value that cannot be read keeps the tier running.
     let ignore = match o.get("IgnoreStop") {
         None => Some(false),
-        Some((v, p)) => walk::seed_bool(cx, v, &p),
+        Some((v, p)) => Some(walk::yes_no(v).unwrap_or_else(|| {
+            cx.warn(
+                &p,
+                format!(
+                    "cannot read IgnoreStop ({}): the tier is never stopped to be safe; write \"True\" or \"False\"",
+                    found(v)
+                ),
+            );
+            true
+        })),
     };
     let hibernate = match o.get("Hibernate") {
         None => Some(false),

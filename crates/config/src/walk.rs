@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use ec2_scheduler_core::model::{MAX_ORDER, MAX_SECS, MIN_ORDER};
+
 use crate::diag::Cx;
 
 /// Joins a path and a key: `a` + `b` = `a.b`.
@@ -107,30 +109,40 @@ pub(crate) fn string(cx: &mut Cx, v: &Value, path: &str) -> Option<String> {
     }
 }
 
-pub(crate) fn int(cx: &mut Cx, v: &Value, path: &str) -> Option<i64> {
+/// A tier order: a whole number from [`MIN_ORDER`] to [`MAX_ORDER`].
+pub(crate) fn order(cx: &mut Cx, v: &Value, path: &str) -> Option<i64> {
     match v.as_i64() {
-        Some(n) => Some(n),
-        None => {
-            cx.error(path, format!("expected a whole number, {}", found(v)));
+        Some(n) if (MIN_ORDER..=MAX_ORDER).contains(&n) => Some(n),
+        _ => {
+            cx.error(path, order_message(v));
             None
         }
     }
 }
 
-pub(crate) fn uint(cx: &mut Cx, v: &Value, path: &str) -> Option<u64> {
+fn order_message(v: &Value) -> String {
+    format!(
+        "expected a whole number from {MIN_ORDER} to {MAX_ORDER}, {}",
+        found(v)
+    )
+}
+
+/// Seconds: a whole number from 0 to [`MAX_SECS`].
+pub(crate) fn seconds(cx: &mut Cx, v: &Value, path: &str) -> Option<u64> {
     match v.as_u64() {
-        Some(n) => Some(n),
-        None => {
-            cx.error(
-                path,
-                format!(
-                    "expected a whole number of seconds (0 or more), {}",
-                    found(v)
-                ),
-            );
+        Some(n) if n <= MAX_SECS => Some(n),
+        _ => {
+            cx.error(path, seconds_message(v));
             None
         }
     }
+}
+
+fn seconds_message(v: &Value) -> String {
+    format!(
+        "expected a whole number of seconds from 0 to {MAX_SECS} (7 days), {}",
+        found(v)
+    )
 }
 
 pub(crate) fn boolean(cx: &mut Cx, v: &Value, path: &str) -> Option<bool> {
@@ -158,23 +170,25 @@ pub(crate) fn seed_string(cx: &mut Cx, v: &Value, path: &str) -> Option<String> 
     }
 }
 
-/// A whole number, as a number or a string such as `"2"`.
-pub(crate) fn seed_int(cx: &mut Cx, v: &Value, path: &str) -> Option<i64> {
+/// A tier order, as a number or a string such as `"2"`, from [`MIN_ORDER`] to
+/// [`MAX_ORDER`].
+pub(crate) fn seed_order(cx: &mut Cx, v: &Value, path: &str) -> Option<i64> {
     let parsed = match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
-    if parsed.is_none() {
-        cx.error(
-            path,
-            format!("expected a whole number (e.g. \"2\"), {}", found(v)),
-        );
+    match parsed {
+        Some(n) if (MIN_ORDER..=MAX_ORDER).contains(&n) => Some(n),
+        _ => {
+            cx.error(path, order_message(v));
+            None
+        }
     }
-    parsed
 }
 
-/// Seconds, 0 or more, as a number or a string (`"10"`, `"4.0"`); fractions round up.
+/// Seconds as a number or a string (`"10"`, `"4.0"`), from 0 to [`MAX_SECS`];
+/// fractions round up.
 pub(crate) fn seed_seconds(cx: &mut Cx, v: &Value, path: &str) -> Option<u64> {
     let parsed = match v {
         Value::Number(n) => n.as_f64(),
@@ -182,15 +196,9 @@ pub(crate) fn seed_seconds(cx: &mut Cx, v: &Value, path: &str) -> Option<u64> {
         _ => None,
     };
     match parsed {
-        Some(x) if x.is_finite() && (0.0..=1e9).contains(&x) => Some(x.ceil() as u64),
+        Some(x) if x.is_finite() && (0.0..=MAX_SECS as f64).contains(&x) => Some(x.ceil() as u64),
         _ => {
-            cx.error(
-                path,
-                format!(
-                    "expected a number of seconds, 0 or more (e.g. \"10\"), {}",
-                    found(v)
-                ),
-            );
+            cx.error(path, seconds_message(v));
             None
         }
     }
@@ -199,7 +207,19 @@ pub(crate) fn seed_seconds(cx: &mut Cx, v: &Value, path: &str) -> Option<u64> {
 /// A boolean as the original wrote them: `"True"`/`"False"` (any case), `true`,
 /// `"1"`/`"0"`, `"yes"`/`"no"`, or 1/0.
 pub(crate) fn seed_bool(cx: &mut Cx, v: &Value, path: &str) -> Option<bool> {
-    let parsed = match v {
+    let parsed = yes_no(v);
+    if parsed.is_none() {
+        cx.error(
+            path,
+            format!("expected \"True\" or \"False\", {}", found(v)),
+        );
+    }
+    parsed
+}
+
+/// A yes/no value as the original's tables write them, or `None`.
+pub(crate) fn yes_no(v: &Value) -> Option<bool> {
+    match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_i64() {
             Some(1) => Some(true),
@@ -212,14 +232,7 @@ pub(crate) fn seed_bool(cx: &mut Cx, v: &Value, path: &str) -> Option<bool> {
             _ => None,
         },
         _ => None,
-    };
-    if parsed.is_none() {
-        cx.error(
-            path,
-            format!("expected \"True\" or \"False\", {}", found(v)),
-        );
     }
-    parsed
 }
 
 /// A non-empty name: tag keys and values, tier and workload names.

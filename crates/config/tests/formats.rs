@@ -328,9 +328,9 @@ fn every_error_of_a_seed_file_is_reported_with_its_path() {
         items.json: error: [0] WorkloadSpecification[W].WorkloadFilterTagName: must not be empty (an empty tag key or value would match every instance)
         items.json: error: [2] TierSpecification[X/web].TierStart: missing required field `TierSequence` (the tier's place in the start order)
         items.json: error: [2] TierSpecification[X/web].TierStop.TierStopOverrideOperatingSystem: is required with TierStopOverrideFilename: expected Linux or Windows
-        items.json: error: [2] TierSpecification[X/web].TierScaling.a.FleetSubset: invalid fleet subset "150%": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances (e.g. "2")
-        items.json: error: [2] TierSpecification[X/web].TierScaling.b.FleetSubset: invalid fleet subset "-1": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances (e.g. "2")
-        items.json: error: [2] TierSpecification[X/web].TierScaling.c.FleetSubset: invalid fleet subset "abc": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances (e.g. "2")
+        items.json: error: [2] TierSpecification[X/web].TierScaling.a.FleetSubset: invalid fleet subset "150%": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
+        items.json: error: [2] TierSpecification[X/web].TierScaling.b.FleetSubset: invalid fleet subset "-1": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
+        items.json: error: [2] TierSpecification[X/web].TierScaling.c.FleetSubset: invalid fleet subset "abc": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
         items.json: error: [2] TierSpecification[X/web].TierScaling.d: a profile must set an instance type, a fleet subset, or both
         items.json: error: [3] TierSpecification[X/cache].TierStop.TierStopOverrideOperatingSystem: unknown operating system "Solaris": expected Linux or Windows
         items.json: error: [5] TierSpecification[X/db]: duplicate tier "db" of workload "X" (first defined at items.json: [4] TierSpecification[X/db])
@@ -364,10 +364,10 @@ workloads:
     expect![[r#"
         w.yaml: error: workloads[0].colour: unknown field `colour`, expected one of: name, region, workload_tag, tier_tag_key, vpc, sns_topic, cross_account, ssm_output, resize_delay, disabled, failure_policy, exemption_tag_key, tiers
         w.yaml: error: workloads[0].workload_tag.value: must not be empty (an empty tag key or value would match every instance)
-        w.yaml: error: workloads[0].tiers[0].start.order: expected a whole number, found "first"
+        w.yaml: error: workloads[0].tiers[0].start.order: expected a whole number from -1000000 to 1000000, found "first"
         w.yaml: error: workloads[0].tiers[0].start.wait: expected true or false, found "yes"
         w.yaml: error: workloads[0].tiers[0].stop.override_file: missing required field `os` (linux or windows)
-        w.yaml: error: workloads[0].tiers[0].profiles.big.fleet_subset: invalid fleet subset "150%": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances (e.g. "2")
+        w.yaml: error: workloads[0].tiers[0].profiles.big.fleet_subset: invalid fleet subset "150%": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
         w.yaml: error: workloads[0].tiers[0].profiles.odd.fleet_subset: expected a percentage ("50%") or a count of instances (2), found number -1
         w.yaml: error: workloads[0].tiers[0].profiles.typo.instance_typ: unknown field `instance_typ`, expected one of: instance_type, fleet_subset
         w.yaml: error: workloads[0].tiers[0].profiles.typo: a profile must set an instance type, a fleet subset, or both
@@ -389,6 +389,7 @@ fn our_format_requires_a_known_version() {
     let text = "version: 2\nworkloads: []\n";
     expect![[r#"
         v.yaml: error: version: unsupported format version: expected 1, found number 2
+        v.yaml: error: workloads: the list is empty: expected at least one workload
     "#]]
     .assert_eq(&errors(text, "v.yaml"));
 }
@@ -399,10 +400,11 @@ fn seed_warnings_do_not_stop_loading() {
         "WorkloadFilterTagValue": "dev", "TierFilterTagName": "Role", "DisableAllSchedulingActions": "maybe"}
         {"SpecName": "W", "TierTagValue": "web", "TierStop": {"TierSequence": "0", "Extra": 1}}"#;
     let l = load_one("w.json", text).unwrap();
-    assert!(!l.workloads[0].disabled);
+    // The kill switch fails closed: a value it cannot read disables the workload.
+    assert!(l.workloads[0].disabled);
     assert!(l.warnings.iter().all(|w| w.severity == Severity::Warning));
     expect![[r#"
-        w.json: warning: document 1 WorkloadSpecification[W].DisableAllSchedulingActions: only "1" disables the workload; "maybe" is taken as enabled
+        w.json: warning: document 1 WorkloadSpecification[W].DisableAllSchedulingActions: cannot read the kill switch (found "maybe"): the workload is disabled to be safe; write "1" to disable it or "0" to enable it
         w.json: warning: document 2 TierSpecification[W/web].TierStop.Extra: unknown attribute `Extra` is ignored
     "#]]
     .assert_eq(&l.warnings.iter().map(|w| format!("{w}\n")).collect::<String>());

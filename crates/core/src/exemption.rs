@@ -21,7 +21,72 @@ pub struct Exemption {
     pub reason: String,
 }
 
+/// The latest expiry an exemption may have: the end of year 9999, the last instant
+/// RFC 3339 (and so every store and API) can write.
+pub fn latest_until() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .expect("a valid date")
+        .and_utc()
+}
+
+/// The longest reason kept with an exemption, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// Whether `id` has the shape of an EC2 instance id: `i-` and 1 to 32 lower-case
+/// letters or digits (AWS's ids are 8 or 17 hexadecimal digits; simulated fleets use
+/// readable ones such as `i-0web0001`).
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|rest| {
+        (1..=32).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
+/// Why an exemption cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExemptionError {
+    /// The instance id does not have the shape of one.
+    #[error("{0:?} is not an instance id (i- followed by 1 to 32 lower-case letters or digits)")]
+    InstanceId(String),
+    /// The expiry is after the end of year 9999.
+    #[error("the expiry {0} is too far ahead: the latest is 9999-12-31T23:59:59Z")]
+    TooLate(String),
+    /// The expiry is before 1970.
+    #[error("the expiry {0} is before 1970")]
+    TooEarly(String),
+    /// The reason is too long.
+    #[error("the reason is {0} characters long; at most 1000 are kept")]
+    Reason(usize),
+}
+
 impl Exemption {
+    /// Checks what every store requires of an exemption before writing it, so that
+    /// what is written can always be read back.
+    ///
+    /// # Errors
+    /// The first rule broken.
+    pub fn check(&self) -> Result<(), ExemptionError> {
+        if !is_instance_id(&self.instance_id) {
+            return Err(ExemptionError::InstanceId(self.instance_id.clone()));
+        }
+        if let Some(u) = self.until {
+            if u > latest_until() {
+                return Err(ExemptionError::TooLate(u.to_rfc3339()));
+            }
+            if u < DateTime::<Utc>::UNIX_EPOCH {
+                return Err(ExemptionError::TooEarly(u.to_rfc3339()));
+            }
+        }
+        let n = self.reason.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(ExemptionError::Reason(n));
+        }
+        Ok(())
+    }
+
     /// Whether this exemption is in force at `now`.
     pub fn active(&self, now: DateTime<Utc>) -> bool {
         self.until.is_none_or(|until| until > now)
@@ -106,6 +171,33 @@ mod tests {
         assert_eq!(read_tag("2026-11-25", now()), TagExemption::NotExempt);
         assert_eq!(read_tag("next tuesday", now()), TagExemption::Unparsable);
         assert_eq!(read_tag("2026-13-45", now()), TagExemption::Unparsable);
+    }
+
+    #[test]
+    fn exemptions_are_checked_before_they_are_stored() {
+        let e = |id: &str, until: Option<&str>| Exemption {
+            instance_id: id.into(),
+            until: until.map(|u| u.parse().unwrap()),
+            reason: String::new(),
+        };
+        assert_eq!(
+            e("i-0abc1234", Some("9999-12-31T23:59:59Z")).check(),
+            Ok(())
+        );
+        assert_eq!(e("i-0web0001", None).check(), Ok(()));
+        let mut late = e("i-1", None);
+        late.until = Some(latest_until() + chrono::TimeDelta::seconds(1));
+        assert!(matches!(late.check(), Err(ExemptionError::TooLate(_))));
+        for bad in [
+            "i-",
+            "i-'; drop",
+            "I-1",
+            "i-ABC",
+            "x-1",
+            &format!("i-{}", "a".repeat(33)),
+        ] {
+            assert!(e(bad, None).check().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

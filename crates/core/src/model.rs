@@ -19,7 +19,7 @@ pub enum ModelError {
     Empty,
     /// A fleet subset was not `N%` with 0 <= N <= 100 or a non-negative whole number.
     #[error(
-        "invalid fleet subset {0:?}: expected a percentage from 0% to 100% (e.g. \"50%\") or a whole number of instances (e.g. \"2\")"
+        "invalid fleet subset {0:?}: expected a percentage from 0% to 100% (e.g. \"50%\") or a whole number of instances from 0 to 1000000 (e.g. \"2\")"
     )]
     FleetSubset(String),
     /// Two tiers of one workload share a name (tier tag value).
@@ -192,6 +192,16 @@ pub const DEFAULT_TIER_DELAY_SECS: u64 = 5;
 pub const DEFAULT_EXEMPTION_TAG_KEY: &str = "ec2-scheduler:exempt";
 /// Default time allowed for a readiness gate, in seconds.
 pub const DEFAULT_GATE_TIMEOUT_SECS: u64 = 600;
+/// The longest delay, pause or timeout a setting may ask for, in seconds (7 days).
+/// Every input format enforces it when a document is read, so that no time
+/// arithmetic downstream can overflow.
+pub const MAX_SECS: u64 = 604_800;
+/// The smallest tier order.
+pub const MIN_ORDER: i64 = -1_000_000;
+/// The largest tier order.
+pub const MAX_ORDER: i64 = 1_000_000;
+/// The largest fleet subset given as a count of instances.
+pub const MAX_FLEET_COUNT: u32 = 1_000_000;
 
 /// A whole workload: the instances carrying `workload_tag`, grouped in tiers by the
 /// value of their `tier_tag_key` tag.
@@ -494,7 +504,10 @@ impl FromStr for FleetSubset {
                 _ => Err(bad()),
             }
         } else if digits_only(t) {
-            t.parse::<u32>().map(FleetSubset::Count).map_err(|_| bad())
+            match t.parse::<u32>() {
+                Ok(n) if n <= MAX_FLEET_COUNT => Ok(FleetSubset::Count(n)),
+                _ => Err(bad()),
+            }
         } else {
             Err(bad())
         }
@@ -526,7 +539,9 @@ mod tests {
         assert_eq!(" 100% ".parse(), Ok(FleetSubset::Percent(100)));
         assert_eq!("0%".parse(), Ok(FleetSubset::Percent(0)));
         assert_eq!("2".parse(), Ok(FleetSubset::Count(2)));
-        for bad in ["150%", "-1", "abc", "", "%", "1.5", "50 %x", "-5%", "+3"] {
+        for bad in [
+            "150%", "-1", "abc", "", "%", "1.5", "50 %x", "-5%", "+3", "1000001",
+        ] {
             assert!(bad.parse::<FleetSubset>().is_err(), "{bad:?} accepted");
         }
     }

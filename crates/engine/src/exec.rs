@@ -65,7 +65,11 @@ pub struct Ports<'a> {
     pub probe: &'a dyn OverrideProbe,
     pub notifier: &'a dyn Notifier,
     pub store: &'a dyn RunStore,
+    /// The world's time: transitions, pauses, timeouts, exemption expiries.
     pub clock: &'a dyn Clock,
+    /// The time of locks: wall time, which other processes share, even when `clock`
+    /// is a simulated world's.
+    pub lease_clock: &'a dyn Clock,
 }
 
 /// Tunables, with defaults suited to AWS.
@@ -86,8 +90,13 @@ pub struct Settings {
     pub capacity_retries: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// Lock lease; renewed while the run makes progress.
+    /// Lock lease (in `lease_clock` time); renewed while the run makes progress.
     pub lease: Duration,
+    /// Seconds of `clock` time that pass per second of `lease_clock` time: 1 on AWS,
+    /// the speed of a simulator driven in real time, `None` for a simulator driven as
+    /// fast as it goes (where waiting costs no lease time, so waits are not cut short
+    /// to renew the lease).
+    pub clock_rate: Option<f64>,
     /// Identifies this process as lock owner.
     pub owner: String,
     /// Smallest batch worth a start or stop call while the resource bucket refills.
@@ -107,6 +116,7 @@ impl Default for Settings {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             lease: Duration::from_secs(120),
+            clock_rate: Some(1.0),
             owner: "ec2-scheduler".to_string(),
             min_batch: 50,
         }
@@ -208,8 +218,13 @@ fn dur(d: chrono::TimeDelta) -> Duration {
     d.to_std().unwrap_or(Duration::ZERO)
 }
 
-fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    now + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+/// `now + d`, saturating at the latest time chrono can hold: a wait can be longer
+/// than any run, never a reason to panic.
+pub(crate) fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn api_name(a: &ApiError) -> String {
@@ -304,13 +319,13 @@ impl<'a> Executor<'a> {
         let name = self.workload.name.to_string();
         if let Some(mut old) = self.ports.store.unfinished_run(&name).await? {
             if old.action == req.action && old.profile == req.profile {
-                self.take_lock(&old.id, now).await?;
+                self.take_lock(&old.id).await?;
                 old.owner = self.settings.owner.clone();
                 old.log(now, None, "resumed");
                 self.ports.store.save_run(&old).await?;
                 return Ok(Begin::Resumed(Box::new(old)));
             }
-            self.take_lock(&old.id, now).await?;
+            self.take_lock(&old.id).await?;
             old.status = RunStatus::Abandoned;
             old.finished = Some(now);
             old.log(now, None, format!("abandoned for a {} run", req.action));
@@ -335,7 +350,7 @@ impl<'a> Executor<'a> {
                 .await?;
             return Ok(Begin::NothingToDo(Box::new(plan)));
         }
-        self.take_lock(run_id, now).await?;
+        self.take_lock(run_id).await?;
         let mut run = Run {
             id: run_id.to_string(),
             workload: name,
@@ -393,7 +408,7 @@ impl<'a> Executor<'a> {
             .await?
             .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
         if !run.status.is_finished() {
-            self.take_lock(&run.id, now).await?;
+            self.take_lock(&run.id).await?;
             run.owner = self.settings.owner.clone();
             run.log(now, None, "resumed");
             self.ports.store.save_run(&run).await?;
@@ -401,7 +416,8 @@ impl<'a> Executor<'a> {
         Ok(run)
     }
 
-    async fn take_lock(&mut self, run_id: &str, now: DateTime<Utc>) -> Result<()> {
+    async fn take_lock(&mut self, run_id: &str) -> Result<()> {
+        let now = self.ports.lease_clock.now();
         match self
             .ports
             .store
@@ -442,8 +458,8 @@ impl<'a> Executor<'a> {
         if run.status.is_finished() {
             return Ok(Tick::Done);
         }
-        let now = self.ports.clock.now();
-        if !self.ports.store.renew(&self.lock(&run.id, now)).await? {
+        let wall = self.ports.lease_clock.now();
+        if !self.ports.store.renew(&self.lock(&run.id, wall)).await? {
             return Err(EngineError::LockLost(run.workload.clone()));
         }
         loop {
@@ -468,7 +484,12 @@ impl<'a> Executor<'a> {
             self.stage = Some((key, stage));
             if let Some(w) = wait {
                 // Wake early enough to renew the lease.
-                let w = w.min(self.settings.lease / 3);
+                let w = match self.settings.clock_rate {
+                    Some(rate) => {
+                        w.min((self.settings.lease / 3).mul_f64(rate.max(f64::MIN_POSITIVE)))
+                    }
+                    None => w,
+                };
                 return Ok(Tick::Wait(w));
             }
             // The stage is done.

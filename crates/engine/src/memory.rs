@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::{Exemption, Workload};
 
 use crate::ports::{
-    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreResult,
+    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
 };
 use crate::run::Run;
 
@@ -130,7 +130,11 @@ impl RunStore for MemoryStore {
     }
 
     async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
-        self.with(|i| i.exemptions.push(e.clone()));
+        e.check().map_err(|x| StoreError::Invalid(x.to_string()))?;
+        self.with(|i| {
+            i.exemptions.retain(|x| x.instance_id != e.instance_id);
+            i.exemptions.push(e.clone());
+        });
         Ok(())
     }
 

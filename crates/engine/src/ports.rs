@@ -221,6 +221,18 @@ pub enum StoreError {
     /// A record in the store could not be decoded.
     #[error("store: corrupt record {key}: {message}")]
     Corrupt { key: String, message: String },
+    /// A record was refused before it was written: it could not be read back.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The reason given to a stored exemption that cannot be read. The instance is
+/// counted as exempt until the record is removed: an exemption that cannot be read
+/// cannot be ruled out.
+pub fn unreadable_exemption_reason(instance_id: &str, what: &str) -> String {
+    format!(
+        "unreadable exemption record ({what}); counted as exempt until removed with `ec2-scheduler exempt remove {instance_id}`"
+    )
 }
 
 /// A store result.

@@ -460,7 +460,10 @@ impl Region {
     /// Moves virtual time forward and applies the state changes due.
     pub fn advance(&self, d: Duration) {
         let mut s = self.st();
-        s.now += TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        s.now = TimeDelta::from_std(d)
+            .ok()
+            .and_then(|d| s.now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         s.settle();
     }
 
@@ -476,6 +479,14 @@ impl Region {
         let mut s = self.st();
         s.settle();
         s.instances.get(id).map(|i| i.inst.clone())
+    }
+
+    /// A number that changes whenever a call is made or an instance changes (the
+    /// length of the log): what was saved at one revision needs no saving again.
+    pub fn revision(&self) -> usize {
+        let mut s = self.st();
+        s.settle();
+        s.log.len()
     }
 
     /// Changes an instance in place (e.g. to retag it in the middle of a run).

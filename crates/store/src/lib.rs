@@ -16,6 +16,7 @@ use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::memory::may_take;
 use ec2_scheduler_engine::ports::{
     ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+    unreadable_exemption_reason,
 };
 use ec2_scheduler_engine::run::Run;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -287,24 +288,43 @@ impl RunStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (instance_id, until, reason) = row.map_err(backend)?;
-                out.push(Exemption {
-                    until: until.map(|u| time(&u, &instance_id)).transpose()?,
-                    instance_id,
-                    reason,
-                });
+                // A record that cannot be read counts as exempt until removed.
+                match until.as_deref().map(|u| time(u, &instance_id)).transpose() {
+                    Ok(until) => out.push(Exemption {
+                        until,
+                        instance_id,
+                        reason,
+                    }),
+                    Err(_) => out.push(Exemption {
+                        reason: unreadable_exemption_reason(
+                            &instance_id,
+                            &format!("until = {:?}", until.unwrap_or_default()),
+                        ),
+                        until: None,
+                        instance_id,
+                    }),
+                }
             }
             Ok(out)
         })
     }
 
     async fn add_exemption(&self, e: &Exemption) -> StoreResult<()> {
+        e.check().map_err(|x| StoreError::Invalid(x.to_string()))?;
         self.with(|c| {
-            c.execute(
+            // One exemption per instance: a new one replaces the old.
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute(
+                "DELETE FROM exemptions WHERE instance_id = ?1",
+                params![e.instance_id],
+            )
+            .map_err(backend)?;
+            tx.execute(
                 "INSERT INTO exemptions (instance_id, until, reason) VALUES (?1, ?2, ?3)",
                 params![e.instance_id, e.until.map(|u| u.to_rfc3339()), e.reason],
             )
             .map_err(backend)?;
-            Ok(())
+            tx.commit().map_err(backend)
         })
     }
 

@@ -136,6 +136,7 @@ impl Harness {
             notifier: &self.region,
             store: &self.store,
             clock: &self.region,
+            lease_clock: &self.region,
         }
     }
 
