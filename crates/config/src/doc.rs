@@ -243,8 +243,57 @@ pub(crate) fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
+/// The tags of YAML's core schema, which only say how to read a scalar or collection.
+const CORE_TAGS: &[&str] = &["str", "int", "float", "bool", "null", "seq", "map"];
+
+/// The first `!!` tag outside the core schema, with its line and column (1-based).
+///
+/// The YAML parser resolves `!!name` to `tag:yaml.org,2002:name` and then ignores
+/// the tags it does not know, so `!!python/object:os.system {...}` would arrive as a
+/// plain mapping. The text is scanned for them instead: a tag is a token that starts
+/// with `!` (no plain scalar can), outside quotes and comments.
+fn global_tag(text: &str) -> Option<(usize, usize, String)> {
+    for (n, line) in text.lines().enumerate() {
+        let chars: Vec<char> = line.chars().collect();
+        let mut quote: Option<char> = None;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let prev = if i == 0 { ' ' } else { chars[i - 1] };
+            let token_start = prev.is_whitespace() || "[{,:-?".contains(prev);
+            match quote {
+                Some('"') if c == '\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '#' && prev.is_whitespace() => break,
+                None if (c == '"' || c == '\'') && token_start => quote = Some(c),
+                None if c == '!' && token_start && chars.get(i + 1) == Some(&'!') => {
+                    let tag: String = chars[i + 2..]
+                        .iter()
+                        .take_while(|c| !c.is_whitespace() && !",[]{}".contains(**c))
+                        .collect();
+                    if !CORE_TAGS.contains(&tag.as_str()) {
+                        return Some((n + 1, i + 1, tag));
+                    }
+                }
+                None => {}
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
 /// All YAML documents in the text (empty documents are left out).
 pub(crate) fn parse_yaml(cx: &mut Cx, text: &str) -> Option<Vec<Value>> {
+    if let Some((line, column, tag)) = global_tag(text) {
+        cx.syntax(
+            line,
+            column,
+            format!("invalid YAML: unsupported YAML tag !!{tag}: write plain values without tags"),
+        );
+        return None;
+    }
     let mut out = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         match Doc.deserialize(doc) {
@@ -303,6 +352,17 @@ mod tests {
         assert!(!looks_json("[{a: 1}]"));
         assert!(!looks_json("version: 1"));
         assert!(!looks_json(""));
+    }
+
+    #[test]
+    fn global_tags_are_found_outside_quotes_and_comments() {
+        assert_eq!(
+            global_tag("a: 1\nb: !!python/object:os.system {x: 1}"),
+            Some((2, 4, "python/object:os.system".into()))
+        );
+        assert_eq!(global_tag("- !!binary aGk="), Some((1, 3, "binary".into())));
+        assert_eq!(global_tag("a: !!str 5\nb: [!!int 3]"), None);
+        assert_eq!(global_tag("a: \"x !!y\" # !!z\nb: 'q !!r'\nc: d!!e"), None);
     }
 
     #[test]
