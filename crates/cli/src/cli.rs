@@ -1,6 +1,5 @@
 //! Argument parsing and the commands.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -414,7 +413,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             files,
         } => export(&files, format, workload.as_deref(), output.as_deref()),
         Command::Schema => {
-            crate::term::out(ec2_scheduler_config::native::schema_json())?;
+            crate::term::data(ec2_scheduler_config::native::schema_json())?;
             Ok(())
         }
     }
@@ -473,7 +472,7 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
                 "Dry run: nothing is changed.\n{}",
                 render::plan_text(&plan)
             ))?,
-            Output::Json => crate::term::out(serde_json::to_string_pretty(&plan)? + "\n")?,
+            Output::Json => crate::term::data(serde_json::to_string_pretty(&plan)? + "\n")?,
         }
         return Ok(());
     }
@@ -481,7 +480,7 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         Begin::NothingToDo(plan) => {
             match args.output {
                 Output::Text => crate::term::out(render::plan_text(&plan))?,
-                Output::Json => crate::term::out(serde_json::to_string_pretty(&plan)? + "\n")?,
+                Output::Json => crate::term::data(serde_json::to_string_pretty(&plan)? + "\n")?,
             }
             return Ok(());
         }
@@ -503,7 +502,7 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
             if let ops::Cloud::Aws(aws) = &cloud {
                 summary["aws_requests"] = serde_json::json!(aws.counter.snapshot());
             }
-            crate::term::out(serde_json::to_string_pretty(&summary)? + "\n")?
+            crate::term::data(serde_json::to_string_pretty(&summary)? + "\n")?
         }
     }
     match ops::run_failed(&run) {
@@ -607,16 +606,14 @@ fn plan_cmd(args: PlanArgs) -> anyhow::Result<()> {
         now: args.now.unwrap_or_else(Utc::now),
     };
     let plan = plan(&req).map_err(|e| anyhow!(Invalid(format!("cannot plan: {e}"))))?;
-    let text = match args.output {
-        Output::Text => render::plan_text(&plan),
+    match args.output {
+        Output::Text => crate::term::out(render::plan_text(&plan)),
         Output::Json => {
             let mut s = serde_json::to_string_pretty(&plan).context("serializing the plan")?;
             s.push('\n');
-            s
+            crate::term::data(s)
         }
-    };
-    std::io::stdout().write_all(text.as_bytes())?;
-    Ok(())
+    }
 }
 
 fn export(
@@ -639,7 +636,7 @@ fn export(
     };
     let text = ec2_scheduler_config::export(&workloads, format);
     match output {
-        None => std::io::stdout().write_all(text.as_bytes())?,
+        None => crate::term::data(text)?,
         Some(p) => crate::files::write_atomic(p, text.as_bytes())?,
     }
     Ok(())

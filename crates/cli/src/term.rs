@@ -49,14 +49,28 @@ impl fmt::Display for Closed {
 
 impl std::error::Error for Closed {}
 
-/// Writes `text` to standard output, sanitized.
+/// Writes text for people to standard output, sanitized.
 ///
 /// # Errors
 /// [`Closed`] when the reader went away; other write errors as they are.
 pub fn out(text: impl AsRef<str>) -> anyhow::Result<()> {
+    write_stdout(&sanitize(text.as_ref()))
+}
+
+/// Writes a document (JSON, YAML) to standard output exactly as given: it is data
+/// for a program or a file, and its serializer has already escaped the control
+/// characters that the format requires escaped.
+///
+/// # Errors
+/// As [`out`].
+pub fn data(text: impl AsRef<str>) -> anyhow::Result<()> {
+    write_stdout(text.as_ref())
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     match stdout
-        .write_all(sanitize(text.as_ref()).as_bytes())
+        .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
         Ok(()) => Ok(()),
