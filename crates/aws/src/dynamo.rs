@@ -669,14 +669,15 @@ impl RunStore for DynamoStore {
         let mut rows = Vec::new();
         for i in items {
             let id = s(&i, "id").unwrap_or_default();
-            rows.push(RunSummaryRow {
-                started: time(&s(&i, "started").unwrap_or_default(), &id)?,
-                finished: s(&i, "finished").map(|f| time(&f, &id)).transpose()?,
-                workload: s(&i, "workload").unwrap_or_default(),
-                action: s(&i, "action").unwrap_or_default(),
-                status: s(&i, "status").unwrap_or_default(),
+            let times = time(&s(&i, "started").unwrap_or_default(), &id)
+                .and_then(|t| Ok((t, s(&i, "finished").map(|f| time(&f, &id)).transpose()?)));
+            rows.push(RunSummaryRow::new(
                 id,
-            });
+                s(&i, "workload").unwrap_or_default(),
+                s(&i, "action").unwrap_or_default(),
+                s(&i, "status").unwrap_or_default(),
+                times,
+            ));
         }
         rows.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
         Ok(rows)

@@ -641,3 +641,114 @@ fn export(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_argument_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Words the command line knows, and values that have broken tools before.
+    const WORDS: &[&str] = &[
+        "validate",
+        "plan",
+        "run",
+        "status",
+        "runs",
+        "show",
+        "exempt",
+        "add",
+        "remove",
+        "list",
+        "load",
+        "export",
+        "schema",
+        "demo",
+        "-w",
+        "-a",
+        "-p",
+        "-d",
+        "-c",
+        "-r",
+        "-o",
+        "-f",
+        "-l",
+        "--until",
+        "--reason",
+        "--speed",
+        "--store",
+        "--cloud",
+        "--fleet",
+        "--observed",
+        "--now",
+        "--scale-in",
+        "--resume",
+        "--exemptions",
+        "--endpoint-url",
+        "--workload-table",
+        "start",
+        "Stop",
+        "sim",
+        "aws",
+        "max",
+        "0",
+        "-1",
+        "1e400",
+        "NaN",
+        "inf",
+        "9999-12-31",
+        "+10000-01-01",
+        "2026-13-45",
+        "2026-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-23:59",
+        "memory",
+        "sqlite:",
+        "dynamodb:",
+        "json",
+        "yaml",
+        "text",
+        "seed-json",
+        "critical",
+        "i-0web0001",
+        "--",
+        "-",
+        "=",
+        "--speed=",
+        "\u{1b}[2J",
+        "",
+    ];
+
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(WORDS).prop_map(str::to_string),
+            1 => ".{0,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// Any argument list is either parsed or refused with a message; the value
+        /// parsers refuse what they cannot read.
+        #[test]
+        fn arguments_never_panic(tokens in proptest::collection::vec(token(), 0..8)) {
+            let argv = std::iter::once("ec2-scheduler".to_string()).chain(tokens.iter().cloned());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                let _ = e.render().to_string();
+            }
+            for t in &tokens {
+                let _ = ops::parse_until(t);
+                let _ = ops::parse_speed(t);
+                let _ = parse_time(t);
+                let _ = parse_format(t);
+                let _ = parse_action(t);
+            }
+        }
+    }
+}

@@ -511,8 +511,10 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
         return Ok(Speed::Max);
     }
     match s.parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Times(x)),
-        _ => Err(format!("expected a positive number or `max`, found {s:?}")),
+        Ok(x) if (0.01..=1_000_000.0).contains(&x) => Ok(Speed::Times(x)),
+        _ => Err(format!(
+            "expected a number from 0.01 to 1000000 (virtual seconds per real second) or `max`, found {s:?}"
+        )),
     }
 }
 

@@ -120,7 +120,11 @@ pub fn load(sources: &[Source<'_>]) -> Result<Loaded, Diagnostics> {
     let mut asm = Assembly::default();
     for src in sources {
         let mut cx = Cx::new(src.name);
+        let before = asm.items();
         read_source(&mut cx, src.text, &mut asm);
+        if asm.items() == before && cx.error_count() == 0 {
+            cx.file_error("the file defines no workloads and no tiers");
+        }
         diags.append(&mut cx.diags);
     }
     let workloads = asm.finish(&mut diags);
@@ -147,6 +151,11 @@ struct Assembly {
 }
 
 impl Assembly {
+    /// How many definitions were added so far.
+    fn items(&self) -> usize {
+        self.whole.len() + self.headers.len() + self.tiers.len() + self.broken.len()
+    }
+
     fn defined_at(&self, name: &str) -> Option<String> {
         self.whole
             .get(name)

@@ -2,7 +2,8 @@
 //! the formats' own field names (which reach deep into the decoders).
 
 use ec2_scheduler_config::fleet::load_fleet;
-use ec2_scheduler_config::{Source, load};
+use ec2_scheduler_config::{Format, Source, export, load};
+use ec2_scheduler_core::Exemption;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -129,10 +130,119 @@ fn document() -> impl Strategy<Value = Value> {
 fn try_all(text: &str) {
     let _ = load(&[Source { name: "f", text }]);
     let _ = load_fleet("f", text);
+    // Stored-exemption files (`plan --exemptions`) are read as the command line does.
+    if let Ok(list) = serde_json::from_str::<Vec<Exemption>>(text) {
+        for e in &list {
+            let _ = e.check();
+        }
+    }
+}
+
+/// Whatever loads exports to every format, and each export loads back to the same
+/// workloads (so `export` never writes a file that `validate` refuses).
+fn round_trips(text: &str) -> Result<(), TestCaseError> {
+    let Ok(first) = load(&[Source { name: "f", text }]) else {
+        return Ok(());
+    };
+    for format in Format::ALL {
+        let out = export(&first.workloads, format);
+        match load(&[Source {
+            name: "exported",
+            text: &out,
+        }]) {
+            Ok(again) => prop_assert_eq!(&again.workloads, &first.workloads, "{}", format),
+            Err(e) => prop_assert!(false, "{format} export does not load: {e}\n{out}"),
+        }
+    }
+    Ok(())
+}
+
+/// The repository's example files, parsed.
+fn examples() -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let json = |p: &str| {
+        let t = std::fs::read_to_string(root.join(p)).unwrap();
+        serde_json::Deserializer::from_str(&t)
+            .into_iter::<Value>()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    };
+    let yaml = |p: &str| {
+        let t = std::fs::read_to_string(root.join(p)).unwrap();
+        serde_yaml_ng::from_str::<Value>(&t).unwrap()
+    };
+    let mut out = json("examples/seed/example.json");
+    out.push(Value::Array(json("examples/seed/example.json")));
+    out.push(yaml("examples/workloads.yaml"));
+    out.push(yaml("examples/demo.yaml"));
+    out.push(json("examples/seed/fleet-running.json").remove(0));
+    out
+}
+
+/// Every path to a value inside `v`.
+fn paths(v: &Value, here: Vec<PathStep>, out: &mut Vec<Vec<PathStep>>) {
+    out.push(here.clone());
+    match v {
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let mut p = here.clone();
+                p.push(PathStep::Index(i));
+                paths(x, p, out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m {
+                let mut p = here.clone();
+                p.push(PathStep::Key(k.clone()));
+                paths(x, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PathStep {
+    Index(usize),
+    Key(String),
+}
+
+fn at<'v>(v: &'v mut Value, path: &[PathStep]) -> &'v mut Value {
+    path.iter().fold(v, |v, step| match step {
+        PathStep::Index(i) => &mut v[*i],
+        PathStep::Key(k) => &mut v[k.as_str()],
+    })
+}
+
+/// A valid example with one value somewhere inside it replaced, or removed: inputs
+/// that are nearly right, which reach every check of the decoders.
+fn mutated() -> impl Strategy<Value = Value> {
+    let all = examples();
+    (
+        0..all.len(),
+        any::<prop::sample::Index>(),
+        document(),
+        any::<bool>(),
+    )
+        .prop_map(move |(which, index, replacement, remove)| {
+            let mut doc = all[which].clone();
+            let mut found = Vec::new();
+            paths(&doc, Vec::new(), &mut found);
+            let path = index.get(&found).clone();
+            match (path.split_last(), remove) {
+                (Some((PathStep::Key(k), parent)), true) => {
+                    if let Value::Object(m) = at(&mut doc, parent) {
+                        m.shift_remove(k);
+                    }
+                }
+                _ => *at(&mut doc, &path) = replacement,
+            }
+            doc
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_text_does_not_panic(text in ".{0,200}") {
@@ -143,5 +253,15 @@ proptest! {
     fn arbitrary_documents_do_not_panic(doc in document()) {
         try_all(&serde_json::to_string(&doc).unwrap());
         try_all(&serde_yaml_ng::to_string(&doc).unwrap());
+    }
+
+    #[test]
+    fn nearly_valid_files_do_not_panic_and_what_loads_round_trips(doc in mutated()) {
+        let json = serde_json::to_string_pretty(&doc).unwrap();
+        let yaml = serde_yaml_ng::to_string(&doc).unwrap();
+        try_all(&json);
+        try_all(&yaml);
+        round_trips(&json)?;
+        round_trips(&yaml)?;
     }
 }

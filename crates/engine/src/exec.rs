@@ -485,9 +485,10 @@ impl<'a> Executor<'a> {
             if let Some(w) = wait {
                 // Wake early enough to renew the lease.
                 let w = match self.settings.clock_rate {
-                    Some(rate) => {
-                        w.min((self.settings.lease / 3).mul_f64(rate.max(f64::MIN_POSITIVE)))
-                    }
+                    Some(rate) => w.min(
+                        Duration::try_from_secs_f64((self.settings.lease / 3).as_secs_f64() * rate)
+                            .unwrap_or(Duration::MAX),
+                    ),
                     None => w,
                 };
                 return Ok(Tick::Wait(w));
@@ -1849,5 +1850,25 @@ where
             Tick::Done => return Ok(()),
             Tick::Wait(d) => sleep(d).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue7_2_time_arithmetic_saturates() {
+        let now: DateTime<Utc> = "2026-11-30T00:00:00Z".parse().unwrap();
+        assert_eq!(after(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            after(now, Duration::from_secs(u64::MAX / 1000)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            after(now, Duration::from_secs(60)),
+            now + chrono::TimeDelta::seconds(60)
+        );
+        assert_eq!(dur(now - after(now, Duration::MAX)), Duration::ZERO);
     }
 }

@@ -266,6 +266,36 @@ pub struct RunSummaryRow {
     pub finished: Option<DateTime<Utc>>,
 }
 
+impl RunSummaryRow {
+    /// A row from a store's record. A record whose times cannot be read is still
+    /// listed (first in time, with a status that says so) instead of failing the
+    /// whole listing.
+    pub fn new(
+        id: String,
+        workload: String,
+        action: String,
+        status: String,
+        times: StoreResult<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    ) -> Self {
+        let (started, finished, status) = match times {
+            Ok((s, f)) => (s, f, status),
+            Err(e) => (
+                DateTime::<Utc>::UNIX_EPOCH,
+                None,
+                format!("unreadable ({e})"),
+            ),
+        };
+        RunSummaryRow {
+            id,
+            workload,
+            action,
+            status,
+            started,
+            finished,
+        }
+    }
+}
+
 /// Runs, checkpoints, locks, exemptions and parked load-balancer registrations.
 #[async_trait]
 pub trait RunStore: Send + Sync {

@@ -258,14 +258,9 @@ impl RunStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (id, workload, action, status, started, finished) = row.map_err(backend)?;
-                out.push(RunSummaryRow {
-                    started: time(&started, &id)?,
-                    finished: finished.map(|f| time(&f, &id)).transpose()?,
-                    id,
-                    workload,
-                    action,
-                    status,
-                });
+                let times = time(&started, &id)
+                    .and_then(|t| Ok((t, finished.map(|f| time(&f, &id)).transpose()?)));
+                out.push(RunSummaryRow::new(id, workload, action, status, times));
             }
             Ok(out)
         })
@@ -502,6 +497,51 @@ mod tests {
             pollster::block_on(s.acquire(&lock("a", t(300)), t(122))).unwrap(),
             LockOutcome::Held(_)
         ));
+    }
+
+    #[test]
+    fn issue7_1_an_unreadable_record_is_listed_not_fatal_and_its_exemption_holds() {
+        let s = SqliteStore::in_memory().unwrap();
+        // Records as an older version, or another tool, may have written them.
+        s.with(|c| {
+            c.execute_batch(
+                "INSERT INTO exemptions VALUES ('i-0web0003', '+10000-01-01T00:00:00+00:00', 'x');
+                 INSERT INTO runs VALUES ('r1', 'W', 'stop', 'succeeded', 'not a time', NULL, '{}');",
+            )
+            .map_err(backend)
+        })
+        .unwrap();
+        let list = pollster::block_on(s.exemptions()).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].instance_id, "i-0web0003");
+        assert!(list[0].active(t(0)), "counted as exempt: {list:?}");
+        assert!(
+            list[0]
+                .reason
+                .contains("ec2-scheduler exempt remove i-0web0003"),
+            "{list:?}"
+        );
+        let runs = pollster::block_on(s.list_runs(None)).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].status.starts_with("unreadable"), "{runs:?}");
+        assert!(pollster::block_on(s.remove_exemption("i-0web0003")).unwrap());
+    }
+
+    #[test]
+    fn issue7_13_exemptions_are_checked_and_one_per_instance() {
+        let s = SqliteStore::in_memory().unwrap();
+        let e = |id: &str, reason: &str| Exemption {
+            instance_id: id.into(),
+            until: None,
+            reason: reason.into(),
+        };
+        assert!(pollster::block_on(s.add_exemption(&e("i-1';--", "x"))).is_err());
+        pollster::block_on(s.add_exemption(&e("i-1", "first"))).unwrap();
+        pollster::block_on(s.add_exemption(&e("i-1", "second"))).unwrap();
+        assert_eq!(
+            pollster::block_on(s.exemptions()).unwrap(),
+            vec![e("i-1", "second")]
+        );
     }
 
     #[test]
