@@ -4,7 +4,10 @@
 //! - `converge N`: stop, then start, a 3-tier workload of N instances on the simulated
 //!   region with AWS's buckets and transition times; reports virtual time against the
 //!   lower bound, API calls, throttled and failed calls, CPU time and peak memory;
-//! - `plan N`: plans a stop and a start of N instances; reports time and memory.
+//! - `plan N`: plans a stop and a start of N instances; reports time and memory;
+//! - `cli N`: the release `ec2-scheduler run --cloud sim --speed max` on a fleet file
+//!   of N instances (stop, then start); reports wall time and peak memory. Needs
+//!   `cargo build --release -p ec2-scheduler` first.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -245,11 +248,81 @@ fn plan_bench(n: usize) {
     );
 }
 
+/// Peak resident memory of another process in MiB, while it runs.
+fn peak_mib_of(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+}
+
+/// `cli N`: the release binary's `run --cloud sim --speed max` on a fleet file of N
+/// instances, a stop and then a start, as a user runs it (fleet file read and
+/// written, SQLite store, checkpoints); wall time and peak memory of each.
+fn cli_bench(n: usize) {
+    let dir = std::env::temp_dir().join(format!("ec2-scheduler-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let binary = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("ec2-scheduler");
+    if !binary.exists() {
+        eprintln!(
+            "cli: {} is missing: build it first with `cargo build --release -p ec2-scheduler`",
+            binary.display()
+        );
+        std::process::exit(1);
+    }
+    let w = ec2_scheduler_config::export(&[workload()], ec2_scheduler_config::Format::Yaml);
+    std::fs::write(dir.join("bench.yaml"), w).expect("workload file");
+    let fleet = serde_json::json!({ "instances": fleet(n, InstanceState::Running) });
+    std::fs::write(dir.join("fleet.json"), fleet.to_string()).expect("fleet file");
+    for action in ["stop", "start"] {
+        let started = Instant::now();
+        let mut child = std::process::Command::new(&binary)
+            .args(["run", "-w", "bench", "-a", action, "--cloud", "sim", "--speed", "max"])
+            .arg("-c")
+            .arg(dir.join("bench.yaml"))
+            .arg("--fleet")
+            .arg(dir.join("fleet.json"))
+            .arg("--store")
+            .arg(format!("sqlite:{}", dir.join("state.db").display()))
+            .args(["-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let mut peak = 0.0_f64;
+        let status = loop {
+            if let Some(m) = peak_mib_of(child.id()) {
+                peak = peak.max(m);
+            }
+            if let Some(status) = child.try_wait().expect("waits") {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let wall = started.elapsed().as_secs_f64();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().expect("piped"), &mut out)
+            .expect("reads");
+        assert!(status.success(), "{action} failed: {out}");
+        let summary: serde_json::Value = serde_json::from_str(&out).expect("a JSON summary");
+        println!(
+            "cli {n} {action}: wall {wall:.2} s, peak memory {peak:.0} MiB, virtual {} s, status {}",
+            summary["seconds"], summary["status"]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [cmd, n] if cmd == "converge" => converge(n.parse().expect("a number")),
         [cmd, n] if cmd == "plan" => plan_bench(n.parse().expect("a number")),
+        [cmd, n] if cmd == "cli" => cli_bench(n.parse().expect("a number")),
         [] => {
             let me = std::env::current_exe().expect("own path");
             for scenario in [
@@ -257,6 +330,7 @@ fn main() {
                 ["converge", "1000"],
                 ["converge", "10000"],
                 ["converge", "50000"],
+                ["cli", "50000"],
             ] {
                 let status = std::process::Command::new(&me)
                     .args(scenario)
@@ -266,7 +340,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: ec2-scheduler-bench [converge N | plan N]");
+            eprintln!("usage: ec2-scheduler-bench [converge N | plan N | cli N]");
             std::process::exit(2);
         }
     }
