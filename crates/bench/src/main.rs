@@ -282,7 +282,9 @@ fn cli_bench(n: usize) {
     for action in ["stop", "start"] {
         let started = Instant::now();
         let mut child = std::process::Command::new(&binary)
-            .args(["run", "-w", "bench", "-a", action, "--cloud", "sim", "--speed", "max"])
+            .args([
+                "run", "-w", "bench", "-a", action, "--cloud", "sim", "--speed", "max",
+            ])
             .arg("-c")
             .arg(dir.join("bench.yaml"))
             .arg("--fleet")

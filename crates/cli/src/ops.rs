@@ -223,16 +223,61 @@ pub struct SimCloud {
 struct Sync {
     /// The instances by id, as written by the last sync.
     instances: HashMap<String, Instance>,
+    /// Their ids in the file's order.
+    order: Vec<String>,
     /// The region's revision then.
     revision: Option<usize>,
+    /// The file's identity then: another process's write (a rename) changes it.
+    stamp: Option<Stamp>,
+}
+
+/// A version of a file: inode, size and modification time.
+type Stamp = (u64, u64, std::time::SystemTime);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()?))
+}
+
+impl Sync {
+    fn record(&mut self, instances: Vec<Instance>, stamp: Option<Stamp>) {
+        self.order = instances.iter().map(|i| i.id.clone()).collect();
+        self.instances = instances.into_iter().map(|i| (i.id.clone(), i)).collect();
+        self.stamp = stamp;
+    }
+
+    /// The snapshot file's text: the instances in the file's order.
+    fn document(&self, observed_at: DateTime<Utc>) -> serde_json::Result<String> {
+        struct InOrder<'a>(&'a [String], &'a HashMap<String, Instance>);
+        impl serde::Serialize for InOrder<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().filter_map(|id| self.1.get(id)))
+            }
+        }
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            observed_at: DateTime<Utc>,
+            instances: InOrder<'a>,
+        }
+        let doc = Doc {
+            observed_at,
+            instances: InOrder(&self.order, &self.instances),
+        };
+        Ok(serde_json::to_string_pretty(&doc)? + "\n")
+    }
 }
 
 impl SimCloud {
     /// Loads the snapshot; the region's clock starts now.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let before = stamp(path);
         let instances = read_fleet(path)?;
         let cloud = Self::new_at(Some(path), instances.clone(), Utc::now());
-        cloud.lock_sync().instances = instances.into_iter().map(|i| (i.id.clone(), i)).collect();
+        let mut sync = cloud.lock_sync();
+        sync.record(instances, before);
+        sync.revision = Some(cloud.region.revision());
+        drop(sync);
         Ok(cloud)
     }
 
@@ -273,12 +318,11 @@ impl SimCloud {
         self.sync.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The region's instances as the snapshot shows them.
-    fn snapshot(&self) -> Vec<Instance> {
+    /// The instances `ids` as the snapshot shows them (with their load balancers).
+    fn view(&self, ids: impl IntoIterator<Item = String>) -> Vec<Instance> {
         let members = self.region.memberships();
-        self.region
-            .instances()
-            .into_iter()
+        ids.into_iter()
+            .filter_map(|id| self.region.instance(&id))
             .map(|mut i| {
                 i.load_balancers = Some(
                     members
@@ -292,10 +336,11 @@ impl SimCloud {
     }
 
     /// Writes the region's changes to the snapshot file, if it changed since the last
-    /// save: under the file's lock, the file is read again and merged (this
-    /// process's changes win for the instances it changed; changes made by others
-    /// to the other instances are kept and taken into the region), then replaced
-    /// atomically.
+    /// save: under the file's lock, the file is read again if another process
+    /// replaced it, and merged (this process's changes win for the instances it
+    /// changed; changes made by others to the other instances are kept and taken
+    /// into the region), then replaced atomically. The work is in proportion to the
+    /// instances that changed, plus one write of the file.
     ///
     /// # Errors
     /// When the file cannot be locked, read back or written.
@@ -303,56 +348,50 @@ impl SimCloud {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let revision = self.region.revision();
         let mut sync = self.lock_sync();
+        let (revision, ids) = self.region.changed_since(sync.revision.unwrap_or(0));
         if sync.revision == Some(revision) {
             return Ok(());
         }
-        let _lock = FileLock::exclusive(path)?;
-        let on_disk = read_fleet(path)
-            .with_context(|| format!("{}: cannot merge with the file", path.display()))?;
-        let mut mine: HashMap<String, Instance> = self
-            .snapshot()
+        let mine: HashMap<String, Instance> = self
+            .view(ids)
             .into_iter()
+            .filter(|i| sync.instances.get(&i.id) != Some(i))
             .map(|i| (i.id.clone(), i))
             .collect();
-        let mut merged = Vec::with_capacity(on_disk.len().max(mine.len()));
-        for theirs in on_disk {
-            let before = sync.instances.get(&theirs.id);
-            match mine.remove(&theirs.id) {
-                // Changed here since the last sync: this process's version.
-                Some(m) if before != Some(&m) => merged.push(m),
-                // Unchanged here: the file's version, taken into the region.
-                Some(m) => {
-                    if m != theirs {
-                        self.region.edit(&theirs.id, |i| {
-                            i.state = theirs.state;
-                            i.state_reason = theirs.state_reason.clone();
-                            i.instance_type = theirs.instance_type.clone();
-                            i.tags = theirs.tags.clone();
-                        });
-                    }
-                    merged.push(theirs);
-                }
-                // Added by another process.
-                None => merged.push(theirs),
-            }
+        if mine.is_empty() {
+            sync.revision = Some(revision);
+            return Ok(());
         }
-        // Instances the file no longer has stay removed unless this process has them
-        // anew.
-        let mut rest: Vec<Instance> = mine
-            .into_values()
-            .filter(|i| !sync.instances.contains_key(&i.id))
-            .collect();
-        rest.sort_by(|a, b| a.id.cmp(&b.id));
-        merged.extend(rest);
-        let doc = serde_json::json!({
-            "observed_at": ec2_scheduler_engine::ports::Clock::now(&self.region),
-            "instances": merged,
-        });
-        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        let _lock = FileLock::exclusive(path)?;
+        let now = stamp(path);
+        if sync.stamp.is_none() || now != sync.stamp {
+            // Another process replaced the file: take its changes to the instances
+            // this process did not change.
+            let on_disk = read_fleet(path)
+                .with_context(|| format!("{}: cannot merge with the file", path.display()))?;
+            for theirs in &on_disk {
+                if !mine.contains_key(&theirs.id) && sync.instances.get(&theirs.id) != Some(theirs)
+                {
+                    self.region.edit(&theirs.id, |i| {
+                        i.state = theirs.state;
+                        i.state_reason = theirs.state_reason.clone();
+                        i.instance_type = theirs.instance_type.clone();
+                        i.tags = theirs.tags.clone();
+                    });
+                }
+            }
+            sync.record(on_disk, now);
+        }
+        for (id, i) in mine {
+            if !sync.instances.contains_key(&id) {
+                sync.order.push(id.clone());
+            }
+            sync.instances.insert(id, i);
+        }
+        let text = sync.document(ec2_scheduler_engine::ports::Clock::now(&self.region))?;
         write_atomic(path, text.as_bytes())?;
-        sync.instances = merged.into_iter().map(|i| (i.id.clone(), i)).collect();
+        sync.stamp = stamp(path);
         sync.revision = Some(self.region.revision());
         Ok(())
     }

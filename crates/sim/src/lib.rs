@@ -489,6 +489,26 @@ impl Region {
         s.log.len()
     }
 
+    /// The instances whose state, type or load-balancer registrations changed after
+    /// revision `since` (see [`Region::revision`]), and the revision now.
+    pub fn changed_since(&self, since: usize) -> (usize, BTreeSet<String>) {
+        let mut s = self.st();
+        s.settle();
+        let changed = s
+            .log
+            .get(since..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| match e {
+                LogEntry::Call { .. } => None,
+                LogEntry::State { instance, .. }
+                | LogEntry::Type { instance, .. }
+                | LogEntry::Lb { instance, .. } => Some(instance.clone()),
+            })
+            .collect();
+        (s.log.len(), changed)
+    }
+
     /// Changes an instance in place (e.g. to retag it in the middle of a run).
     pub fn edit(&self, id: &str, f: impl FnOnce(&mut Instance)) {
         let mut s = self.st();
