@@ -382,6 +382,19 @@ async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations(
     };
     store.add_exemption(&e).await.unwrap();
     assert_eq!(store.exemptions().await.unwrap().len(), 1);
+    // One exemption per instance: a new one replaces the old (issue 7, defect 13).
+    let forever = Exemption {
+        until: None,
+        reason: "until removed".into(),
+        ..e.clone()
+    };
+    store.add_exemption(&forever).await.unwrap();
+    assert_eq!(store.exemptions().await.unwrap(), vec![forever]);
+    let bad = Exemption {
+        instance_id: "i-1'; --".into(),
+        ..e.clone()
+    };
+    assert!(store.add_exemption(&bad).await.is_err());
     assert!(store.remove_exemption("i-1").await.unwrap());
     assert!(store.exemptions().await.unwrap().is_empty());
 
