@@ -30,7 +30,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
 };
 use chrono::{DateTime, Utc};
-use ec2_scheduler_config::{Format, Source, export, load};
+use ec2_scheduler_config::{seed_items, workload_from_items};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::ports::{
     ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
@@ -267,28 +267,14 @@ impl DynamoStore {
         workload: &HashMap<String, AttributeValue>,
         tiers: &[HashMap<String, AttributeValue>],
     ) -> StoreResult<Workload> {
-        let doc = json!({
-            "WorkloadSpecification": [item_json(workload)],
-            "TierSpecification": tiers.iter().map(item_json).collect::<Vec<_>>(),
-        });
-        let text = doc.to_string();
         let source = format!("dynamodb://{}/{}", self.region, self.tables.workloads);
-        let loaded = load(&[Source {
-            name: &source,
-            text: &text,
-        }])
-        .map_err(|d| StoreError::Corrupt {
-            key: format!("workload {name}"),
-            message: d.to_string(),
-        })?;
-        loaded
-            .workloads
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt {
+        let tiers: Vec<Value> = tiers.iter().map(item_json).collect();
+        workload_from_items(&source, &item_json(workload), &tiers).map_err(|d| {
+            StoreError::Corrupt {
                 key: format!("workload {name}"),
-                message: "no workload decoded".into(),
-            })
+                message: d.to_string(),
+            }
+        })
     }
 
     /// Writes one item with a conditional put: it must be absent or still at the
@@ -361,12 +347,7 @@ impl DynamoStore {
     /// A conditional check that failed (someone else wrote the item meanwhile), or any
     /// DynamoDB error.
     pub async fn write_workload(&self, w: &Workload) -> StoreResult<Vec<String>> {
-        let doc: Value = serde_json::from_str(&export(std::slice::from_ref(w), Format::SeedJson))
-            .expect("export is JSON");
-        let workload = doc["WorkloadSpecification"][0]
-            .as_object()
-            .expect("one workload")
-            .clone();
+        let (workload, tiers) = seed_items(w);
         self.put_revised(
             &self.tables.workloads,
             &[("SpecName", w.name.to_string())],
@@ -374,9 +355,12 @@ impl DynamoStore {
         )
         .await?;
         let mut kept = Vec::new();
-        for t in doc["TierSpecification"].as_array().into_iter().flatten() {
-            let t = t.as_object().expect("items are objects");
-            let tier = t["TierTagValue"].as_str().unwrap_or_default().to_string();
+        for t in &tiers {
+            let tier = t
+                .get("TierTagValue")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             self.put_revised(
                 &self.tables.tiers,
                 &[

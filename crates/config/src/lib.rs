@@ -137,6 +137,70 @@ pub fn load(sources: &[Source<'_>]) -> Result<Loaded, Diagnostics> {
     })
 }
 
+/// The original's items of one workload, as values: its `WorkloadSpecification`
+/// item and one `TierSpecification` item per tier, in the original's plain style
+/// (numbers and booleans as strings). What `export -f seed-json` writes, without the
+/// round trip through text.
+pub fn seed_items(w: &Workload) -> (Map<String, Value>, Vec<Map<String, Value>>) {
+    (
+        seed::encode_workload(w),
+        w.tiers().iter().map(|t| seed::encode_tier(w, t)).collect(),
+    )
+}
+
+/// The workload of one `WorkloadSpecification` item and its `TierSpecification`
+/// items (plain or DynamoDB-typed JSON values), read with the same rules as files;
+/// `source` names where they come from in messages.
+///
+/// # Errors
+/// Every error of the items, or an error when they do not make one workload.
+pub fn workload_from_items(
+    source: &str,
+    workload: &Value,
+    tiers: &[Value],
+) -> Result<Workload, Diagnostics> {
+    let mut cx = Cx::new(source);
+    let mut asm = Assembly::default();
+    read_item(&mut cx, workload, "", Some(seed::Table::Workload), &mut asm);
+    for (i, t) in tiers.iter().enumerate() {
+        read_item(
+            &mut cx,
+            t,
+            &walk::index(seed::TIER_TABLE, i),
+            Some(seed::Table::Tier),
+            &mut asm,
+        );
+    }
+    let mut diags = cx.diags;
+    let workloads = asm.finish(&mut diags);
+    exactly_one(source, workloads, diags)
+}
+
+/// The one workload of a stored document (any format), as the stores keep them.
+///
+/// # Errors
+/// Every error of the document, or an error when it does not hold one workload.
+pub fn stored_workload(source: &str, text: &str) -> Result<Workload, Diagnostics> {
+    let loaded = load(&[Source { name: source, text }])?;
+    exactly_one(source, loaded.workloads, loaded.warnings)
+}
+
+fn exactly_one(
+    source: &str,
+    mut workloads: Vec<Workload>,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Workload, Diagnostics> {
+    if !diags.iter().any(|d| d.severity == Severity::Error) && workloads.len() != 1 {
+        let mut cx = Cx::new(source);
+        cx.file_error(format!("expected one workload, found {}", workloads.len()));
+        diags.append(&mut cx.diags);
+    }
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(Diagnostics(diags));
+    }
+    Ok(workloads.remove(0))
+}
+
 /// Collects workloads and tier items across files.
 #[derive(Default)]
 struct Assembly {

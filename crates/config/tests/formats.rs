@@ -447,3 +447,26 @@ fn a_workload_defined_twice_is_an_error() {
     expect![[r#"b.yaml: error: workloads[0]: workload "ExampleTestCase" is already defined at a.yaml: workloads[0]"#]]
         .assert_eq(&d.to_string());
 }
+
+#[test]
+fn seed_items_are_values_that_decode_back_to_the_workload() {
+    let loaded = load_one("w.yaml", &read("examples/workloads.yaml")).unwrap();
+    for w in &loaded.workloads {
+        let (item, tiers) = ec2_scheduler_config::seed_items(w);
+        let tiers: Vec<serde_json::Value> = tiers.into_iter().map(Into::into).collect();
+        let back = ec2_scheduler_config::workload_from_items("table", &item.clone().into(), &tiers)
+            .unwrap();
+        assert_eq!(&back, w);
+        // A broken tier item is reported with where it is.
+        let mut broken = tiers.clone();
+        broken[0]["TierStart"] = serde_json::json!({"TierSequence": "first"});
+        let e = ec2_scheduler_config::workload_from_items("table", &item.into(), &broken)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("table: error: TierSpecification[0] TierSpecification["),
+            "{e}"
+        );
+        assert!(e.contains("TierStart.TierSequence"), "{e}");
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ec2_scheduler_config::{Format, Source, export, load};
+use ec2_scheduler_config::{Format, export, stored_workload};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::memory::may_take;
 use ec2_scheduler_engine::ports::{
@@ -437,29 +437,17 @@ impl ConfigStore for SqliteStore {
 }
 
 fn decode_workload(name: &str, yaml: &str) -> StoreResult<Workload> {
-    let source = format!("store: workload {name}");
-    let loaded = load(&[Source {
-        name: &source,
-        text: yaml,
-    }])
-    .map_err(|d| StoreError::Corrupt {
+    stored_workload(&format!("store: workload {name}"), yaml).map_err(|d| StoreError::Corrupt {
         key: format!("workload {name}"),
         message: d.to_string(),
-    })?;
-    loaded
-        .workloads
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt {
-            key: format!("workload {name}"),
-            message: "no workload in the stored document".into(),
-        })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeDelta;
+    use ec2_scheduler_config::{Source, load};
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
