@@ -20,13 +20,12 @@ use ec2_scheduler_core::plan::{
     Exemptions, PauseReason, Plan, PlanRequest, ScaleIn, Stage, Step, TierPlan,
 };
 use ec2_scheduler_core::{Action, FailurePolicy, Instance, InstanceState, plan};
-use serde_json::json;
 
+use crate::notify::Event;
 use crate::pace::{Jitter, Limits, TokenBucket, backoff};
 use crate::ports::{
     ApiError, Clock, Compute, ErrorKind, Health, LbTarget, LoadBalancing, Lock, LockOutcome,
-    MemberFilter, Notification, Notifier, OverrideProbe, ProbeResult, RunStore, StatusCheck,
-    StoreError,
+    MemberFilter, Notifier, OverrideProbe, ProbeResult, RunStore, StatusCheck, StoreError,
 };
 use crate::run::{Cursor, Failure, Kept, Phase, Run, RunStatus, TierTiming};
 
@@ -382,19 +381,8 @@ impl<'a> Executor<'a> {
         };
         run.log(now, None, format!("{} run started", req.action));
         self.ports.store.save_run(&run).await?;
-        let excluded: Vec<_> = run
-            .plan
-            .excluded
-            .iter()
-            .map(|e| json!({"instance": e.instance, "tier": e.tier, "reason": e.reason.describe()}))
-            .collect();
-        let subject = format!(
-            "ec2-scheduler: {} of {} started ({} to stop, {} to start)",
-            req.action, self.workload.name, run.plan.summary.to_stop, run.plan.summary.to_start
-        );
-        let body = json!({"event": "run-started", "run": run.id, "workload": run.workload, "action": run.action,
-                          "profile": run.profile, "summary": run.plan.summary, "excluded": excluded});
-        self.notify(&mut run, subject, body).await;
+        let event = Event::run_started(&run);
+        self.notify(&mut run, event).await;
         Ok(Begin::Started(Box::new(run)))
     }
 
@@ -429,12 +417,12 @@ impl<'a> Executor<'a> {
         }
     }
 
-    async fn notify(&self, run: &mut Run, subject: String, body: serde_json::Value) {
+    async fn notify(&self, run: &mut Run, event: Event) {
         let Some(topic) = &self.workload.sns_topic else {
             return;
         };
         *run.calls.entry("sns:Publish".into()).or_default() += 1;
-        let note = Notification { subject, body };
+        let note = event.notification();
         if let Err(e) = self.ports.notifier.publish(topic, &note).await {
             let now = self.ports.clock.now();
             run.log(now, None, format!("notification failed: {e}"));
@@ -552,34 +540,8 @@ impl<'a> Executor<'a> {
         if let Some(t) = run.tiers.get_mut(tier) {
             t.finished = Some(now);
         }
-        let failed: Vec<_> = run
-            .failed
-            .iter()
-            .filter(|(_, f)| f.tier == tier)
-            .map(|(i, f)| json!({"instance": i, "reason": f.reason}))
-            .collect();
-        let kept: Vec<_> = run
-            .kept
-            .iter()
-            .filter(|(_, k)| k.tier == tier)
-            .map(|(i, k)| json!({"instance": i, "reason": k.reason}))
-            .collect();
-        let subject = if failed.is_empty() {
-            format!(
-                "ec2-scheduler: {} of {}: tier {tier} done",
-                run.action, run.workload
-            )
-        } else {
-            format!(
-                "ec2-scheduler: {} of {}: tier {tier} had {} failures",
-                run.action,
-                run.workload,
-                failed.len()
-            )
-        };
-        let body = json!({"event": "tier-finished", "run": run.id, "workload": run.workload, "tier": tier,
-                          "phase": run.cursor.phase, "failed": failed, "kept": kept});
-        self.notify(run, subject, body).await;
+        let event = Event::tier_finished(run, tier);
+        self.notify(run, event).await;
     }
 
     async fn end_of_stages(&mut self, run: &mut Run) -> Result<Tick> {
@@ -679,18 +641,8 @@ impl<'a> Executor<'a> {
             .store
             .release(&run.workload, &self.settings.owner)
             .await?;
-        let subject = format!(
-            "ec2-scheduler: {} of {} {} ({} stopped, {} started, {} failed)",
-            run.action,
-            run.workload,
-            status.as_str(),
-            run.stopped_ids.len(),
-            run.started_ids.len(),
-            run.failed.len()
-        );
-        let mut body = run.summary();
-        body["event"] = json!("run-finished");
-        self.notify(run, subject, body).await;
+        let event = Event::run_finished(run);
+        self.notify(run, event).await;
         self.ports.store.save_run(run).await?;
         Ok(Tick::Done)
     }

@@ -13,6 +13,7 @@
 
 pub mod exec;
 pub mod memory;
+pub mod notify;
 pub mod pace;
 pub mod ports;
 pub mod run;
