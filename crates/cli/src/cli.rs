@@ -365,11 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     reason,
                 } => ops::exempt_add(&*store, &instance, until, &reason, Utc::now()).await?,
                 ExemptCommand::Remove { instance } => {
-                    if store
-                        .remove_exemption(&instance)
-                        .await
-                        .map_err(|e| anyhow!("{e}"))?
-                    {
+                    if store.remove_exemption(&instance).await? {
                         format!("{instance}: exemptions removed\n")
                     } else {
                         return Err(anyhow!(Invalid(format!("{instance} has no exemption"))));
@@ -384,7 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let loaded = load(&files)?;
             let store = ops::open_store(&store.opts()).await?;
             for w in &loaded.workloads {
-                let removed = store.put_workload(w).await.map_err(|e| anyhow!("{e}"))?;
+                let removed = store.put_workload(w).await?;
                 if !removed.is_empty() {
                     crate::term::note(format!(
                         "{}: removed tiers no longer defined: {}",

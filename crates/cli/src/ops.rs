@@ -63,24 +63,17 @@ pub async fn open_store(o: &StoreOpts) -> anyhow::Result<Box<dyn Store>> {
         })
         .await;
         let store = DynamoStore::new(&conf, o.tables.clone());
-        store
-            .ensure_state_table()
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        store.ensure_state_table().await?;
         return Ok(Box::new(store));
     }
     match spec.as_deref() {
         None => {
             let path = default_store_path();
-            Ok(Box::new(
-                SqliteStore::open(&path).map_err(|e| anyhow!("{e}"))?,
-            ))
+            Ok(Box::new(SqliteStore::open(&path)?))
         }
         Some("memory") => Ok(Box::new(ec2_scheduler_engine::memory::MemoryStore::new())),
         Some(s) => match s.strip_prefix("sqlite:") {
-            Some(path) if !path.is_empty() => Ok(Box::new(
-                SqliteStore::open(Path::new(path)).map_err(|e| anyhow!("{e}"))?,
-            )),
+            Some(path) if !path.is_empty() => Ok(Box::new(SqliteStore::open(Path::new(path))?)),
             _ => Err(anyhow!(Invalid(format!(
                 "--store {s:?}: expected sqlite:PATH, memory or dynamodb:REGION"
             )))),
@@ -182,13 +175,12 @@ pub async fn find_workload(
             )))
         });
     }
-    match store.workload(name).await.map_err(|e| anyhow!("{e}"))? {
+    match store.workload(name).await? {
         Some(w) => Ok(w),
         None => {
             let known: Vec<String> = store
                 .workloads()
-                .await
-                .map_err(|e| anyhow!("{e}"))?
+                .await?
                 .into_iter()
                 .map(|w| w.name.to_string())
                 .collect();
@@ -575,10 +567,7 @@ pub async fn begin(
                     "note: taking over the lock of {} from {} (that process is gone)",
                     lock.workload, lock.owner
                 ));
-                store
-                    .release(&lock.workload, &lock.owner)
-                    .await
-                    .map_err(|e| anyhow!("{e}"))?;
+                store.release(&lock.workload, &lock.owner).await?;
             }
             Err(e @ EngineError::Busy(_)) => return Err(anyhow!(Invalid(e.to_string()))),
             Err(EngineError::Plan(e)) => return Err(anyhow!(Invalid(format!("cannot plan: {e}")))),
@@ -693,7 +682,7 @@ pub async fn status(
     let mut exec = Executor::new(cloud.ports(store), Settings::default(), workload.clone());
     let mut calls = BTreeMap::new();
     let observed = exec.observe(&mut calls).await?;
-    let exemptions = store.exemptions().await.map_err(|e| anyhow!("{e}"))?;
+    let exemptions = store.exemptions().await?;
     let now = cloud.now();
     let index = ec2_scheduler_core::plan::Exemptions::new(workload, &exemptions, now);
     let mut out = format!(
@@ -728,10 +717,7 @@ pub async fn status(
             );
         }
     }
-    let runs = store
-        .list_runs(Some(workload.name.as_str()))
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let runs = store.list_runs(Some(workload.name.as_str())).await?;
     if let Some(last) = runs.first() {
         out += &format!(
             "\nLast run: {} {} {} (started {})\n",
@@ -747,10 +733,7 @@ pub async fn status(
 
 /// `runs`: the history table.
 pub async fn runs(store: &dyn Store, workload: Option<&str>) -> anyhow::Result<String> {
-    let rows = store
-        .list_runs(workload)
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let rows = store.list_runs(workload).await?;
     if rows.is_empty() {
         return Ok("no runs\n".to_string());
     }
@@ -779,8 +762,7 @@ pub async fn runs(store: &dyn Store, workload: Option<&str>) -> anyhow::Result<S
 pub async fn run_show(store: &dyn Store, id: &str) -> anyhow::Result<String> {
     let run = store
         .load_run(id)
-        .await
-        .map_err(|e| anyhow!("{e}"))?
+        .await?
         .ok_or_else(|| anyhow!(Invalid(format!("no run {id} in the store"))))?;
     let mut out = run_report(&run);
     out += "History:\n";
@@ -835,7 +817,7 @@ pub async fn exempt_add(
         reason: reason.to_string(),
     };
     e.check().map_err(|x| anyhow!(Invalid(x.to_string())))?;
-    store.add_exemption(&e).await.map_err(|e| anyhow!("{e}"))?;
+    store.add_exemption(&e).await?;
     Ok(format!(
         "{instance} is exempt from stop {}: {reason}\n",
         until.map_or("until removed".to_string(), |u| format!(
@@ -847,7 +829,7 @@ pub async fn exempt_add(
 
 /// `exempt list`.
 pub async fn exempt_list(store: &dyn Store) -> anyhow::Result<String> {
-    let list = store.exemptions().await.map_err(|e| anyhow!("{e}"))?;
+    let list = store.exemptions().await?;
     if list.is_empty() {
         return Ok("no exemptions\n".to_string());
     }
