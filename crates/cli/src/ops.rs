@@ -782,11 +782,19 @@ pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
     let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         t.with_timezone(&Utc)
     } else {
+        // Through the day given; the last day writable is 9999-12-31, through its
+        // last second.
+        let latest = ec2_scheduler_core::exemption::latest_until();
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .ok()
-            .and_then(|d| d.succ_opt())
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc())
+            .and_then(|d| {
+                if d == latest.date_naive() {
+                    return Some(latest);
+                }
+                d.succ_opt()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            })
             .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))?
     };
     if t > ec2_scheduler_core::exemption::latest_until() {
