@@ -1711,8 +1711,9 @@ impl<'a> Executor<'a> {
                                 .extend(chunk.iter().filter(|i| !ok.contains(i.as_str())).cloned());
                         }
                         Err(e) if e.retryable() => {
-                            run.retried += 1;
-                            return Ok(Poll::Wait(self.backoff(run, 1)));
+                            return Ok(
+                                self.gate_retry(run, tier, gate, timeout, &live, deadline, &e)
+                            );
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -1723,8 +1724,7 @@ impl<'a> Executor<'a> {
                 let members = match self.ports.lb.memberships(&live).await {
                     Ok(m) => m,
                     Err(e) if e.retryable() => {
-                        run.retried += 1;
-                        return Ok(Poll::Wait(self.backoff(run, 1)));
+                        return Ok(self.gate_retry(run, tier, gate, timeout, &live, deadline, &e));
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -1738,8 +1738,9 @@ impl<'a> Executor<'a> {
                                 .map(|(i, _)| i),
                         ),
                         Err(e) if e.retryable() => {
-                            run.retried += 1;
-                            return Ok(Poll::Wait(self.backoff(run, 1)));
+                            return Ok(
+                                self.gate_retry(run, tier, gate, timeout, &live, deadline, &e)
+                            );
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -1769,6 +1770,43 @@ impl<'a> Executor<'a> {
             return Ok(Poll::Done);
         }
         Ok(Poll::Wait(self.settings.poll.min(dur(deadline - now))))
+    }
+
+    /// A readiness check that failed with a retryable error: retry after a backoff
+    /// that does not pass the gate's deadline; at the deadline, the instances fail
+    /// with the error that kept the check from answering.
+    #[allow(clippy::too_many_arguments)]
+    fn gate_retry(
+        &self,
+        run: &mut Run,
+        tier: &str,
+        gate: Gate,
+        timeout: Duration,
+        live: &[String],
+        deadline: DateTime<Utc>,
+        error: &ApiError,
+    ) -> Poll {
+        run.retried += 1;
+        let now = self.ports.clock.now();
+        if now < deadline {
+            let wait = self.backoff(run, 1).min(dur(deadline - now));
+            return Poll::Wait(wait.max(Duration::from_millis(1)));
+        }
+        for id in live {
+            self.fail(
+                run,
+                id,
+                tier,
+                format!(
+                    "not ready ({}) within {} s: the check kept failing: {}",
+                    gate.as_str(),
+                    timeout.as_secs(),
+                    api_name(error)
+                ),
+                now,
+            );
+        }
+        Poll::Done
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Faults {
     pub incompatible_types: BTreeSet<String>,
     /// Instances that do not support hibernation.
     pub no_hibernation: BTreeSet<String>,
+    /// Actions (`ec2:DescribeInstanceStatus`) answered `RequestLimitExceeded` every
+    /// time: a throttling storm that never ends.
+    pub always_throttled: BTreeSet<String>,
 }
 
 /// One line of the region's log.
@@ -304,8 +307,9 @@ impl State {
             ));
         }
         let now = self.now;
+        let storm = self.faults.always_throttled.contains(action);
         for (b, n) in buckets {
-            if !self.bucket(*b).wait_for(*n, now).is_zero() {
+            if storm || !self.bucket(*b).wait_for(*n, now).is_zero() {
                 return Err(err(
                     ErrorKind::Throttled,
                     action,

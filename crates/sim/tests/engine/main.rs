@@ -629,3 +629,43 @@ fn configured_load_balancers_receive_started_instances() {
     );
     assert_eq!(h.region.registered(&tg).len(), 3);
 }
+
+#[test]
+fn a_readiness_gate_under_a_throttling_storm_that_never_ends_fails_at_its_timeout() {
+    let w = workload_from(
+        "version: 1
+workloads:
+  - name: W
+    region: us-west-2
+    workload_tag: { key: Environment, value: ENV001 }
+    tier_tag_key: Role
+    tiers:
+      - name: Role_DB
+        start: { order: 0, wait: true, ready: { gate: status-checks, timeout: 120 } }
+",
+    );
+    let fleet: Vec<_> = seed_fleet(2, Stopped)
+        .into_iter()
+        .filter(|i| i.tags.get("Role").map(String::as_str) == Some("Role_DB"))
+        .filter(|i| i.tags.get("Environment").map(String::as_str) == Some("ENV001"))
+        .collect();
+    let h = Harness::new(w, fleet.clone());
+    h.region.faults(|f| {
+        f.always_throttled
+            .insert("ec2:DescribeInstanceStatus".into());
+    });
+    let run = h.run(Action::Start, None).unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    for i in &fleet {
+        let f = &run.failed[&i.id];
+        assert!(
+            f.reason
+                .contains("not ready (status-checks) within 120 s: the check kept failing: RequestLimitExceeded"),
+            "{:?}",
+            run.failed
+        );
+    }
+    // It gave up at its deadline, not long after: the start (15 s) and the timeout.
+    let secs = (run.finished.unwrap() - run.started).num_seconds();
+    assert!((120..=200).contains(&secs), "{secs} s");
+}
