@@ -190,6 +190,11 @@ enum StepState {
         checks: u32,
     },
     Until(DateTime<Utc>),
+    /// A readiness gate: its deadline and how many checks in a row failed.
+    Gate {
+        deadline: DateTime<Utc>,
+        failures: u32,
+    },
 }
 
 /// Pacing buckets of one executor.
@@ -1682,14 +1687,19 @@ impl<'a> Executor<'a> {
         st: &mut StepState,
         now: DateTime<Utc>,
     ) -> Result<Poll> {
-        let deadline = match st {
-            StepState::Until(d) => *d,
+        let (deadline, failures) = match st {
+            StepState::Gate { deadline, failures } => (*deadline, *failures),
             _ => {
                 let d = after(now, timeout);
-                *st = StepState::Until(d);
-                d
+                *st = StepState::Gate {
+                    deadline: d,
+                    failures: 0,
+                };
+                (d, 0)
             }
         };
+        // Consecutive failed checks make the backoff grow.
+        let failures = failures + 1;
         let live = Self::live(run, ids);
         let mut not_ready: Vec<String> = Vec::new();
         match gate {
@@ -1711,9 +1721,10 @@ impl<'a> Executor<'a> {
                                 .extend(chunk.iter().filter(|i| !ok.contains(i.as_str())).cloned());
                         }
                         Err(e) if e.retryable() => {
-                            return Ok(
-                                self.gate_retry(run, tier, gate, timeout, &live, deadline, &e)
-                            );
+                            *st = StepState::Gate { deadline, failures };
+                            return Ok(self.gate_retry(
+                                run, tier, gate, timeout, &live, deadline, failures, &e,
+                            ));
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -1724,7 +1735,9 @@ impl<'a> Executor<'a> {
                 let members = match self.ports.lb.memberships(&live).await {
                     Ok(m) => m,
                     Err(e) if e.retryable() => {
-                        return Ok(self.gate_retry(run, tier, gate, timeout, &live, deadline, &e));
+                        *st = StepState::Gate { deadline, failures };
+                        return Ok(self
+                            .gate_retry(run, tier, gate, timeout, &live, deadline, failures, &e));
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -1738,9 +1751,10 @@ impl<'a> Executor<'a> {
                                 .map(|(i, _)| i),
                         ),
                         Err(e) if e.retryable() => {
-                            return Ok(
-                                self.gate_retry(run, tier, gate, timeout, &live, deadline, &e)
-                            );
+                            *st = StepState::Gate { deadline, failures };
+                            return Ok(self.gate_retry(
+                                run, tier, gate, timeout, &live, deadline, failures, &e,
+                            ));
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -1750,6 +1764,10 @@ impl<'a> Executor<'a> {
         if not_ready.is_empty() {
             return Ok(Poll::Done);
         }
+        *st = StepState::Gate {
+            deadline,
+            failures: 0,
+        };
         let now = self.ports.clock.now();
         if now >= deadline {
             not_ready.sort();
@@ -1784,12 +1802,13 @@ impl<'a> Executor<'a> {
         timeout: Duration,
         live: &[String],
         deadline: DateTime<Utc>,
+        failures: u32,
         error: &ApiError,
     ) -> Poll {
         run.retried += 1;
         let now = self.ports.clock.now();
         if now < deadline {
-            let wait = self.backoff(run, 1).min(dur(deadline - now));
+            let wait = self.backoff(run, failures).min(dur(deadline - now));
             return Poll::Wait(wait.max(Duration::from_millis(1)));
         }
         for id in live {

@@ -668,4 +668,28 @@ workloads:
     // It gave up at its deadline, not long after: the start (15 s) and the timeout.
     let secs = (run.finished.unwrap() - run.started).num_seconds();
     assert!((120..=200).contains(&secs), "{secs} s");
+    // Its retries grew: the backoff doubles (with jitter in its upper half), so each
+    // wait is strictly longer than the one two before, and a few calls cover the two
+    // minutes instead of one a second.
+    let checks: Vec<DateTime<Utc>> = h
+        .region
+        .log()
+        .into_iter()
+        .filter_map(|e| match e {
+            ec2_scheduler_sim::LogEntry::Call { at, action, .. }
+                if action == "ec2:DescribeInstanceStatus" =>
+            {
+                Some(at)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!((3..=20).contains(&checks.len()), "{} checks", checks.len());
+    let gaps: Vec<i64> = checks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
+    for i in 0..3.min(gaps.len().saturating_sub(2)) {
+        assert!(gaps[i + 2] > gaps[i], "{gaps:?}");
+    }
 }
