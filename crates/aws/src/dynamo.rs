@@ -34,7 +34,7 @@ use ec2_scheduler_config::{seed_items, workload_from_items};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::ports::{
     ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
-    unreadable_exemption_reason,
+    stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
 use serde_json::{Map, Value, json};
@@ -139,6 +139,19 @@ fn n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|x| x.parse().ok())
+}
+
+/// The instance of an exemption item. The sort key starts with the instance id, so
+/// it is known even when the attributes are not readable.
+fn exemption_instance(item: &HashMap<String, AttributeValue>) -> String {
+    s(item, "instance_id").unwrap_or_else(|| {
+        s(item, "sk")
+            .unwrap_or_default()
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
 }
 
 fn time(s: &str, key: &str) -> StoreResult<DateTime<Utc>> {
@@ -337,6 +350,30 @@ impl DynamoStore {
             _ => backend("PutItem", err_text(&e)),
         })?;
         Ok(next)
+    }
+
+    /// Deletes the exemption items of an instance, but the one keyed `keep`; whether
+    /// any was deleted.
+    async fn delete_exemptions(&self, instance_id: &str, keep: Option<&str>) -> StoreResult<bool> {
+        let items = self.query_all(&self.tables.state, "pk", "EXEMPT").await?;
+        let mut removed = false;
+        for sk in items
+            .iter()
+            .filter(|i| exemption_instance(i) == instance_id)
+            .filter_map(|i| s(i, "sk"))
+            .filter(|sk| Some(sk.as_str()) != keep)
+        {
+            self.counter.record("dynamodb:DeleteItem");
+            self.client
+                .delete_item()
+                .table_name(&self.tables.state)
+                .set_key(Some(key("EXEMPT", &sk)))
+                .send()
+                .await
+                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+            removed = true;
+        }
+        Ok(removed)
     }
 
     /// Writes a workload's items (the original's tables, plain-JSON style) with
@@ -672,28 +709,11 @@ impl RunStore for DynamoStore {
         Ok(items
             .iter()
             .map(|i| {
-                // The sort key starts with the instance id, so it is known even when
-                // the attributes are not readable; such a record counts as exempt
-                // until removed.
-                let sk = s(i, "sk").unwrap_or_default();
-                let id = s(i, "instance_id")
-                    .unwrap_or_else(|| sk.split('#').next().unwrap_or_default().to_string());
-                let until = s(i, "until");
-                match until.as_deref().map(|u| time(u, &id)).transpose() {
-                    Ok(until) => Exemption {
-                        until,
-                        reason: s(i, "reason").unwrap_or_default(),
-                        instance_id: id,
-                    },
-                    Err(_) => Exemption {
-                        reason: unreadable_exemption_reason(
-                            &id,
-                            &format!("until = {:?}", until.unwrap_or_default()),
-                        ),
-                        until: None,
-                        instance_id: id,
-                    },
-                }
+                stored_exemption(
+                    exemption_instance(i),
+                    s(i, "until"),
+                    s(i, "reason").unwrap_or_default(),
+                )
             })
             .collect())
     }
@@ -702,16 +722,6 @@ impl RunStore for DynamoStore {
         e.check().map_err(|x| StoreError::Invalid(x.to_string()))?;
         let until = e.until.map(|u| u.to_rfc3339());
         let sk = format!("{}#{}", e.instance_id, until.as_deref().unwrap_or("-"));
-        // One exemption per instance: the new one is written first, then the
-        // instance's others are removed, so that the instance is never left without.
-        let old: Vec<String> = self
-            .query_all(&self.tables.state, "pk", "EXEMPT")
-            .await?
-            .iter()
-            .filter(|i| s(i, "instance_id").as_deref() == Some(e.instance_id.as_str()))
-            .filter_map(|i| s(i, "sk"))
-            .filter(|k| *k != sk)
-            .collect();
         let mut item = key("EXEMPT", &sk);
         item.insert(
             "instance_id".into(),
@@ -721,38 +731,15 @@ impl RunStore for DynamoStore {
         if let Some(u) = until {
             item.insert("until".into(), AttributeValue::S(u));
         }
+        // One exemption per instance: the new one is written first, then the
+        // instance's others are removed, so that the instance is never left without.
         self.put_state(item).await?;
-        for k in old {
-            self.counter.record("dynamodb:DeleteItem");
-            self.client
-                .delete_item()
-                .table_name(&self.tables.state)
-                .set_key(Some(key("EXEMPT", &k)))
-                .send()
-                .await
-                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
-        }
+        self.delete_exemptions(&e.instance_id, Some(&sk)).await?;
         Ok(())
     }
 
     async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool> {
-        let items = self.query_all(&self.tables.state, "pk", "EXEMPT").await?;
-        let mut removed = false;
-        for i in items
-            .iter()
-            .filter(|i| s(i, "instance_id").as_deref() == Some(instance_id))
-        {
-            self.counter.record("dynamodb:DeleteItem");
-            self.client
-                .delete_item()
-                .table_name(&self.tables.state)
-                .set_key(Some(key("EXEMPT", &s(i, "sk").unwrap_or_default())))
-                .send()
-                .await
-                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
-            removed = true;
-        }
-        Ok(removed)
+        self.delete_exemptions(instance_id, None).await
     }
 
     async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {

@@ -218,7 +218,7 @@ struct Sync {
     /// Their ids in the file's order.
     order: Vec<String>,
     /// The region's revision then.
-    revision: Option<usize>,
+    revision: usize,
     /// The file's identity then: another process's write (a rename) changes it.
     stamp: Option<Stamp>,
 }
@@ -268,7 +268,7 @@ impl SimCloud {
         let cloud = Self::new_at(Some(path), instances.clone(), Utc::now());
         let mut sync = cloud.lock_sync();
         sync.record(instances, before);
-        sync.revision = Some(cloud.region.revision());
+        sync.revision = cloud.region.revision();
         drop(sync);
         Ok(cloud)
     }
@@ -341,8 +341,8 @@ impl SimCloud {
             return Ok(());
         };
         let mut sync = self.lock_sync();
-        let (revision, ids) = self.region.changed_since(sync.revision.unwrap_or(0));
-        if sync.revision == Some(revision) {
+        let (revision, ids) = self.region.changed_since(sync.revision);
+        if sync.revision == revision {
             return Ok(());
         }
         let mine: HashMap<String, Instance> = self
@@ -352,7 +352,7 @@ impl SimCloud {
             .map(|i| (i.id.clone(), i))
             .collect();
         if mine.is_empty() {
-            sync.revision = Some(revision);
+            sync.revision = revision;
             return Ok(());
         }
         let _lock = FileLock::exclusive(path)?;
@@ -384,7 +384,7 @@ impl SimCloud {
         let text = sync.document(ec2_scheduler_engine::ports::Clock::now(&self.region))?;
         write_atomic(path, text.as_bytes())?;
         sync.stamp = stamp(path);
-        sync.revision = Some(self.region.revision());
+        sync.revision = self.region.revision();
         Ok(())
     }
 
@@ -782,19 +782,9 @@ pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
     let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         t.with_timezone(&Utc)
     } else {
-        // Through the day given; the last day writable is 9999-12-31, through its
-        // last second.
-        let latest = ec2_scheduler_core::exemption::latest_until();
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .ok()
-            .and_then(|d| {
-                if d == latest.date_naive() {
-                    return Some(latest);
-                }
-                d.succ_opt()
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|t| t.and_utc())
-            })
+            .and_then(ec2_scheduler_core::exemption::through_day)
             .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))?
     };
     if t > ec2_scheduler_core::exemption::latest_until() {

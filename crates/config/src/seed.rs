@@ -306,19 +306,13 @@ pub(crate) fn decode_workload(cx: &mut Cx, item: &Value, path: &str) -> Option<W
 /// (`"1"`, `"true"`, `"yes"`, `"on"`, 1, true) disable, the usual spellings of no
 /// enable, and any other value disables the workload with a warning naming it.
 fn kill_switch(cx: &mut Cx, v: &Value, path: &str) -> bool {
-    match walk::yes_no(v) {
-        Some(b) => b,
-        None => {
-            cx.warn(
-                path,
-                format!(
-                    "cannot read the kill switch ({}): the workload is disabled to be safe; write \"1\" to disable it or \"0\" to enable it",
-                    found(v)
-                ),
-            );
-            true
-        }
-    }
+    walk::fail_closed(
+        cx,
+        v,
+        path,
+        "the kill switch",
+        "the workload is disabled to be safe; write \"1\" to disable it or \"0\" to enable it",
+    )
 }
 
 /// Decodes a plain TierSpecification item.
@@ -470,17 +464,14 @@ fn decode_stop(cx: &mut Cx, v: &Value, path: &str) -> Option<StopSpec> {
     };
     // A safety setting: a value that cannot be read keeps the tier running.
     let ignore = match o.get("IgnoreStop") {
-        None => Some(false),
-        Some((v, p)) => Some(walk::yes_no(v).unwrap_or_else(|| {
-            cx.warn(
-                &p,
-                format!(
-                    "cannot read IgnoreStop ({}): the tier is never stopped to be safe; write \"True\" or \"False\"",
-                    found(v)
-                ),
-            );
-            true
-        })),
+        None => false,
+        Some((v, p)) => walk::fail_closed(
+            cx,
+            v,
+            &p,
+            "IgnoreStop",
+            "the tier is never stopped to be safe; write \"True\" or \"False\"",
+        ),
     };
     let hibernate = match o.get("Hibernate") {
         None => Some(false),
@@ -489,7 +480,7 @@ fn decode_stop(cx: &mut Cx, v: &Value, path: &str) -> Option<StopSpec> {
     Some(StopSpec {
         sequencing: sequencing?,
         override_file,
-        ignore: ignore?,
+        ignore,
         hibernate: hibernate?,
     })
 }

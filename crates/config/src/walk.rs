@@ -217,6 +217,16 @@ pub(crate) fn seed_bool(cx: &mut Cx, v: &Value, path: &str) -> Option<bool> {
     parsed
 }
 
+/// A safety setting's yes/no value. One that cannot be read takes the safe value,
+/// `true` (disabled, never stopped), with a warning naming `what` and saying
+/// `then`: what follows and how to write it.
+pub(crate) fn fail_closed(cx: &mut Cx, v: &Value, path: &str, what: &str, then: &str) -> bool {
+    yes_no(v).unwrap_or_else(|| {
+        cx.warn(path, format!("cannot read {what} ({}): {then}", found(v)));
+        true
+    })
+}
+
 /// A yes/no value as the original's tables write them, or `None`.
 pub(crate) fn yes_no(v: &Value) -> Option<bool> {
     match v {

@@ -30,6 +30,17 @@ pub fn latest_until() -> DateTime<Utc> {
         .and_utc()
 }
 
+/// The end of day `d` (UTC): an expiry given as a date means through that day. The
+/// last day that can be written, 9999-12-31, ends at [`latest_until`].
+pub fn through_day(d: NaiveDate) -> Option<DateTime<Utc>> {
+    if d == latest_until().date_naive() {
+        return Some(latest_until());
+    }
+    d.succ_opt()
+        .and_then(|next| next.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
 /// The longest reason kept with an exemption, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;
 
@@ -122,8 +133,8 @@ pub fn read_tag(value: &str, now: DateTime<Utc>) -> TagExemption {
     let until = if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         t.with_timezone(&Utc)
     } else if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        match d.succ_opt().and_then(|next| next.and_hms_opt(0, 0, 0)) {
-            Some(midnight) => midnight.and_utc(),
+        match through_day(d) {
+            Some(end) => end,
             None => return TagExemption::Unparsable,
         }
     } else {

@@ -226,13 +226,30 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// The reason given to a stored exemption that cannot be read. The instance is
-/// counted as exempt until the record is removed: an exemption that cannot be read
-/// cannot be ruled out.
-pub fn unreadable_exemption_reason(instance_id: &str, what: &str) -> String {
-    format!(
-        "unreadable exemption record ({what}); counted as exempt until removed with `ec2-scheduler exempt remove {instance_id}`"
-    )
+/// An exemption as a store holds it: the instance id, the expiry as RFC 3339 text
+/// (`None`: until removed) and the reason. A record whose expiry cannot be read
+/// counts as exempt until removed, with a reason that says so and how to remove it:
+/// an exemption that cannot be read cannot be ruled out.
+pub fn stored_exemption(instance_id: String, until: Option<String>, reason: String) -> Exemption {
+    match until
+        .as_deref()
+        .map(DateTime::parse_from_rfc3339)
+        .transpose()
+    {
+        Ok(until) => Exemption {
+            until: until.map(|t| t.with_timezone(&Utc)),
+            instance_id,
+            reason,
+        },
+        Err(_) => Exemption {
+            reason: format!(
+                "unreadable exemption record (until = {:?}); counted as exempt until removed with `ec2-scheduler exempt remove {instance_id}`",
+                until.unwrap_or_default()
+            ),
+            until: None,
+            instance_id,
+        },
+    }
 }
 
 /// A store result.

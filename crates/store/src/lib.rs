@@ -16,7 +16,7 @@ use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::memory::may_take;
 use ec2_scheduler_engine::ports::{
     ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
-    unreadable_exemption_reason,
+    stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -283,22 +283,7 @@ impl RunStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (instance_id, until, reason) = row.map_err(backend)?;
-                // A record that cannot be read counts as exempt until removed.
-                match until.as_deref().map(|u| time(u, &instance_id)).transpose() {
-                    Ok(until) => out.push(Exemption {
-                        until,
-                        instance_id,
-                        reason,
-                    }),
-                    Err(_) => out.push(Exemption {
-                        reason: unreadable_exemption_reason(
-                            &instance_id,
-                            &format!("until = {:?}", until.unwrap_or_default()),
-                        ),
-                        until: None,
-                        instance_id,
-                    }),
-                }
+                out.push(stored_exemption(instance_id, until, reason));
             }
             Ok(out)
         })
