@@ -52,10 +52,37 @@ pub struct ApiError {
     pub instances: Vec<String>,
 }
 
+/// What the executor may do about a failed call: the one place that says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The same call may succeed later (throttling, server errors): retry it.
+    Retryable,
+    /// Some instances of the call are at fault (wrong state, unknown, no capacity,
+    /// unsupported): split the batch to find them; alone, they fail or are retried
+    /// as their kind allows.
+    Isolatable,
+    /// Repeating it will not help (access denied, anything unknown).
+    Final,
+}
+
+impl ErrorKind {
+    /// Retryable, isolatable or final.
+    pub fn class(self) -> ErrorClass {
+        match self {
+            ErrorKind::Throttled | ErrorKind::Server => ErrorClass::Retryable,
+            ErrorKind::IncorrectState
+            | ErrorKind::NotFound
+            | ErrorKind::InsufficientCapacity
+            | ErrorKind::Unsupported => ErrorClass::Isolatable,
+            ErrorKind::AccessDenied | ErrorKind::Other => ErrorClass::Final,
+        }
+    }
+}
+
 impl ApiError {
     /// Whether repeating the same call later may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Server)
+        self.kind.class() == ErrorClass::Retryable
     }
 }
 

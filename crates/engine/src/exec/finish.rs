@@ -1,0 +1,219 @@
+//! The end of a run: verifying what it started, rolling back, finishing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ec2_scheduler_core::plan::{Stage, Step, TierPlan};
+use ec2_scheduler_core::{Action, FailurePolicy, InstanceState};
+
+use super::policy::Tries;
+use super::step::{Seen, api_name, fail};
+use super::{Executor, Result, Tick, after, dur};
+use crate::notify::Event;
+use crate::run::{Cursor, Phase, Run, RunStatus};
+
+impl Executor<'_> {
+    pub(super) async fn end_of_stages(&mut self, run: &mut Run) -> Result<Tick> {
+        match run.cursor.phase {
+            Phase::Forward if run.action == Action::Start && !run.started_ids.is_empty() => {
+                run.cursor.phase = Phase::Verify;
+                run.cursor.stage = 0;
+                run.cursor.steps.clear();
+                self.ports.store.save_run(run).await?;
+                self.verify(run).await
+            }
+            Phase::Rollback => self.finish(run, RunStatus::RolledBack).await,
+            _ => {
+                let status = if run.failed.is_empty() {
+                    RunStatus::Succeeded
+                } else {
+                    RunStatus::CompletedWithFailures
+                };
+                self.finish(run, status).await
+            }
+        }
+    }
+
+    /// Waits until no instance this run started is pending, and records those that
+    /// fell back to stopped (a silent start failure, e.g. a missing KMS grant).
+    pub(super) async fn verify(&mut self, run: &mut Run) -> Result<Tick> {
+        let now = self.ports.clock.now();
+        let mut tries = *self
+            .verify
+            .get_or_insert_with(|| Tries::until(after(now, self.settings.wait_timeout)));
+        let deadline = tries.deadline.unwrap_or(now);
+        let ids: Vec<String> = run
+            .started_ids
+            .keys()
+            .filter(|i| !run.failed.contains_key(*i))
+            .cloned()
+            .collect();
+        let seen = self.cx(run, "").observe(&ids, &mut tries).await?;
+        self.verify = Some(tries);
+        let seen = match seen {
+            Seen::Now(s) => Some(s),
+            Seen::Later(w) => return Ok(Tick::Wait(w)),
+            // Not seen, not known to have failed: the run ends without the check.
+            Seen::GaveUp(e) => {
+                run.log(
+                    now,
+                    None,
+                    format!("could not check the started instances: {}", api_name(&e)),
+                );
+                None
+            }
+        };
+        let mut pending = 0;
+        for (id, seen) in seen
+            .iter()
+            .flat_map(|s| ids.iter().map(move |id| (id, s.get(id))))
+        {
+            let tier = run.started_ids[id].clone();
+            match seen {
+                Some(i) if i.state == InstanceState::Pending => pending += 1,
+                Some(i) if i.state.is_down() => {
+                    let reason = i
+                        .state_reason
+                        .clone()
+                        .unwrap_or_else(|| "no reason given".into());
+                    let why = format!("started, then fell back to {}: {reason}", i.state);
+                    fail(run, id, &tier, why, now);
+                }
+                Some(_) => {}
+                None => fail(run, id, &tier, "vanished after it was started".into(), now),
+            }
+        }
+        if pending > 0 && now < deadline {
+            return Ok(Tick::Wait(self.settings.poll.min(dur(deadline - now))));
+        }
+        self.verify = None;
+        let failures_now = run.failed.len() > run.failures_handled;
+        if failures_now && self.workload.failure_policy == FailurePolicy::Rollback {
+            run.failures_handled = run.failed.len();
+            self.start_rollback(run);
+            self.ports.store.save_run(run).await?;
+            return Ok(Tick::Wait(Duration::ZERO));
+        }
+        let status = if run.failed.is_empty() {
+            RunStatus::Succeeded
+        } else if self.workload.failure_policy == FailurePolicy::Abort {
+            RunStatus::Failed
+        } else {
+            RunStatus::CompletedWithFailures
+        };
+        self.finish(run, status).await
+    }
+
+    pub(super) async fn finish(&mut self, run: &mut Run, status: RunStatus) -> Result<Tick> {
+        let now = self.ports.clock.now();
+        run.status = status;
+        run.finished = Some(now);
+        run.log(now, None, format!("run finished: {}", status.as_str()));
+        self.state.clear();
+        self.verify = None;
+        self.ports.store.save_run(run).await?;
+        self.ports
+            .store
+            .release(&run.workload, &self.settings.owner)
+            .await?;
+        let event = Event::run_finished(run);
+        self.notify(run, event).await;
+        self.ports.store.save_run(run).await?;
+        Ok(Tick::Done)
+    }
+
+    /// Replaces the rest of the run with stages that undo what it did, last first.
+    pub(super) fn start_rollback(&mut self, run: &mut Run) {
+        let now = self.ports.clock.now();
+        let stage_of: BTreeMap<&str, i64> = run
+            .plan
+            .stages
+            .iter()
+            .flat_map(|s| s.tiers.iter().map(move |t| (t.tier.as_str(), s.order)))
+            .collect();
+        let done = match run.action {
+            Action::Start => &run.started_ids,
+            Action::Stop => &run.stopped_ids,
+        };
+        let mut by_stage: BTreeMap<std::cmp::Reverse<i64>, BTreeMap<String, Vec<String>>> =
+            BTreeMap::new();
+        for (id, tier) in done {
+            let order = stage_of.get(tier.as_str()).copied().unwrap_or(0);
+            by_stage
+                .entry(std::cmp::Reverse(order))
+                .or_default()
+                .entry(tier.clone())
+                .or_default()
+                .push(id.clone());
+        }
+        run.rollback = by_stage
+            .into_iter()
+            .map(|(std::cmp::Reverse(order), tiers)| Stage {
+                order,
+                tiers: tiers
+                    .into_iter()
+                    .map(|(tier, ids)| TierPlan {
+                        members: ids.len(),
+                        up: 0,
+                        down: 0,
+                        target: None,
+                        steps: self.undo_steps(run.action, &tier, ids),
+                        tier,
+                    })
+                    .collect(),
+            })
+            .collect();
+        run.cursor = Cursor {
+            phase: Phase::Rollback,
+            stage: 0,
+            steps: BTreeMap::new(),
+        };
+        self.state.clear();
+        run.log(now, None, "rolling back after a failure");
+    }
+
+    /// The steps that undo `action` on `ids` of `tier`.
+    fn undo_steps(&self, action: Action, tier: &str, ids: Vec<String>) -> Vec<Step> {
+        match action {
+            Action::Start => {
+                // Undoing a start is a stop: the same exemption checks apply, the
+                // override-file probe included.
+                let probe = self
+                    .workload
+                    .tier(tier)
+                    .and_then(|t| t.stop.as_ref())
+                    .and_then(|s| s.override_file.as_ref())
+                    .map(|f| Step::ProbeOverride {
+                        path: f.path.to_string(),
+                        os: f.os,
+                        instances: ids.clone(),
+                    });
+                probe
+                    .into_iter()
+                    .chain([
+                        Step::Deregister {
+                            instances: ids.clone(),
+                        },
+                        Step::Stop {
+                            instances: ids.clone(),
+                        },
+                        Step::WaitUntil {
+                            state: InstanceState::Stopped,
+                            instances: ids,
+                        },
+                    ])
+                    .collect()
+            }
+            Action::Stop => vec![
+                Step::Start {
+                    instances: ids.clone(),
+                },
+                Step::WaitUntil {
+                    state: InstanceState::Running,
+                    instances: ids.clone(),
+                },
+                Step::Register { instances: ids },
+            ],
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! The executor: applies a plan step by step through the ports.
+//!
+//! It is a reconciler. Before acting, each step observes the instances again and acts
+//! only on those that still need it, still are members of the workload, and (for a
+//! stop) are still not exempt; so a step can be repeated after a crash without doing
+//! anything twice. A checkpoint is saved after each step.
+//!
+//! It never sleeps: [`Executor::tick`] does all it can do now and returns how long to
+//! wait before the next tick ([`Tick::Wait`]) or [`Tick::Done`]. A foreground loop, a
+//! daemon, the simulator's virtual clock and a Step Functions Wait state can all drive
+//! it.
+
+mod finish;
+mod policy;
+mod step;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::model::Workload;
+use ec2_scheduler_core::plan::{Plan, PlanRequest, ScaleIn, Stage, TierPlan};
+use ec2_scheduler_core::{Action, FailurePolicy, Instance, plan};
+
+use crate::notify::Event;
+use crate::pace::{Jitter, Limits, TokenBucket};
+use crate::ports::{
+    ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Notifier,
+    OverrideProbe, RunStore, StoreError,
+};
+use crate::run::{Cursor, Phase, Run, RunStatus, TierTiming};
+use policy::Tries;
+use step::{Active, Cx, Poll};
+
+/// Errors that stop the engine (as opposed to instance failures, which the failure
+/// policy handles).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A call that the run cannot do without failed (e.g. describing the workload).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot plan: {0}")]
+    Plan(#[from] ec2_scheduler_core::PlanError),
+    /// Another run holds the workload's lock.
+    #[error(
+        "workload {} is busy: run {} of {} holds its lock until {}",
+        .0.workload, .0.run_id, .0.owner, .0.expires.to_rfc3339()
+    )]
+    Busy(Lock),
+    /// The lease was lost (another run took over after it expired).
+    #[error("lost the lock of workload {0}: another run took over")]
+    LockLost(String),
+    #[error("no run {0}")]
+    NoSuchRun(String),
+}
+
+/// Engine result.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The ports the executor works through.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub compute: &'a dyn Compute,
+    pub lb: &'a dyn LoadBalancing,
+    pub probe: &'a dyn OverrideProbe,
+    pub notifier: &'a dyn Notifier,
+    pub store: &'a dyn RunStore,
+    /// The world's time: transitions, pauses, timeouts, exemption expiries.
+    pub clock: &'a dyn Clock,
+    /// The time of locks: wall time, which other processes share, even when `clock`
+    /// is a simulated world's.
+    pub lease_clock: &'a dyn Clock,
+}
+
+/// Tunables, with defaults suited to AWS.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    /// How often to look again while waiting.
+    pub poll: Duration,
+    /// Longest wait for instances to reach a state.
+    pub wait_timeout: Duration,
+    /// Longest wait for an override-file probe; no answer keeps the instance running.
+    pub probe_timeout: Duration,
+    /// Longest wait for load-balancer draining after deregistration.
+    pub drain_timeout: Duration,
+    /// Retries of a call that was throttled or failed with a server error.
+    pub max_retries: u32,
+    /// Retries of a start that failed for lack of capacity.
+    pub capacity_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Lock lease (in `lease_clock` time); renewed while the run makes progress.
+    pub lease: Duration,
+    /// Seconds of `clock` time that pass per second of `lease_clock` time: 1 on AWS,
+    /// the speed of a simulator driven in real time, `None` for a simulator driven as
+    /// fast as it goes (where waiting costs no lease time, so waits are not cut short
+    /// to renew the lease).
+    pub clock_rate: Option<f64>,
+    /// Identifies this process as lock owner.
+    pub owner: String,
+    /// Smallest batch worth a start or stop call while the resource bucket refills.
+    pub min_batch: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::AWS,
+            poll: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(900),
+            probe_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(300),
+            max_retries: 8,
+            capacity_retries: 4,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+            lease: Duration::from_secs(120),
+            clock_rate: Some(1.0),
+            owner: "ec2-scheduler".to_string(),
+            min_batch: 50,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub action: Action,
+    pub profile: Option<String>,
+    pub scale_in: ScaleIn,
+}
+
+/// What [`Executor::begin`] did.
+#[derive(Debug)]
+pub enum Begin {
+    /// A new run, saved and locked.
+    Started(Box<Run>),
+    /// An unfinished run of the same action and profile, picked up where it stopped.
+    Resumed(Box<Run>),
+    /// Nothing to do (already in the target state, or the workload is disabled); no
+    /// run was recorded.
+    NothingToDo(Box<Plan>),
+}
+
+/// What to do after a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Call `tick` again after this long.
+    Wait(Duration),
+    /// The run is finished.
+    Done,
+}
+
+/// Pacing buckets of one executor.
+#[derive(Debug, Clone)]
+pub(crate) struct Buckets {
+    pub describe: TokenBucket,
+    pub mutating: TokenBucket,
+    pub start_requests: TokenBucket,
+    pub start_instances: TokenBucket,
+    pub stop_instances: TokenBucket,
+}
+
+/// Applies plans for one workload.
+pub struct Executor<'a> {
+    ports: Ports<'a>,
+    settings: Settings,
+    workload: Workload,
+    buckets: Buckets,
+    /// The step in progress of each tier.
+    state: BTreeMap<String, Active>,
+    /// Retries and deadline of the check that ends a start.
+    verify: Option<Tries>,
+    /// The current stage, cloned from the run once per stage.
+    stage: Option<((Phase, usize), Stage)>,
+}
+
+pub(crate) fn dur(d: chrono::TimeDelta) -> Duration {
+    d.to_std().unwrap_or(Duration::ZERO)
+}
+
+/// `now + d`, saturating at the latest time chrono can hold: a wait can be longer
+/// than any run, never a reason to panic.
+pub(crate) fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(ports: Ports<'a>, settings: Settings, workload: Workload) -> Self {
+        let l = settings.limits;
+        Executor {
+            ports,
+            buckets: Buckets {
+                describe: TokenBucket::new(l.describe),
+                mutating: TokenBucket::new(l.mutating),
+                start_requests: TokenBucket::new(l.start_requests),
+                start_instances: TokenBucket::new(l.start_instances),
+                stop_instances: TokenBucket::new(l.stop_instances),
+            },
+            settings,
+            workload,
+            state: BTreeMap::new(),
+            verify: None,
+            stage: None,
+        }
+    }
+
+    pub fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
+    fn filter(&self) -> MemberFilter {
+        let w = &self.workload;
+        MemberFilter {
+            workload_tag_key: w.workload_tag.key.to_string(),
+            workload_tag_value: w.workload_tag.value.to_string(),
+            tier_tag_key: w.tier_tag_key.to_string(),
+            tier_values: w.tiers().iter().map(|t| t.name.to_string()).collect(),
+            vpc: w.vpc.as_ref().map(|v| v.to_string()),
+        }
+    }
+
+    /// Observes the workload's instances.
+    ///
+    /// # Errors
+    /// The API error when the workload cannot be seen (after two more tries of a
+    /// throttled or failed call; AWS adapters also retry inside each call).
+    pub async fn observe(&mut self, calls: &mut BTreeMap<String, u64>) -> Result<Vec<Instance>> {
+        let filter = self.filter();
+        let mut attempt = 0;
+        loop {
+            *calls.entry("ec2:DescribeInstances".into()).or_default() += 1;
+            match self.ports.compute.describe(&filter).await {
+                Ok(v) => return Ok(v),
+                // Before a run exists there is no driver to wait for us; ask again a
+                // few times (AWS adapters also back off on their own).
+                Err(e) if e.retryable() && attempt < 2 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Observes and plans, changing nothing (a dry run).
+    pub async fn plan(&mut self, req: &RunRequest) -> Result<Plan> {
+        let mut calls = BTreeMap::new();
+        let observed = self.observe(&mut calls).await?;
+        let exemptions = self.ports.store.exemptions().await?;
+        Ok(plan(&PlanRequest {
+            workload: &self.workload,
+            observed: &observed,
+            action: req.action,
+            profile: req.profile.as_deref(),
+            scale_in: req.scale_in,
+            exemptions: &exemptions,
+            now: self.ports.clock.now(),
+        })?)
+    }
+
+    fn lock(&self, run_id: &str, now: DateTime<Utc>) -> Lock {
+        Lock {
+            workload: self.workload.name.to_string(),
+            owner: self.settings.owner.clone(),
+            run_id: run_id.to_string(),
+            expires: after(now, self.settings.lease),
+        }
+    }
+
+    /// Starts a run, or resumes the unfinished run of the same action and profile.
+    ///
+    /// # Errors
+    /// [`EngineError::Busy`] when another owner holds the workload's lock.
+    pub async fn begin(&mut self, req: &RunRequest, run_id: &str) -> Result<Begin> {
+        let now = self.ports.clock.now();
+        let name = self.workload.name.to_string();
+        if let Some(mut old) = self.ports.store.unfinished_run(&name).await? {
+            if old.action == req.action && old.profile == req.profile {
+                self.take_lock(&old.id).await?;
+                old.owner = self.settings.owner.clone();
+                old.log(now, None, "resumed");
+                self.ports.store.save_run(&old).await?;
+                return Ok(Begin::Resumed(Box::new(old)));
+            }
+            self.take_lock(&old.id).await?;
+            old.status = RunStatus::Abandoned;
+            old.finished = Some(now);
+            old.log(now, None, format!("abandoned for a {} run", req.action));
+            self.ports.store.save_run(&old).await?;
+        }
+        let mut calls = BTreeMap::new();
+        let observed = self.observe(&mut calls).await?;
+        let exemptions = self.ports.store.exemptions().await?;
+        let plan = plan(&PlanRequest {
+            workload: &self.workload,
+            observed: &observed,
+            action: req.action,
+            profile: req.profile.as_deref(),
+            scale_in: req.scale_in,
+            exemptions: &exemptions,
+            now,
+        })?;
+        if plan.is_empty() {
+            self.ports
+                .store
+                .release(&name, &self.settings.owner)
+                .await?;
+            return Ok(Begin::NothingToDo(Box::new(plan)));
+        }
+        self.take_lock(run_id).await?;
+        let mut run = Run {
+            id: run_id.to_string(),
+            workload: name,
+            action: req.action,
+            profile: req.profile.clone(),
+            status: RunStatus::Running,
+            owner: self.settings.owner.clone(),
+            started: now,
+            finished: None,
+            cursor: Cursor {
+                phase: Phase::Forward,
+                stage: 0,
+                steps: BTreeMap::new(),
+            },
+            plan,
+            rollback: Vec::new(),
+            started_ids: BTreeMap::new(),
+            stopped_ids: BTreeMap::new(),
+            resized_ids: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            failures_handled: 0,
+            history: Vec::new(),
+            calls,
+            retried: 0,
+            tiers: BTreeMap::new(),
+            jitter: Jitter::new(seed_of(run_id)),
+            error: None,
+        };
+        run.log(now, None, format!("{} run started", req.action));
+        self.ports.store.save_run(&run).await?;
+        let event = Event::run_started(&run);
+        self.notify(&mut run, event).await;
+        Ok(Begin::Started(Box::new(run)))
+    }
+
+    /// Loads a stored run to resume it.
+    pub async fn resume(&mut self, run_id: &str) -> Result<Run> {
+        let now = self.ports.clock.now();
+        let mut run = self
+            .ports
+            .store
+            .load_run(run_id)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        if !run.status.is_finished() {
+            self.take_lock(&run.id).await?;
+            run.owner = self.settings.owner.clone();
+            run.log(now, None, "resumed");
+            self.ports.store.save_run(&run).await?;
+        }
+        Ok(run)
+    }
+
+    async fn take_lock(&mut self, run_id: &str) -> Result<()> {
+        let now = self.ports.lease_clock.now();
+        match self
+            .ports
+            .store
+            .acquire(&self.lock(run_id, now), now)
+            .await?
+        {
+            LockOutcome::Acquired => Ok(()),
+            LockOutcome::Held(l) => Err(EngineError::Busy(l)),
+        }
+    }
+
+    async fn notify(&self, run: &mut Run, event: Event) {
+        let Some(topic) = &self.workload.sns_topic else {
+            return;
+        };
+        *run.calls.entry("sns:Publish".into()).or_default() += 1;
+        let note = event.notification();
+        if let Err(e) = self.ports.notifier.publish(topic, &note).await {
+            let now = self.ports.clock.now();
+            run.log(now, None, format!("notification failed: {e}"));
+        }
+    }
+
+    fn stages<'r>(&self, run: &'r Run) -> &'r [Stage] {
+        match run.cursor.phase {
+            Phase::Forward => &run.plan.stages,
+            Phase::Rollback => &run.rollback,
+            Phase::Verify => &[],
+        }
+    }
+
+    /// Does everything that can be done now.
+    ///
+    /// # Errors
+    /// Store failures and a lost lock; instance-level failures are recorded in the run
+    /// and handled by the workload's failure policy.
+    pub async fn tick(&mut self, run: &mut Run) -> Result<Tick> {
+        if run.status.is_finished() {
+            return Ok(Tick::Done);
+        }
+        let wall = self.ports.lease_clock.now();
+        if !self.ports.store.renew(&self.lock(&run.id, wall)).await? {
+            return Err(EngineError::LockLost(run.workload.clone()));
+        }
+        loop {
+            if run.cursor.phase == Phase::Verify {
+                return self.verify(run).await;
+            }
+            // The stage is cloned once, not on every tick: plans can be large.
+            let key = (run.cursor.phase, run.cursor.stage);
+            let stage = match self.stage.take() {
+                Some((k, s)) if k == key => s,
+                _ => match self.stages(run).get(run.cursor.stage) {
+                    Some(s) => s.clone(),
+                    None => return self.end_of_stages(run).await,
+                },
+            };
+            let mut wait: Option<Duration> = None;
+            for tp in &stage.tiers {
+                if let Some(w) = self.advance_tier(run, tp).await? {
+                    wait = Some(wait.map_or(w, |x: Duration| x.min(w)));
+                }
+            }
+            self.stage = Some((key, stage));
+            if let Some(w) = wait {
+                // Wake early enough to renew the lease.
+                let w = match self.settings.clock_rate {
+                    Some(rate) => w.min(
+                        Duration::try_from_secs_f64((self.settings.lease / 3).as_secs_f64() * rate)
+                            .unwrap_or(Duration::MAX),
+                    ),
+                    None => w,
+                };
+                return Ok(Tick::Wait(w));
+            }
+            // The stage is done.
+            if run.cursor.phase == Phase::Forward && run.failed.len() > run.failures_handled {
+                run.failures_handled = run.failed.len();
+                match self.workload.failure_policy {
+                    FailurePolicy::Continue => {}
+                    FailurePolicy::Abort => {
+                        return self.finish(run, RunStatus::Failed).await;
+                    }
+                    FailurePolicy::Rollback => {
+                        self.start_rollback(run);
+                        self.ports.store.save_run(run).await?;
+                        continue;
+                    }
+                }
+            }
+            run.cursor.stage += 1;
+            run.cursor.steps.clear();
+            self.ports.store.save_run(run).await?;
+        }
+    }
+
+    /// Runs one tier's steps as far as possible; `Some(wait)` if it must wait.
+    async fn advance_tier(&mut self, run: &mut Run, tp: &TierPlan) -> Result<Option<Duration>> {
+        loop {
+            let idx = run.cursor.steps.get(&tp.tier).copied().unwrap_or(0);
+            let Some(step) = tp.steps.get(idx) else {
+                return Ok(None);
+            };
+            let now = self.ports.clock.now();
+            if idx == 0 && !self.state.contains_key(&tp.tier) {
+                run.tiers.entry(tp.tier.clone()).or_insert(TierTiming {
+                    started: now,
+                    finished: None,
+                });
+            }
+            let mut active = match self.state.remove(&tp.tier) {
+                Some(a) => a,
+                None => Active::new(step, &mut self.cx(run, &tp.tier)),
+            };
+            let poll = active.poll(&mut self.cx(run, &tp.tier)).await?;
+            match poll {
+                Poll::Wait(w) => {
+                    self.state.insert(tp.tier.clone(), active);
+                    return Ok(Some(w));
+                }
+                Poll::Done => {
+                    let now = self.ports.clock.now();
+                    run.cursor.steps.insert(tp.tier.clone(), idx + 1);
+                    run.log(now, Some(&tp.tier), format!("{} done", step.name()));
+                    if idx + 1 == tp.steps.len() {
+                        self.tier_finished(run, &tp.tier, now).await;
+                    }
+                    self.ports.store.save_run(run).await?;
+                }
+            }
+        }
+    }
+
+    async fn tier_finished(&mut self, run: &mut Run, tier: &str, now: DateTime<Utc>) {
+        if let Some(t) = run.tiers.get_mut(tier) {
+            t.finished = Some(now);
+        }
+        let event = Event::tier_finished(run, tier);
+        self.notify(run, event).await;
+    }
+
+    /// What a step of `tier` works with.
+    fn cx<'x>(&'x mut self, run: &'x mut Run, tier: &'x str) -> Cx<'x, 'a> {
+        Cx {
+            ports: self.ports,
+            settings: &self.settings,
+            workload: &self.workload,
+            buckets: &mut self.buckets,
+            run,
+            tier,
+        }
+    }
+}
+
+fn seed_of(s: &str) -> u64 {
+    // FNV-1a: a stable seed for the run's jitter.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Drives a run to the end, calling `sleep` between ticks.
+///
+/// # Errors
+/// As [`Executor::tick`].
+pub async fn drive<F, Fut>(exec: &mut Executor<'_>, run: &mut Run, mut sleep: F) -> Result<()>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        match exec.tick(run).await? {
+            Tick::Done => return Ok(()),
+            Tick::Wait(d) => sleep(d).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue7_2_time_arithmetic_saturates() {
+        let now: DateTime<Utc> = "2026-11-30T00:00:00Z".parse().unwrap();
+        assert_eq!(after(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            after(now, Duration::from_secs(u64::MAX / 1000)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            after(now, Duration::from_secs(60)),
+            now + chrono::TimeDelta::seconds(60)
+        );
+        assert_eq!(dur(now - after(now, Duration::MAX)), Duration::ZERO);
+    }
+}

@@ -1,0 +1,282 @@
+//! Load balancers: taking instances out before a stop (and waiting for draining), and
+//! putting them back after a start, where they were taken out of and where their tier
+//! says they belong.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::InstanceState;
+
+use super::{Cx, Poll, Seen, api_name};
+use crate::exec::policy::{Decision, Tries};
+use crate::exec::{Result, after};
+use crate::ports::{Health, LbTarget};
+
+/// Instances grouped by the load balancer that holds them.
+pub(crate) fn by_target(members: Vec<(String, LbTarget)>) -> BTreeMap<LbTarget, Vec<String>> {
+    let mut out: BTreeMap<LbTarget, Vec<String>> = BTreeMap::new();
+    for (id, t) in members {
+        out.entry(t).or_default().push(id);
+    }
+    out
+}
+
+pub(crate) struct Deregister {
+    ids: Vec<String>,
+    phase: Phase,
+    tries: Tries,
+}
+
+enum Phase {
+    /// Finding the load balancers that hold the instances.
+    Find,
+    /// Taking them out (target, instances, retries so far); `done` are taken out.
+    Take {
+        pending: VecDeque<(LbTarget, Vec<String>, u32)>,
+        done: Vec<(LbTarget, Vec<String>)>,
+    },
+    /// Waiting for connections to drain, up to the drain timeout.
+    Drain {
+        targets: Vec<(LbTarget, Vec<String>)>,
+        deadline: DateTime<Utc>,
+    },
+}
+
+impl Deregister {
+    pub fn new(ids: &[String], _cx: &mut Cx<'_, '_>) -> Self {
+        Deregister {
+            ids: ids.to_vec(),
+            phase: Phase::Find,
+            // Bounded by attempts; the drain timeout is for draining.
+            tries: Tries::unbounded_in_time(),
+        }
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        if let Phase::Find = self.phase {
+            let live = cx.live(&self.ids);
+            if live.is_empty() {
+                return Ok(Poll::Done);
+            }
+            cx.count("elb:DescribeMemberships");
+            let members = match cx.ports.lb.memberships(&live).await {
+                Ok(m) => m,
+                Err(e) => {
+                    self.tries.failures += 1;
+                    match cx.decide(&e, self.tries.failures, 1, self.tries) {
+                        Decision::Retry(w) | Decision::Recheck(w) => return Ok(Poll::Wait(w)),
+                        Decision::Isolate | Decision::GiveUp => {
+                            // Stopping without deregistering would send traffic to a
+                            // stopping instance; keep them running instead.
+                            for id in &live {
+                                cx.keep(
+                                    id,
+                                    format!(
+                                        "could not find its load balancers ({}); kept running",
+                                        api_name(&e)
+                                    ),
+                                );
+                            }
+                            return Ok(Poll::Done);
+                        }
+                    }
+                }
+            };
+            self.tries.failures = 0;
+            cx.ports.store.park(&cx.run.workload, &members).await?;
+            self.phase = Phase::Take {
+                pending: by_target(members)
+                    .into_iter()
+                    .map(|(t, ids)| (t, ids, 0))
+                    .collect(),
+                done: Vec::new(),
+            };
+        }
+        if let Phase::Take { pending, done } = &mut self.phase {
+            while let Some((target, tids, attempts)) = pending.pop_front() {
+                cx.count("elb:Deregister");
+                match cx.ports.lb.deregister(&target, &tids).await {
+                    Ok(()) => {
+                        cx.log(format!(
+                            "deregistered {} instances from {target}",
+                            tids.len()
+                        ));
+                        done.push((target, tids));
+                    }
+                    Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::unbounded_in_time()) {
+                        Decision::Retry(w) | Decision::Recheck(w) => {
+                            pending.push_front((target, tids, attempts + 1));
+                            return Ok(Poll::Wait(w));
+                        }
+                        Decision::Isolate | Decision::GiveUp => {
+                            cx.log(format!(
+                                "deregistration from {target} failed: {}",
+                                api_name(&e)
+                            ));
+                            for id in &tids {
+                                cx.keep(
+                                    id,
+                                    format!("could not be taken out of {target}; kept running"),
+                                );
+                            }
+                        }
+                    },
+                }
+            }
+            self.phase = Phase::Drain {
+                targets: std::mem::take(done),
+                deadline: after(cx.now(), cx.settings.drain_timeout),
+            };
+        }
+        let Phase::Drain { targets, deadline } = &self.phase else {
+            return Ok(Poll::Done);
+        };
+        let mut draining = false;
+        for (target, tids) in targets {
+            cx.count("elb:DescribeHealth");
+            match cx.ports.lb.health(target, tids).await {
+                Ok(h) => draining |= h.iter().any(|(_, h)| *h == Health::Draining),
+                // Not knowing is waiting, up to the drain timeout.
+                Err(e) if e.retryable() => {
+                    cx.run.retried += 1;
+                    draining = true;
+                }
+                Err(_) => {}
+            }
+        }
+        if !draining {
+            return Ok(Poll::Done);
+        }
+        if cx.now() >= *deadline {
+            let secs = cx.settings.drain_timeout.as_secs();
+            cx.log(format!(
+                "draining not finished after {secs} s; stopping anyway"
+            ));
+            return Ok(Poll::Done);
+        }
+        Ok(Poll::Wait(cx.poll_until(*deadline)))
+    }
+}
+
+pub(crate) struct Register {
+    ids: Vec<String>,
+    tries: Tries,
+    /// The longest wait for instances still pending.
+    deadline: DateTime<Utc>,
+    /// Registrations made, and retries by target.
+    registered: BTreeSet<(String, LbTarget)>,
+    attempts: BTreeMap<LbTarget, u32>,
+}
+
+impl Register {
+    pub fn new(ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
+        Register {
+            ids: ids.to_vec(),
+            tries: Tries::unbounded_in_time(),
+            deadline: after(cx.now(), cx.settings.wait_timeout),
+            registered: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+        }
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        let live = cx.live(&self.ids);
+        // Where they were taken out of, and where the tier says they belong.
+        let mut parked = cx.ports.store.parked(&cx.run.workload, &live).await?;
+        let configured: Vec<LbTarget> = cx
+            .spec()
+            .map(|t| {
+                t.load_balancers
+                    .iter()
+                    .map(|n| LbTarget::from_name(n.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        parked.extend(
+            live.iter()
+                .flat_map(|id| configured.iter().map(move |t| (id.clone(), t.clone()))),
+        );
+        parked.sort();
+        parked.dedup();
+        parked.retain(|p| !self.registered.contains(p));
+        if parked.is_empty() {
+            return self.finish(cx).await;
+        }
+        let pids: Vec<String> = parked
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let seen = match cx.observe(&pids, &mut self.tries).await? {
+            Seen::Now(s) => s,
+            Seen::Later(w) => return Ok(Poll::Wait(w)),
+            Seen::GaveUp(e) => {
+                cx.unseen(&pids, &e, false);
+                return Ok(Poll::Done);
+            }
+        };
+        if cx.now() < self.deadline && seen.values().any(|i| i.state == InstanceState::Pending) {
+            return Ok(Poll::Wait(cx.poll_until(self.deadline)));
+        }
+        let mut by_target: BTreeMap<LbTarget, Vec<String>> = BTreeMap::new();
+        for (id, t) in parked {
+            if seen
+                .get(&id)
+                .is_some_and(|i| i.state == InstanceState::Running && cx.is_member(i))
+            {
+                by_target.entry(t).or_default().push(id);
+            }
+        }
+        let mut wait = None;
+        for (target, tids) in &by_target {
+            cx.count("elb:Register");
+            match cx.ports.lb.register(target, tids).await {
+                Ok(()) => {
+                    cx.log(format!("registered {} instances with {target}", tids.len()));
+                    self.registered
+                        .extend(tids.iter().map(|i| (i.clone(), target.clone())));
+                }
+                Err(e) => {
+                    let n = self.attempts.entry(target.clone()).or_default();
+                    *n += 1;
+                    let n = *n;
+                    match cx.decide(&e, n, 1, Tries::unbounded_in_time()) {
+                        Decision::Retry(w) | Decision::Recheck(w) => {
+                            wait = Some(wait.map_or(w, |x: Duration| x.max(w)));
+                        }
+                        Decision::Isolate | Decision::GiveUp => {
+                            for id in tids {
+                                cx.fail(
+                                    id,
+                                    format!(
+                                        "could not be registered with {target}: {}",
+                                        api_name(&e)
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match wait {
+            Some(w) => Ok(Poll::Wait(w)),
+            None => self.finish(cx).await,
+        }
+    }
+
+    async fn finish(&self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        // Forget where they were taken out of only once they are all back.
+        let done: Vec<String> = self
+            .registered
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        cx.ports.store.unpark(&cx.run.workload, &done).await?;
+        Ok(Poll::Done)
+    }
+}

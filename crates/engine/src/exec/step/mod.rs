@@ -1,0 +1,258 @@
+//! The executor's steps, one module per kind. A step is created from the plan's
+//! [`Step`] when a tier reaches it, owns its own progress, and is polled until it is
+//! done; progress is not saved (a resumed step starts over and re-observes).
+//!
+//! - [`power`]: start, stop and hibernate, batched and paced, failing instances
+//!   isolated.
+//! - [`resize`]: instance type changes, verified.
+//! - [`probe`]: the override-file check over SSM.
+//! - [`lb`]: load-balancer deregistration (with draining) and registration.
+//! - [`gate`]: readiness gates (status checks, load-balancer health).
+//! - [`wait`]: waiting for a state, and pauses.
+
+mod gate;
+mod lb;
+mod power;
+mod probe;
+mod resize;
+mod wait;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::fleet::membership;
+use ec2_scheduler_core::model::{Tier, Workload};
+use ec2_scheduler_core::plan::Step;
+use ec2_scheduler_core::{Action, Instance};
+
+use super::policy::{self, Decision, Tries};
+use super::{Buckets, Ports, Result, Settings, dur};
+use crate::ports::ApiError;
+use crate::run::{Failure, Kept, Run};
+
+/// What a poll of a step answers.
+pub(crate) enum Poll {
+    Done,
+    Wait(Duration),
+}
+
+/// What a step works with: the ports, the settings, the workload, the pacing buckets,
+/// the run it records into and the tier it belongs to.
+pub(crate) struct Cx<'x, 'a> {
+    pub ports: Ports<'a>,
+    pub settings: &'x Settings,
+    pub workload: &'x Workload,
+    pub buckets: &'x mut Buckets,
+    pub run: &'x mut Run,
+    pub tier: &'x str,
+}
+
+/// What an observation gave.
+pub(crate) enum Seen {
+    Now(BTreeMap<String, Instance>),
+    /// Try again after this long (the describe bucket is empty, or the call failed and
+    /// will be retried).
+    Later(Duration),
+    /// The call kept failing: the policy gave up.
+    GaveUp(ApiError),
+}
+
+impl Cx<'_, '_> {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.ports.clock.now()
+    }
+
+    pub fn fail(&mut self, id: &str, reason: String) {
+        let now = self.now();
+        fail(self.run, id, self.tier, reason, now);
+    }
+
+    pub fn keep(&mut self, id: &str, reason: String) {
+        let now = self.now();
+        keep(self.run, id, self.tier, reason, now);
+    }
+
+    pub fn log(&mut self, what: String) {
+        let now = self.now();
+        self.run.log(now, Some(self.tier), what);
+    }
+
+    /// The step's instances that are neither kept nor failed.
+    pub fn live(&self, ids: &[String]) -> Vec<String> {
+        ids.iter()
+            .filter(|i| !self.run.kept.contains_key(*i) && !self.run.failed.contains_key(*i))
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&mut self, action: &str) {
+        *self.run.calls.entry(action.to_string()).or_default() += 1;
+    }
+
+    pub fn spec(&self) -> Option<&Tier> {
+        self.workload.tier(self.tier)
+    }
+
+    pub fn is_member(&self, i: &Instance) -> bool {
+        membership(self.workload, i) == Ok(self.tier)
+    }
+
+    /// How long to wait before looking again, not past `deadline`.
+    pub fn poll_until(&self, deadline: DateTime<Utc>) -> Duration {
+        self.settings.poll.min(dur(deadline - self.now()))
+    }
+
+    /// The policy's answer to a failed call; counts a retry when the call (or part of
+    /// it) will be made again.
+    pub fn decide(&mut self, e: &ApiError, failures: u32, batch: usize, tries: Tries) -> Decision {
+        let now = self.now();
+        let d = policy::decide(
+            self.settings,
+            &mut self.run.jitter,
+            e,
+            failures,
+            batch,
+            tries.deadline,
+            now,
+        );
+        if d != Decision::GiveUp {
+            self.run.retried += 1;
+        }
+        d
+    }
+
+    /// Describes instances by id in pages of 1,000, paced, retried by the policy.
+    ///
+    /// # Errors
+    /// A final error (e.g. access denied): the run cannot go on without seeing.
+    pub async fn observe(&mut self, ids: &[String], tries: &mut Tries) -> Result<Seen> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(1000) {
+            let now = self.now();
+            if let Err(w) = self.buckets.describe.take(1.0, now) {
+                return Ok(Seen::Later(w));
+            }
+            self.count("ec2:DescribeInstances");
+            match self.ports.compute.describe_ids(chunk).await {
+                Ok(v) => out.extend(v.into_iter().map(|i| (i.id.clone(), i))),
+                Err(e) if e.retryable() => {
+                    tries.failures += 1;
+                    return Ok(match self.decide(&e, tries.failures, 1, *tries) {
+                        Decision::Retry(w) | Decision::Recheck(w) => Seen::Later(w),
+                        Decision::Isolate | Decision::GiveUp => Seen::GaveUp(e),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tries.failures = 0;
+        Ok(Seen::Now(out))
+    }
+
+    /// Records that the instances could not be observed: they fail, or (when acting
+    /// on them unseen would be unsafe, as for a stop) are kept.
+    pub fn unseen(&mut self, ids: &[String], e: &ApiError, keep_them: bool) {
+        for id in ids {
+            let why = format!("could not be observed: {}", api_name(e));
+            if keep_them {
+                self.keep(id, format!("{why}; kept running to be safe"));
+            } else {
+                self.fail(id, why);
+            }
+        }
+    }
+}
+
+pub(crate) fn api_name(a: &ApiError) -> String {
+    format!("{} ({})", a.code, a.message)
+}
+
+pub(crate) fn fail(run: &mut Run, id: &str, tier: &str, reason: String, now: DateTime<Utc>) {
+    run.log(now, Some(tier), format!("{id} failed: {reason}"));
+    run.failed.insert(
+        id.to_string(),
+        Failure {
+            tier: tier.to_string(),
+            reason,
+        },
+    );
+}
+
+pub(crate) fn keep(run: &mut Run, id: &str, tier: &str, reason: String, now: DateTime<Utc>) {
+    if run.kept.contains_key(id) {
+        return;
+    }
+    run.log(now, Some(tier), format!("{id} kept: {reason}"));
+    run.kept.insert(
+        id.to_string(),
+        Kept {
+            tier: tier.to_string(),
+            reason,
+        },
+    );
+}
+
+/// The step in progress of one tier.
+pub(crate) enum Active {
+    Pause(wait::Pause),
+    Power(power::Power),
+    Wait(wait::WaitUntil),
+    Resize(resize::Resize),
+    Probe(probe::Probe),
+    Deregister(lb::Deregister),
+    Register(lb::Register),
+    Ready(gate::Ready),
+}
+
+impl Active {
+    /// Begins `step`.
+    pub fn new(step: &Step, cx: &mut Cx<'_, '_>) -> Self {
+        match step {
+            Step::Pause { seconds, why } => Active::Pause(wait::Pause::new(*seconds, *why, cx)),
+            Step::Stop { instances } => {
+                Active::Power(power::Power::new(Action::Stop, instances, cx))
+            }
+            Step::Start { instances } => {
+                Active::Power(power::Power::new(Action::Start, instances, cx))
+            }
+            Step::WaitUntil { state, instances } => {
+                Active::Wait(wait::WaitUntil::new(*state, instances, cx))
+            }
+            Step::Resize { changes } => Active::Resize(resize::Resize::new(changes, cx)),
+            Step::ProbeOverride {
+                path,
+                os,
+                instances,
+            } => Active::Probe(probe::Probe::new(path, *os, instances, cx)),
+            Step::Deregister { instances } => {
+                Active::Deregister(lb::Deregister::new(instances, cx))
+            }
+            Step::Register { instances } => Active::Register(lb::Register::new(instances, cx)),
+            Step::Ready {
+                gate,
+                timeout_secs,
+                instances,
+            } => Active::Ready(gate::Ready::new(
+                *gate,
+                Duration::from_secs(*timeout_secs),
+                instances,
+                cx,
+            )),
+        }
+    }
+
+    /// Does what can be done now.
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        match self {
+            Active::Pause(s) => Ok(s.poll(cx)),
+            Active::Power(s) => s.poll(cx).await,
+            Active::Wait(s) => s.poll(cx).await,
+            Active::Resize(s) => s.poll(cx).await,
+            Active::Probe(s) => s.poll(cx).await,
+            Active::Deregister(s) => s.poll(cx).await,
+            Active::Register(s) => s.poll(cx).await,
+            Active::Ready(s) => s.poll(cx).await,
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Start, stop and hibernate: batched (up to 1,000 instances a call), paced by the
+//! request and resource buckets, with the instances at fault isolated when a batch
+//! fails.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use ec2_scheduler_core::plan::Exemptions;
+use ec2_scheduler_core::{Action, InstanceState};
+
+use super::{Cx, Poll, Seen, api_name};
+use crate::exec::policy::{Decision, Tries};
+use crate::exec::{Result, after};
+use crate::ports::{ApiError, ErrorKind};
+
+pub(crate) struct Power {
+    action: Action,
+    ids: Vec<String>,
+    /// Batches still to send, each with the times it was retried.
+    queue: VecDeque<(Vec<String>, u32)>,
+    /// Instances already sent (or already in the target state).
+    called: BTreeSet<String>,
+    /// Observation retries, bounded by attempts, not by the wait timeout: a large
+    /// fleet's calls take longer than that to pace out.
+    tries: Tries,
+    /// The longest wait for instances in transition.
+    deadline: DateTime<Utc>,
+    /// Calls refused for one instance alone, by instance.
+    strikes: BTreeMap<String, u32>,
+    /// Instances that cannot hibernate: stopped normally.
+    no_hibernate: BTreeSet<String>,
+}
+
+impl Power {
+    pub fn new(action: Action, ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
+        Power {
+            action,
+            ids: ids.to_vec(),
+            queue: VecDeque::new(),
+            called: BTreeSet::new(),
+            tries: Tries::unbounded_in_time(),
+            deadline: after(cx.now(), cx.settings.wait_timeout),
+            strikes: BTreeMap::new(),
+            no_hibernate: BTreeSet::new(),
+        }
+    }
+
+    fn hibernates(cx: &Cx<'_, '_>) -> bool {
+        cx.spec()
+            .and_then(|t| t.stop.as_ref())
+            .is_some_and(|s| s.hibernate)
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        loop {
+            if let Some((batch, attempts)) = self.queue.pop_front() {
+                if let Some(w) = self.send(cx, batch, attempts).await {
+                    return Ok(Poll::Wait(w));
+                }
+                continue;
+            }
+            // Nothing queued: observe what still needs doing.
+            let todo: Vec<String> = cx
+                .live(&self.ids)
+                .into_iter()
+                .filter(|i| !self.called.contains(i))
+                .collect();
+            if todo.is_empty() {
+                return Ok(Poll::Done);
+            }
+            let seen = match cx.observe(&todo, &mut self.tries).await? {
+                Seen::Now(s) => s,
+                Seen::Later(w) => return Ok(Poll::Wait(w)),
+                Seen::GaveUp(e) => {
+                    cx.unseen(&todo, &e, self.action == Action::Stop);
+                    return Ok(Poll::Done);
+                }
+            };
+            let now = cx.now();
+            let stored = cx.ports.store.exemptions().await?;
+            let exemptions = Exemptions::new(cx.workload, &stored, now);
+            let spec = cx.spec().cloned();
+            let mut send = Vec::new();
+            let mut waiting = 0;
+            for id in &todo {
+                let Some(i) = seen.get(id) else {
+                    match self.action {
+                        Action::Start => cx.fail(id, "instance not found".into()),
+                        Action::Stop => cx.keep(id, "instance not found".into()),
+                    }
+                    continue;
+                };
+                if !cx.is_member(i) {
+                    cx.keep(
+                        id,
+                        "no longer a member of this tier (tags, VPC or state changed)".into(),
+                    );
+                    continue;
+                }
+                if self.action == Action::Stop
+                    && let Some(t) = &spec
+                    && let Some(r) = exemptions.stop_exclusion(t, i)
+                {
+                    cx.keep(id, r.describe());
+                    continue;
+                }
+                match (self.action, i.state) {
+                    (Action::Stop, InstanceState::Running)
+                    | (Action::Start, InstanceState::Stopped) => send.push(id.clone()),
+                    (Action::Stop, InstanceState::Pending)
+                    | (Action::Start, InstanceState::Stopping) => waiting += 1,
+                    _ => {
+                        self.called.insert(id.clone());
+                    }
+                }
+            }
+            if !send.is_empty() {
+                let (plain, rest): (Vec<String>, Vec<String>) = send
+                    .into_iter()
+                    .partition(|i| self.no_hibernate.contains(i));
+                for group in [rest, plain] {
+                    for chunk in group.chunks(1000) {
+                        self.queue.push_back((chunk.to_vec(), 0));
+                    }
+                }
+                continue;
+            }
+            if waiting == 0 {
+                return Ok(Poll::Done);
+            }
+            let deadline = self.deadline;
+            if now >= deadline {
+                let secs = cx.settings.wait_timeout.as_secs();
+                for id in todo.iter().filter(|i| !self.called.contains(*i)) {
+                    if !cx.run.kept.contains_key(id) && !cx.run.failed.contains_key(id) {
+                        cx.fail(id, format!("still in transition after {secs} s"));
+                    }
+                }
+                return Ok(Poll::Done);
+            }
+            return Ok(Poll::Wait(cx.poll_until(deadline)));
+        }
+    }
+
+    /// Sends one batch (or as much of it as the buckets allow); a wait when the step
+    /// should pause before going on.
+    async fn send(
+        &mut self,
+        cx: &mut Cx<'_, '_>,
+        batch: Vec<String>,
+        attempts: u32,
+    ) -> Option<Duration> {
+        let now = cx.now();
+        let action = self.action;
+        // Pace: the request bucket and the resource bucket.
+        let (req, res, name) = match action {
+            Action::Start => (
+                &mut cx.buckets.start_requests,
+                &mut cx.buckets.start_instances,
+                "ec2:StartInstances",
+            ),
+            Action::Stop => (
+                &mut cx.buckets.mutating,
+                &mut cx.buckets.stop_instances,
+                "ec2:StopInstances",
+            ),
+        };
+        let want = batch.len().min(cx.settings.min_batch) as f64;
+        let avail = res.available(now).floor() as usize;
+        let req_wait = req.wait_for(1.0, now);
+        if avail < want as usize || !req_wait.is_zero() {
+            let w = res.wait_for(want, now).max(req_wait);
+            self.queue.push_front((batch, attempts));
+            return Some(w.max(Duration::from_millis(1)));
+        }
+        let (send, rest) = batch.split_at(avail.min(batch.len()));
+        let (send, rest) = (send.to_vec(), rest.to_vec());
+        if !rest.is_empty() {
+            self.queue.push_front((rest, attempts));
+        }
+        req.take(1.0, now).expect("checked");
+        res.take(send.len() as f64, now).expect("checked");
+        cx.count(name);
+        // Batches are either all hibernation candidates or none.
+        let hibernate = action == Action::Stop
+            && Self::hibernates(cx)
+            && !send.iter().any(|i| self.no_hibernate.contains(i));
+        let result = match action {
+            Action::Start => cx.ports.compute.start(&send).await,
+            Action::Stop => cx.ports.compute.stop(&send, hibernate).await,
+        };
+        match result {
+            Ok(()) => {
+                let tier = cx.tier.to_string();
+                let done = match action {
+                    Action::Start => &mut cx.run.started_ids,
+                    Action::Stop => &mut cx.run.stopped_ids,
+                };
+                for id in &send {
+                    done.insert(id.clone(), tier.clone());
+                    self.called.insert(id.clone());
+                }
+                cx.log(format!("{name} {} instances", send.len()));
+                None
+            }
+            Err(e) if hibernate && e.kind == ErrorKind::Unsupported && send.len() == 1 => {
+                cx.log(format!(
+                    "{} cannot hibernate ({}); stopping it without hibernation",
+                    send[0], e.code
+                ));
+                self.no_hibernate.insert(send[0].clone());
+                self.queue.push_front((send, attempts));
+                None
+            }
+            Err(e) => self.on_error(cx, send, attempts, &e),
+        }
+    }
+
+    /// A failed batch, as the policy decides: retried, looked at again, split, or
+    /// failed.
+    fn on_error(
+        &mut self,
+        cx: &mut Cx<'_, '_>,
+        batch: Vec<String>,
+        attempts: u32,
+        e: &ApiError,
+    ) -> Option<Duration> {
+        // An instance refused alone counts its own strikes, across observations.
+        let failures = if batch.len() == 1 && e.kind == ErrorKind::IncorrectState {
+            let s = self.strikes.entry(batch[0].clone()).or_default();
+            *s += 1;
+            *s
+        } else {
+            attempts + 1
+        };
+        // Bounded by attempts: the step's wait timeout is for instances in transition.
+        match cx.decide(e, failures, batch.len(), Tries::unbounded_in_time()) {
+            Decision::Retry(w) => {
+                if e.kind == ErrorKind::InsufficientCapacity {
+                    // Let the other batches go first.
+                    self.queue.push_back((batch, attempts + 1));
+                } else {
+                    self.queue.push_front((batch, attempts + 1));
+                }
+                Some(w)
+            }
+            // Not sent again: the next observation decides.
+            Decision::Recheck(w) => Some(w),
+            Decision::Isolate => {
+                // The instances the error names, else by halves.
+                let (named, rest): (Vec<String>, Vec<String>) =
+                    batch.iter().cloned().partition(|i| e.instances.contains(i));
+                if !named.is_empty() && !rest.is_empty() {
+                    self.queue.push_front((rest, attempts));
+                    for id in named {
+                        self.queue.push_back((vec![id], attempts));
+                    }
+                } else {
+                    let (a, b) = batch.split_at(batch.len() / 2);
+                    self.queue.push_front((b.to_vec(), attempts));
+                    self.queue.push_front((a.to_vec(), attempts));
+                }
+                None
+            }
+            Decision::GiveUp => {
+                let why = if e.retryable() {
+                    format!("gave up after {attempts} retries: {}", api_name(e))
+                } else {
+                    api_name(e)
+                };
+                for id in &batch {
+                    cx.fail(id, why.clone());
+                }
+                None
+            }
+        }
+    }
+}

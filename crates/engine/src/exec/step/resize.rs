@@ -1,0 +1,170 @@
+//! Instance type changes of stopped instances, paced, then verified.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+
+use ec2_scheduler_core::InstanceState;
+use ec2_scheduler_core::plan::Resize as Change;
+
+use super::{Cx, Poll, Seen, api_name};
+use crate::exec::policy::{Decision, Tries};
+use crate::exec::{Result, after};
+
+pub(crate) struct Resize {
+    changes: Vec<(String, String)>,
+    phase: Phase,
+    /// Observation retries (bounded by attempts: the changes of a large tier take
+    /// longer than the wait timeout to pace out).
+    tries: Tries,
+    /// The longest wait for instances still stopping.
+    deadline: DateTime<Utc>,
+}
+
+enum Phase {
+    /// Looking at the instances to see which still need the change.
+    Observe,
+    /// Sending the changes (instance, type, retries so far), then checking that they
+    /// took effect.
+    Change {
+        queue: VecDeque<(String, String, u32)>,
+        verify: Vec<(String, String)>,
+        checks: u32,
+    },
+}
+
+impl Resize {
+    pub fn new(changes: &[Change], cx: &mut Cx<'_, '_>) -> Self {
+        Resize {
+            changes: changes
+                .iter()
+                .map(|c| (c.instance.clone(), c.to.clone()))
+                .collect(),
+            phase: Phase::Observe,
+            tries: Tries::unbounded_in_time(),
+            deadline: after(cx.now(), cx.settings.wait_timeout),
+        }
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        if let Phase::Observe = self.phase {
+            let ids: Vec<String> = self.changes.iter().map(|(i, _)| i.clone()).collect();
+            let live = cx.live(&ids);
+            let seen = match cx.observe(&live, &mut self.tries).await? {
+                Seen::Now(s) => s,
+                Seen::Later(w) => return Ok(Poll::Wait(w)),
+                Seen::GaveUp(e) => {
+                    cx.unseen(&live, &e, false);
+                    return Ok(Poll::Done);
+                }
+            };
+            let mut queue = VecDeque::new();
+            let mut verify = Vec::new();
+            let mut stopping = Vec::new();
+            for (id, to) in self.changes.iter().filter(|(i, _)| live.contains(i)) {
+                let Some(i) = seen.get(id) else {
+                    cx.fail(id, "instance not found".into());
+                    continue;
+                };
+                if !cx.is_member(i) {
+                    cx.keep(id, "no longer a member of this tier".into());
+                    continue;
+                }
+                if i.instance_type == *to {
+                    continue;
+                }
+                match i.state {
+                    InstanceState::Stopped => {
+                        queue.push_back((id.clone(), to.clone(), 0));
+                        verify.push((id.clone(), to.clone()));
+                    }
+                    InstanceState::Stopping => stopping.push(id.clone()),
+                    s => cx.keep(
+                        id,
+                        format!("not resized: it is {s}, a type can only change while stopped"),
+                    ),
+                }
+            }
+            if !stopping.is_empty() {
+                if cx.now() < self.deadline {
+                    return Ok(Poll::Wait(cx.poll_until(self.deadline)));
+                }
+                let secs = cx.settings.wait_timeout.as_secs();
+                for id in stopping {
+                    cx.keep(
+                        id.as_str(),
+                        format!("not resized: still stopping after {secs} s"),
+                    );
+                }
+            }
+            self.phase = Phase::Change {
+                queue,
+                verify,
+                checks: 0,
+            };
+        }
+        let Phase::Change {
+            queue,
+            verify,
+            checks,
+        } = &mut self.phase
+        else {
+            return Ok(Poll::Done);
+        };
+        while let Some((id, to, attempts)) = queue.pop_front() {
+            let now = cx.now();
+            if let Err(w) = cx.buckets.mutating.take(1.0, now) {
+                queue.push_front((id, to, attempts));
+                return Ok(Poll::Wait(w));
+            }
+            cx.count("ec2:ModifyInstanceAttribute");
+            match cx.ports.compute.set_type(&id, &to).await {
+                Ok(()) => {
+                    cx.run.resized_ids.insert(id.clone(), cx.tier.to_string());
+                }
+                Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::unbounded_in_time()) {
+                    Decision::Retry(w) | Decision::Recheck(w) => {
+                        queue.push_front((id, to, attempts + 1));
+                        return Ok(Poll::Wait(w));
+                    }
+                    Decision::Isolate | Decision::GiveUp => {
+                        verify.retain(|(v, _)| *v != id);
+                        cx.fail(&id, format!("cannot change type to {to}: {}", api_name(&e)));
+                    }
+                },
+            }
+        }
+        // Verify that the changes took effect.
+        let ids: Vec<String> = verify.iter().map(|(i, _)| i.clone()).collect();
+        let seen = match cx.observe(&ids, &mut self.tries).await? {
+            Seen::Now(s) => s,
+            Seen::Later(w) => return Ok(Poll::Wait(w)),
+            Seen::GaveUp(e) => {
+                cx.unseen(&ids, &e, false);
+                return Ok(Poll::Done);
+            }
+        };
+        let wrong: Vec<(String, String)> = verify
+            .iter()
+            .filter(|(i, to)| seen.get(i).is_none_or(|x| x.instance_type != *to))
+            .cloned()
+            .collect();
+        if wrong.is_empty() {
+            return Ok(Poll::Done);
+        }
+        *checks += 1;
+        if *checks > 3 {
+            for (id, to) in wrong {
+                let is = seen
+                    .get(&id)
+                    .map_or("unknown".to_string(), |x| x.instance_type.clone());
+                cx.fail(
+                    &id,
+                    format!("type change to {to} did not take effect (still {is})"),
+                );
+            }
+            return Ok(Poll::Done);
+        }
+        Ok(Poll::Wait(cx.settings.poll))
+    }
+}

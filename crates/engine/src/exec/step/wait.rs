@@ -1,0 +1,105 @@
+//! Waiting: for instances to reach a state, and pauses.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::InstanceState;
+use ec2_scheduler_core::plan::PauseReason;
+
+use super::{Cx, Poll, Seen};
+use crate::exec::policy::Tries;
+use crate::exec::{Result, after, dur};
+
+/// A pause of a fixed length.
+pub(crate) struct Pause {
+    until: DateTime<Utc>,
+}
+
+impl Pause {
+    pub fn new(seconds: u64, why: PauseReason, cx: &mut Cx<'_, '_>) -> Self {
+        let what = match why {
+            PauseReason::AfterResize => "after resizing",
+            PauseReason::BeforeNextStage => "before the next stage",
+        };
+        cx.log(format!("pausing {seconds} s {what}"));
+        Pause {
+            until: after(cx.now(), Duration::from_secs(seconds)),
+        }
+    }
+
+    pub fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Poll {
+        let now = cx.now();
+        if now >= self.until {
+            Poll::Done
+        } else {
+            Poll::Wait(dur(self.until - now))
+        }
+    }
+}
+
+/// Waits until the step's instances are in `state`, up to the wait timeout.
+pub(crate) struct WaitUntil {
+    state: InstanceState,
+    ids: Vec<String>,
+    tries: Tries,
+    deadline: DateTime<Utc>,
+}
+
+impl WaitUntil {
+    pub fn new(state: InstanceState, ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
+        let deadline = after(cx.now(), cx.settings.wait_timeout);
+        WaitUntil {
+            state,
+            ids: ids.to_vec(),
+            tries: Tries::until(deadline),
+            deadline,
+        }
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        let state = self.state;
+        let ids = cx.live(&self.ids);
+        let seen = match cx.observe(&ids, &mut self.tries).await? {
+            Seen::Now(s) => s,
+            Seen::Later(w) => return Ok(Poll::Wait(w)),
+            Seen::GaveUp(e) => {
+                cx.unseen(&ids, &e, false);
+                return Ok(Poll::Done);
+            }
+        };
+        let mut missing = Vec::new();
+        for id in &ids {
+            match seen.get(id) {
+                Some(i) if i.state == state => {}
+                Some(i)
+                    if state == InstanceState::Running
+                        && i.state.is_down()
+                        && cx.run.started_ids.contains_key(id)
+                        && i.state_reason.is_some() =>
+                {
+                    let reason = i.state_reason.clone().unwrap_or_default();
+                    cx.fail(
+                        id,
+                        format!("started, then fell back to {}: {reason}", i.state),
+                    );
+                }
+                Some(i)
+                    if state == InstanceState::Stopped && i.state == InstanceState::Terminated => {}
+                Some(_) => missing.push(id.clone()),
+                None => cx.fail(id, "instance not found".into()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(Poll::Done);
+        }
+        let deadline = self.deadline;
+        if cx.now() >= deadline {
+            let secs = cx.settings.wait_timeout.as_secs();
+            for id in missing {
+                cx.fail(&id, format!("did not reach {state} within {secs} s"));
+            }
+            return Ok(Poll::Done);
+        }
+        Ok(Poll::Wait(cx.poll_until(deadline)))
+    }
+}
