@@ -1,11 +1,18 @@
-//! The API actions the adapters call, and a counter of the calls made.
+//! The API actions the adapters call, and a counter of the requests sent.
 //!
 //! [`ACTIONS`] is the source of `docs/iam.md`'s policy: a test checks that the two
 //! agree, and that every call counted while the adapters run against the emulator is
 //! in the list.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 /// Every AWS API action the adapters may call, as IAM spells it.
 pub const ACTIONS: &[&str] = &[
@@ -43,14 +50,17 @@ pub const ACTIONS: &[&str] = &[
 /// and the instance falls back from pending to stopped).
 pub const IMPLIED: &[&str] = &["kms:CreateGrant"];
 
-/// Counts calls by action. Shared by the adapters of one cloud.
+/// Counts the HTTP requests sent, by action: one per attempt, so pages and the SDK's
+/// own retries are all counted. Installed on every client as an interceptor
+/// ([`Counting`]) and shared by the clients of one cloud (and its store, when the
+/// driver wants one count for both).
 #[derive(Debug, Default)]
 pub struct CallCounter {
     calls: Mutex<BTreeMap<String, u64>>,
 }
 
 impl CallCounter {
-    /// Records one call of `action`.
+    /// Records one request of `action`.
     pub fn record(&self, action: &str) {
         debug_assert!(
             ACTIONS.contains(&action),
@@ -64,8 +74,64 @@ impl CallCounter {
             .or_default() += 1;
     }
 
-    /// Calls so far, by action.
+    /// Requests so far, by action.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Requests so far.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+}
+
+/// The interceptor that feeds a [`CallCounter`]: it sees each attempt just before it
+/// is sent.
+#[derive(Debug, Clone)]
+pub struct Counting(pub Arc<CallCounter>);
+
+impl Intercept for Counting {
+    fn name(&self) -> &'static str {
+        "ec2-scheduler request counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            self.0.record(&action(m.service(), m.name()));
+        }
+        Ok(())
+    }
+}
+
+/// The IAM action of an SDK operation: `EC2` + `StartInstances` is
+/// `ec2:StartInstances`.
+pub fn action(service: &str, operation: &str) -> String {
+    let prefix = match service {
+        "EC2" => "ec2",
+        "Elastic Load Balancing" | "Elastic Load Balancing v2" => "elasticloadbalancing",
+        "SSM" => "ssm",
+        "SNS" => "sns",
+        "STS" => "sts",
+        "DynamoDB" => "dynamodb",
+        other => return format!("{}:{operation}", other.to_ascii_lowercase()),
+    };
+    format!("{prefix}:{operation}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn operations_map_to_iam_actions() {
+        assert_eq!(super::action("EC2", "StartInstances"), "ec2:StartInstances");
+        assert_eq!(
+            super::action("Elastic Load Balancing v2", "RegisterTargets"),
+            "elasticloadbalancing:RegisterTargets"
+        );
+        assert_eq!(super::action("DynamoDB", "PutItem"), "dynamodb:PutItem");
     }
 }

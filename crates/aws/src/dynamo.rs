@@ -22,6 +22,7 @@
 //! processes can never both hold it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -39,7 +40,7 @@ use ec2_scheduler_engine::ports::{
 use ec2_scheduler_engine::run::Run;
 use serde_json::{Map, Value, json};
 
-use crate::CallCounter;
+use crate::{CallCounter, Counting};
 
 /// Table names.
 #[derive(Debug, Clone)]
@@ -69,7 +70,8 @@ pub struct DynamoStore {
     client: Client,
     tables: Tables,
     region: String,
-    pub counter: CallCounter,
+    /// Every request sent, by action.
+    pub counter: Arc<CallCounter>,
 }
 
 fn backend(action: &str, e: impl std::fmt::Display) -> StoreError {
@@ -172,11 +174,23 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
 
 impl DynamoStore {
     pub fn new(config: &aws_config::SdkConfig, tables: Tables) -> Self {
+        Self::with_counter(config, tables, Arc::default())
+    }
+
+    /// A store whose requests are counted by `counter` (which a cloud may share).
+    pub fn with_counter(
+        config: &aws_config::SdkConfig,
+        tables: Tables,
+        counter: Arc<CallCounter>,
+    ) -> Self {
+        let conf = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(Counting(counter.clone()))
+            .build();
         DynamoStore {
-            client: Client::new(config),
+            client: Client::from_conf(conf),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             tables,
-            counter: CallCounter::default(),
+            counter,
         }
     }
 
@@ -185,7 +199,6 @@ impl DynamoStore {
     /// # Errors
     /// When the table can be neither described nor created.
     pub async fn ensure_state_table(&self) -> StoreResult<()> {
-        self.counter.record("dynamodb:DescribeTable");
         if self
             .client
             .describe_table()
@@ -196,7 +209,6 @@ impl DynamoStore {
         {
             return Ok(());
         }
-        self.counter.record("dynamodb:CreateTable");
         let attr = |n: &str| {
             AttributeDefinition::builder()
                 .attribute_name(n)
@@ -227,7 +239,6 @@ impl DynamoStore {
 
     /// An unconditional put into the state table.
     async fn put_state(&self, item: HashMap<String, AttributeValue>) -> StoreResult<()> {
-        self.counter.record("dynamodb:PutItem");
         self.client
             .put_item()
             .table_name(&self.tables.state)
@@ -255,7 +266,6 @@ impl DynamoStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            self.counter.record("dynamodb:Query");
             let page = page.map_err(|e| backend("Query", err_text(&e)))?;
             out.extend(page.items().iter().cloned());
         }
@@ -266,7 +276,6 @@ impl DynamoStore {
         let mut out = Vec::new();
         let mut pages = self.client.scan().table_name(table).into_paginator().send();
         while let Some(page) = pages.next().await {
-            self.counter.record("dynamodb:Scan");
             let page = page.map_err(|e| backend("Scan", err_text(&e)))?;
             out.extend(page.items().iter().cloned());
         }
@@ -306,7 +315,6 @@ impl DynamoStore {
         for (k, v) in key_attrs {
             get = get.key(*k, AttributeValue::S(v.clone()));
         }
-        self.counter.record("dynamodb:GetItem");
         let current = get
             .send()
             .await
@@ -337,7 +345,6 @@ impl DynamoStore {
                 .expression_attribute_names("#r", REVISION)
                 .expression_attribute_values(":r", AttributeValue::N(r.to_string())),
         };
-        self.counter.record("dynamodb:PutItem");
         put.send().await.map_err(|e| match e.as_service_error() {
             Some(x) if x.is_conditional_check_failed_exception() => StoreError::Backend(format!(
                 "{table} item {} changed while it was being written; run the load again",
@@ -363,7 +370,6 @@ impl DynamoStore {
             .filter_map(|i| s(i, "sk"))
             .filter(|sk| Some(sk.as_str()) != keep)
         {
-            self.counter.record("dynamodb:DeleteItem");
             self.client
                 .delete_item()
                 .table_name(&self.tables.state)
@@ -420,7 +426,6 @@ impl DynamoStore {
             if kept.contains(&tier) {
                 continue;
             }
-            self.counter.record("dynamodb:DeleteItem");
             let mut del = self
                 .client
                 .delete_item()
@@ -449,7 +454,6 @@ impl DynamoStore {
 #[async_trait]
 impl ConfigStore for DynamoStore {
     async fn workload(&self, name: &str) -> StoreResult<Option<Workload>> {
-        self.counter.record("dynamodb:GetItem");
         let got = self
             .client
             .get_item()
@@ -499,7 +503,6 @@ impl RunStore for DynamoStore {
             "expires_at".into(),
             AttributeValue::N(lock.expires.timestamp_millis().to_string()),
         );
-        self.counter.record("dynamodb:PutItem");
         let r = self
             .client
             .put_item()
@@ -533,7 +536,6 @@ impl RunStore for DynamoStore {
     }
 
     async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
-        self.counter.record("dynamodb:UpdateItem");
         let r = self
             .client
             .update_item()
@@ -564,7 +566,6 @@ impl RunStore for DynamoStore {
     }
 
     async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
-        self.counter.record("dynamodb:DeleteItem");
         let r = self
             .client
             .delete_item()
@@ -788,7 +789,6 @@ impl RunStore for DynamoStore {
                 .split_once('#')
                 .is_some_and(|(id, _)| ids.iter().any(|x| x == id))
             {
-                self.counter.record("dynamodb:DeleteItem");
                 self.client
                     .delete_item()
                     .table_name(&self.tables.state)

@@ -73,7 +73,6 @@ impl AwsCloud {
         let mut pages = req.into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            self.counter.record(a);
             match page {
                 Ok(page) => out.extend(
                     page.reservations()
@@ -130,7 +129,6 @@ impl Compute for AwsCloud {
 
     async fn start(&self, ids: &[String]) -> ApiResult<()> {
         let a = "ec2:StartInstances";
-        self.counter.record(a);
         self.ec2
             .start_instances()
             .set_instance_ids(Some(ids.to_vec()))
@@ -142,7 +140,6 @@ impl Compute for AwsCloud {
 
     async fn stop(&self, ids: &[String], hibernate: bool) -> ApiResult<()> {
         let a = "ec2:StopInstances";
-        self.counter.record(a);
         let mut req = self
             .ec2
             .stop_instances()
@@ -156,7 +153,6 @@ impl Compute for AwsCloud {
 
     async fn set_type(&self, id: &str, instance_type: &str) -> ApiResult<()> {
         let a = "ec2:ModifyInstanceAttribute";
-        self.counter.record(a);
         self.ec2
             .modify_instance_attribute()
             .instance_id(id)
@@ -178,7 +174,6 @@ impl Compute for AwsCloud {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            self.counter.record(a);
             match page {
                 Ok(page) => {
                     for s in page.instance_statuses() {

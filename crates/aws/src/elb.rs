@@ -50,7 +50,6 @@ impl AwsCloud {
         let mut out = Vec::new();
         let mut pages = self.elb.describe_load_balancers().into_paginator().send();
         while let Some(page) = pages.next().await {
-            self.counter.record(a);
             let page = page.map_err(|e| api_error(a, &e))?;
             for lb in page.load_balancer_descriptions() {
                 let Some(name) = lb.load_balancer_name() else {
@@ -77,7 +76,6 @@ impl AwsCloud {
         let mut arns = Vec::new();
         let mut pages = self.elbv2.describe_target_groups().into_paginator().send();
         while let Some(page) = pages.next().await {
-            self.counter.record(a);
             let page = page.map_err(|e| api_error(a, &e))?;
             for tg in page.target_groups() {
                 if tg
@@ -92,7 +90,6 @@ impl AwsCloud {
         let a = "elasticloadbalancing:DescribeTargetHealth";
         let mut out = Vec::new();
         for arn in arns {
-            self.counter.record(a);
             let h = self
                 .elbv2
                 .describe_target_health()
@@ -135,7 +132,6 @@ impl LoadBalancing for AwsCloud {
         match target {
             LbTarget::Classic { name } => {
                 let a = "elasticloadbalancing:RegisterInstancesWithLoadBalancer";
-                self.counter.record(a);
                 self.elb
                     .register_instances_with_load_balancer()
                     .load_balancer_name(name)
@@ -146,7 +142,6 @@ impl LoadBalancing for AwsCloud {
             }
             LbTarget::TargetGroup { arn, port } => {
                 let a = "elasticloadbalancing:RegisterTargets";
-                self.counter.record(a);
                 self.elbv2
                     .register_targets()
                     .target_group_arn(arn)
@@ -163,7 +158,6 @@ impl LoadBalancing for AwsCloud {
         match target {
             LbTarget::Classic { name } => {
                 let a = "elasticloadbalancing:DeregisterInstancesFromLoadBalancer";
-                self.counter.record(a);
                 self.elb
                     .deregister_instances_from_load_balancer()
                     .load_balancer_name(name)
@@ -174,7 +168,6 @@ impl LoadBalancing for AwsCloud {
             }
             LbTarget::TargetGroup { arn, port } => {
                 let a = "elasticloadbalancing:DeregisterTargets";
-                self.counter.record(a);
                 self.elbv2
                     .deregister_targets()
                     .target_group_arn(arn)
@@ -191,7 +184,6 @@ impl LoadBalancing for AwsCloud {
         match target {
             LbTarget::Classic { name } => {
                 let a = "elasticloadbalancing:DescribeInstanceHealth";
-                self.counter.record(a);
                 // Asking about instances the load balancer no longer holds is an error,
                 // so ask about all of its instances and pick ours.
                 let out = self
@@ -218,7 +210,6 @@ impl LoadBalancing for AwsCloud {
             }
             LbTarget::TargetGroup { arn, .. } => {
                 let a = "elasticloadbalancing:DescribeTargetHealth";
-                self.counter.record(a);
                 let out = self
                     .elbv2
                     .describe_target_health()

@@ -17,13 +17,19 @@ mod sns;
 mod ssm;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use ec2_scheduler_engine::ports::{ApiError, ErrorKind};
+use ec2_scheduler_engine::ports::{ApiError, ErrorKind, Meter};
 
-pub use calls::CallCounter;
+pub use calls::{CallCounter, Counting};
+
+impl Meter for AwsCloud {
+    fn requests(&self) -> BTreeMap<String, u64> {
+        self.counter.snapshot()
+    }
+}
 
 /// How to reach AWS.
 #[derive(Debug, Clone, Default)]
@@ -84,8 +90,8 @@ pub struct AwsCloud {
     region: String,
     /// SNS topic ARNs by name, resolved once.
     topics: Mutex<BTreeMap<String, String>>,
-    /// Every API call made, by action.
-    pub counter: CallCounter,
+    /// Every request sent, by action.
+    pub counter: Arc<CallCounter>,
     /// Seconds an override-file command may run on the instance.
     pub probe_timeout_secs: i32,
     /// Results per DescribeInstances page (5 to 1,000).
@@ -95,16 +101,31 @@ pub struct AwsCloud {
 impl AwsCloud {
     /// Clients for the configuration's region and credentials.
     pub fn new(config: &SdkConfig) -> Self {
+        Self::with_counter(config, Arc::default())
+    }
+
+    /// Clients whose requests are counted by `counter` (which a store may share).
+    pub fn with_counter(config: &SdkConfig, counter: Arc<CallCounter>) -> Self {
+        let counting = Counting(counter.clone());
+        macro_rules! client {
+            ($sdk:ident) => {
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(config)
+                        .interceptor(counting.clone())
+                        .build(),
+                )
+            };
+        }
         AwsCloud {
-            ec2: aws_sdk_ec2::Client::new(config),
-            elb: aws_sdk_elasticloadbalancing::Client::new(config),
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
-            sns: aws_sdk_sns::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            ec2: client!(aws_sdk_ec2),
+            elb: client!(aws_sdk_elasticloadbalancing),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2),
+            ssm: client!(aws_sdk_ssm),
+            sns: client!(aws_sdk_sns),
+            sts: client!(aws_sdk_sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             topics: Mutex::new(BTreeMap::new()),
-            counter: CallCounter::default(),
+            counter,
             probe_timeout_secs: 60,
             page_size: 1000,
         }

@@ -125,6 +125,7 @@ fn run(region: &Region, store: &MemoryStore, w: &Workload, action: Action) -> Ou
         lb: region,
         probe: region,
         notifier: region,
+        meter: region,
         store,
         clock: region,
         lease_clock: region,

@@ -490,13 +490,12 @@ async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(quiet || args.output == Output::Json);
     ops::drive(&mut exec, &mut run, &cloud, args.speed, &mut progress).await?;
     match args.output {
-        Output::Text => {
-            crate::term::out(format!("{}{}", ops::run_report(&run), cloud.call_report()))?
-        }
+        Output::Text => crate::term::out(ops::run_report(&run))?,
         Output::Json => {
             let mut summary = run.summary();
-            if let ops::Cloud::Aws(aws) = &cloud {
-                summary["aws_requests"] = serde_json::json!(aws.counter.snapshot());
+            if let ops::Cloud::Aws(_) = &cloud {
+                // Everything this process sent, the store's requests included.
+                summary["aws_requests"] = serde_json::json!(ops::requests().snapshot());
             }
             crate::term::data(serde_json::to_string_pretty(&summary)? + "\n")?
         }

@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
-use ec2_scheduler_aws::{AwsCloud, Connect, sdk_config};
+use ec2_scheduler_aws::{AwsCloud, CallCounter, Connect, sdk_config};
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
 use ec2_scheduler_engine::ports::{
@@ -62,7 +62,7 @@ pub async fn open_store(o: &StoreOpts) -> anyhow::Result<Box<dyn Store>> {
             ..Connect::default()
         })
         .await;
-        let store = DynamoStore::new(&conf, o.tables.clone());
+        let store = DynamoStore::with_counter(&conf, o.tables.clone(), requests());
         store.ensure_state_table().await?;
         return Ok(Box::new(store));
     }
@@ -91,7 +91,13 @@ pub async fn aws_cloud(w: &Workload, endpoint_url: Option<String>) -> AwsCloud {
         max_attempts: None,
     })
     .await;
-    AwsCloud::new(&conf)
+    AwsCloud::with_counter(&conf, requests())
+}
+
+/// The requests this process sends to AWS, from every client (store and cloud).
+pub fn requests() -> Arc<CallCounter> {
+    static REQUESTS: OnceLock<Arc<CallCounter>> = OnceLock::new();
+    REQUESTS.get_or_init(Arc::default).clone()
 }
 
 /// Where a run acts.
@@ -109,6 +115,7 @@ impl Cloud {
                 lb: &**a,
                 probe: &**a,
                 notifier: &**a,
+                meter: &**a,
                 store,
                 clock: &SYSTEM_CLOCK,
                 lease_clock: &SYSTEM_CLOCK,
@@ -120,22 +127,6 @@ impl Cloud {
         match self {
             Cloud::Sim(s) => ec2_scheduler_engine::ports::Clock::now(&s.region),
             Cloud::Aws(_) => Utc::now(),
-        }
-    }
-
-    /// The HTTP requests made to AWS, by action (empty on the simulator).
-    pub fn call_report(&self) -> String {
-        match self {
-            Cloud::Sim(_) => String::new(),
-            Cloud::Aws(a) => {
-                let calls: Vec<String> = a
-                    .counter
-                    .snapshot()
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .collect();
-                format!("  AWS requests (pages included): {}\n", calls.join(", "))
-            }
         }
     }
 }
@@ -394,6 +385,7 @@ impl SimCloud {
             lb: &self.region,
             probe: &self.region,
             notifier: &self.region,
+            meter: &self.region,
             store,
             clock: &self.region,
             lease_clock: &SYSTEM_CLOCK,
@@ -680,8 +672,7 @@ pub async fn status(
     store: &dyn Store,
 ) -> anyhow::Result<String> {
     let mut exec = Executor::new(cloud.ports(store), Settings::default(), workload.clone());
-    let mut calls = BTreeMap::new();
-    let observed = exec.observe(&mut calls).await?;
+    let observed = exec.observe().await?;
     let exemptions = store.exemptions().await?;
     let now = cloud.now();
     let index = ec2_scheduler_core::plan::Exemptions::new(workload, &exemptions, now);

@@ -101,6 +101,16 @@ fn tier_order(history: &str, action: &str) -> Vec<String> {
     order
 }
 
+/// Requests by service (`ec2:StopInstances` counts for `ec2`).
+fn by_service(calls: &Value) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (action, n) in calls.as_object().unwrap() {
+        let service = action.split(':').next().unwrap().to_string();
+        *out.entry(service).or_default() += n.as_u64().unwrap();
+    }
+    out
+}
+
 fn ec2_requests(summary: &Value) -> (u64, u64) {
     let calls = summary["aws_requests"].as_object().unwrap();
     let modify = calls
@@ -129,7 +139,8 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
         .collect();
     assert_eq!(members.len(), 300);
 
-    // Stop, as the original: -w -r -a Stop.
+    // Stop, as the original: -w -r -a Stop; with moto counting what it receives.
+    moto.record();
     let stop: Value = serde_json::from_str(&ok(&cli(
         &moto,
         &[
@@ -147,6 +158,17 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
     .unwrap();
     assert_eq!(stop["status"], "succeeded", "{stop:#}");
     assert_eq!(stop["stopped"], 300);
+    // Every request sent is counted: the process's count by service is what moto
+    // received, and the run's own count holds every EC2 request (all of them are made
+    // by the run).
+    let received = moto.recorded();
+    assert_eq!(by_service(&stop["aws_requests"]), received, "{stop:#}");
+    assert_eq!(
+        by_service(&stop["api_calls"]).get("ec2"),
+        received.get("ec2"),
+        "{stop:#}"
+    );
+    assert!(received["ec2"] > 0 && received["dynamodb"] > 0);
     let after = rt.block_on(fleet(&conf));
     for id in &members {
         assert_eq!(after[*id].0, "stopped", "{id}");

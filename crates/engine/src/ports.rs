@@ -235,6 +235,15 @@ pub trait Notifier: Send + Sync {
 }
 
 /// The time. The simulator's clock is virtual.
+/// Counts the requests an adapter has sent, by action: on AWS every HTTP attempt
+/// (pages and the SDK's own retries included), on the simulator every call. The
+/// executor records what each run sent from it, so a run's call counts are what the
+/// provider received, not what the engine meant to send.
+pub trait Meter: Send + Sync {
+    /// Requests sent so far, by action.
+    fn requests(&self) -> std::collections::BTreeMap<String, u64>;
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

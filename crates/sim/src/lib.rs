@@ -22,7 +22,7 @@ use ec2_scheduler_core::{Instance, InstanceState};
 use ec2_scheduler_engine::pace::{Jitter, Limits, TokenBucket};
 use ec2_scheduler_engine::ports::{
     ApiError, ApiResult, Clock, Compute, ErrorKind, Health, LbTarget, LoadBalancing, MemberFilter,
-    Notification, Notifier, OverrideProbe, ProbeResult, StatusCheck,
+    Meter, Notification, Notifier, OverrideProbe, ProbeResult, StatusCheck,
 };
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +185,8 @@ struct State {
     start_instances: TokenBucket,
     stop_instances: TokenBucket,
     log: Vec<LogEntry>,
+    /// Calls received, by action, whatever their outcome.
+    requests: BTreeMap<String, u64>,
     throttled: u64,
     /// Instances stopped with hibernation.
     hibernated: BTreeSet<String>,
@@ -279,6 +281,7 @@ impl State {
         ids: &[String],
         result: Result<(), ApiError>,
     ) -> ApiResult<()> {
+        *self.requests.entry(action.to_string()).or_default() += 1;
         self.log.push(LogEntry::Call {
             at: self.now,
             action: action.to_string(),
@@ -432,6 +435,7 @@ impl Region {
             start_instances: TokenBucket::new(l.start_instances),
             stop_instances: TokenBucket::new(l.stop_instances),
             log: Vec::new(),
+            requests: BTreeMap::new(),
             throttled: 0,
             hibernated: BTreeSet::new(),
             due,
@@ -1039,6 +1043,12 @@ impl OverrideProbe for Region {
             .collect();
         s.call(a, ids, Ok(()))?;
         Ok(out)
+    }
+}
+
+impl Meter for Region {
+    fn requests(&self) -> BTreeMap<String, u64> {
+        self.st().requests.clone()
     }
 }
 

@@ -2,6 +2,7 @@
 //! `scripts/test` (one test at a time, since moto's state is global; reset before
 //! each), and fixtures built with the AWS SDK.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard};
@@ -58,6 +59,46 @@ impl Moto {
             ..Connect::default()
         })
         .await
+    }
+
+    /// Starts moto's request recorder, empty.
+    pub fn record(&self) {
+        http(&self.endpoint, "POST", "/moto-api/recorder/reset-recording");
+        http(&self.endpoint, "POST", "/moto-api/recorder/start-recording");
+    }
+
+    /// Stops the recorder: the requests moto received since [`Moto::record`], by
+    /// service as the request's signature names it (`ec2`, `dynamodb`,
+    /// `elasticloadbalancing`, ...).
+    pub fn recorded(&self) -> BTreeMap<String, u64> {
+        http(&self.endpoint, "POST", "/moto-api/recorder/stop-recording");
+        let body = http(
+            &self.endpoint,
+            "GET",
+            "/moto-api/recorder/download-recording",
+        );
+        let mut out = BTreeMap::new();
+        for line in body.lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let auth = entry["headers"]
+                .as_object()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                })
+                .and_then(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            // Credential=KEY/DATE/REGION/SERVICE/aws4_request
+            let service = auth
+                .split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split('/').nth(3))
+                .unwrap_or("unsigned");
+            *out.entry(service.to_string()).or_default() += 1;
+        }
+        out
     }
 
     /// Moto's whole state as JSON (slow with many resources).

@@ -19,7 +19,7 @@ impl Executor<'_> {
                 run.cursor.phase = Phase::Verify;
                 run.cursor.stage = 0;
                 run.cursor.steps.clear();
-                self.ports.store.save_run(run).await?;
+                self.save(run).await?;
                 self.verify(run).await
             }
             Phase::Rollback => self.finish(run, RunStatus::RolledBack).await,
@@ -91,7 +91,7 @@ impl Executor<'_> {
         if failures_now && self.workload.failure_policy == FailurePolicy::Rollback {
             run.failures_handled = run.failed.len();
             self.start_rollback(run);
-            self.ports.store.save_run(run).await?;
+            self.save(run).await?;
             return Ok(Tick::Wait(Duration::ZERO));
         }
         let status = if run.failed.is_empty() {
@@ -111,14 +111,14 @@ impl Executor<'_> {
         run.log(now, None, format!("run finished: {}", status.as_str()));
         self.state.clear();
         self.verify = None;
-        self.ports.store.save_run(run).await?;
+        self.save(run).await?;
         self.ports
             .store
             .release(&run.workload, &self.settings.owner)
             .await?;
         let event = Event::run_finished(run);
         self.notify(run, event).await;
-        self.ports.store.save_run(run).await?;
+        self.save(run).await?;
         Ok(Tick::Done)
     }
 

@@ -25,7 +25,7 @@ use ec2_scheduler_core::{Action, FailurePolicy, Instance, plan};
 use crate::notify::Event;
 use crate::pace::{Jitter, Limits, TokenBucket};
 use crate::ports::{
-    ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Notifier,
+    ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Meter, Notifier,
     OverrideProbe, RunStore, StoreError,
 };
 use crate::run::{Cursor, Phase, Run, RunStatus, TierTiming};
@@ -66,6 +66,8 @@ pub struct Ports<'a> {
     pub lb: &'a dyn LoadBalancing,
     pub probe: &'a dyn OverrideProbe,
     pub notifier: &'a dyn Notifier,
+    /// The requests the adapters above have sent.
+    pub meter: &'a dyn Meter,
     pub store: &'a dyn RunStore,
     /// The world's time: transitions, pauses, timeouts, exemption expiries.
     pub clock: &'a dyn Clock,
@@ -174,6 +176,8 @@ pub struct Executor<'a> {
     state: BTreeMap<String, Active>,
     /// Retries and deadline of the check that ends a start.
     verify: Option<Tries>,
+    /// The meter's reading when the calls were last recorded in a run.
+    metered: BTreeMap<String, u64>,
     /// The current stage, cloned from the run once per stage.
     stage: Option<((Phase, usize), Stage)>,
 }
@@ -207,6 +211,7 @@ impl<'a> Executor<'a> {
             workload,
             state: BTreeMap::new(),
             verify: None,
+            metered: ports.meter.requests(),
             stage: None,
         }
     }
@@ -231,11 +236,10 @@ impl<'a> Executor<'a> {
     /// # Errors
     /// The API error when the workload cannot be seen (after two more tries of a
     /// throttled or failed call; AWS adapters also retry inside each call).
-    pub async fn observe(&mut self, calls: &mut BTreeMap<String, u64>) -> Result<Vec<Instance>> {
+    pub async fn observe(&mut self) -> Result<Vec<Instance>> {
         let filter = self.filter();
         let mut attempt = 0;
         loop {
-            *calls.entry("ec2:DescribeInstances".into()).or_default() += 1;
             match self.ports.compute.describe(&filter).await {
                 Ok(v) => return Ok(v),
                 // Before a run exists there is no driver to wait for us; ask again a
@@ -248,8 +252,7 @@ impl<'a> Executor<'a> {
 
     /// Observes and plans, changing nothing (a dry run).
     pub async fn plan(&mut self, req: &RunRequest) -> Result<Plan> {
-        let mut calls = BTreeMap::new();
-        let observed = self.observe(&mut calls).await?;
+        let observed = self.observe().await?;
         let exemptions = self.ports.store.exemptions().await?;
         Ok(plan(&PlanRequest {
             workload: &self.workload,
@@ -283,17 +286,16 @@ impl<'a> Executor<'a> {
                 self.take_lock(&old.id).await?;
                 old.owner = self.settings.owner.clone();
                 old.log(now, None, "resumed");
-                self.ports.store.save_run(&old).await?;
+                self.save(&mut old).await?;
                 return Ok(Begin::Resumed(Box::new(old)));
             }
             self.take_lock(&old.id).await?;
             old.status = RunStatus::Abandoned;
             old.finished = Some(now);
             old.log(now, None, format!("abandoned for a {} run", req.action));
-            self.ports.store.save_run(&old).await?;
+            self.save(&mut old).await?;
         }
-        let mut calls = BTreeMap::new();
-        let observed = self.observe(&mut calls).await?;
+        let observed = self.observe().await?;
         let exemptions = self.ports.store.exemptions().await?;
         let plan = plan(&PlanRequest {
             workload: &self.workload,
@@ -335,14 +337,14 @@ impl<'a> Executor<'a> {
             failed: BTreeMap::new(),
             failures_handled: 0,
             history: Vec::new(),
-            calls,
+            calls: BTreeMap::new(),
             retried: 0,
             tiers: BTreeMap::new(),
             jitter: Jitter::new(seed_of(run_id)),
             error: None,
         };
         run.log(now, None, format!("{} run started", req.action));
-        self.ports.store.save_run(&run).await?;
+        self.save(&mut run).await?;
         let event = Event::run_started(&run);
         self.notify(&mut run, event).await;
         Ok(Begin::Started(Box::new(run)))
@@ -361,7 +363,7 @@ impl<'a> Executor<'a> {
             self.take_lock(&run.id).await?;
             run.owner = self.settings.owner.clone();
             run.log(now, None, "resumed");
-            self.ports.store.save_run(&run).await?;
+            self.save(&mut run).await?;
         }
         Ok(run)
     }
@@ -383,7 +385,6 @@ impl<'a> Executor<'a> {
         let Some(topic) = &self.workload.sns_topic else {
             return;
         };
-        *run.calls.entry("sns:Publish".into()).or_default() += 1;
         let note = event.notification();
         if let Err(e) = self.ports.notifier.publish(topic, &note).await {
             let now = self.ports.clock.now();
@@ -453,14 +454,14 @@ impl<'a> Executor<'a> {
                     }
                     FailurePolicy::Rollback => {
                         self.start_rollback(run);
-                        self.ports.store.save_run(run).await?;
+                        self.save(run).await?;
                         continue;
                     }
                 }
             }
             run.cursor.stage += 1;
             run.cursor.steps.clear();
-            self.ports.store.save_run(run).await?;
+            self.save(run).await?;
         }
     }
 
@@ -495,7 +496,7 @@ impl<'a> Executor<'a> {
                     if idx + 1 == tp.steps.len() {
                         self.tier_finished(run, &tp.tier, now).await;
                     }
-                    self.ports.store.save_run(run).await?;
+                    self.save(run).await?;
                 }
             }
         }
@@ -507,6 +508,20 @@ impl<'a> Executor<'a> {
         }
         let event = Event::tier_finished(run, tier);
         self.notify(run, event).await;
+    }
+
+    /// Records the requests sent since the last save in the run, and saves it.
+    async fn save(&mut self, run: &mut Run) -> Result<()> {
+        let now = self.ports.meter.requests();
+        for (action, n) in &now {
+            let sent = n.saturating_sub(self.metered.get(action).copied().unwrap_or(0));
+            if sent > 0 {
+                *run.calls.entry(action.clone()).or_default() += sent;
+            }
+        }
+        self.metered = now;
+        self.ports.store.save_run(run).await?;
+        Ok(())
     }
 
     /// What a step of `tier` works with.

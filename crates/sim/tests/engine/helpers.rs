@@ -134,6 +134,7 @@ impl Harness {
             lb: &self.region,
             probe: &self.region,
             notifier: &self.region,
+            meter: &self.region,
             store: &self.store,
             clock: &self.region,
             lease_clock: &self.region,

@@ -76,7 +76,6 @@ impl Ready {
                     if let Err(w) = cx.buckets.describe.take(1.0, now) {
                         return Ok(Err(w));
                     }
-                    cx.count("ec2:DescribeInstanceStatus");
                     let ok: BTreeSet<String> = cx
                         .ports
                         .compute
@@ -90,10 +89,8 @@ impl Ready {
                 }
             }
             Gate::LoadBalancerHealthy => {
-                cx.count("elb:DescribeMemberships");
                 let members = cx.ports.lb.memberships(live).await?;
                 for (target, tids) in &by_target(members) {
-                    cx.count("elb:DescribeHealth");
                     not_ready.extend(
                         cx.ports
                             .lb

@@ -59,7 +59,6 @@ impl Deregister {
             if live.is_empty() {
                 return Ok(Poll::Done);
             }
-            cx.count("elb:DescribeMemberships");
             let members = match cx.ports.lb.memberships(&live).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -95,7 +94,6 @@ impl Deregister {
         }
         if let Phase::Take { pending, done } = &mut self.phase {
             while let Some((target, tids, attempts)) = pending.pop_front() {
-                cx.count("elb:Deregister");
                 match cx.ports.lb.deregister(&target, &tids).await {
                     Ok(()) => {
                         cx.log(format!(
@@ -134,7 +132,6 @@ impl Deregister {
         };
         let mut draining = false;
         for (target, tids) in targets {
-            cx.count("elb:DescribeHealth");
             match cx.ports.lb.health(target, tids).await {
                 Ok(h) => draining |= h.iter().any(|(_, h)| *h == Health::Draining),
                 // Not knowing is waiting, up to the drain timeout.
@@ -231,7 +228,6 @@ impl Register {
         }
         let mut wait = None;
         for (target, tids) in &by_target {
-            cx.count("elb:Register");
             match cx.ports.lb.register(target, tids).await {
                 Ok(()) => {
                     cx.log(format!("registered {} instances with {target}", tids.len()));

@@ -86,10 +86,6 @@ impl Cx<'_, '_> {
             .collect()
     }
 
-    pub fn count(&mut self, action: &str) {
-        *self.run.calls.entry(action.to_string()).or_default() += 1;
-    }
-
     pub fn spec(&self) -> Option<&Tier> {
         self.workload.tier(self.tier)
     }
@@ -133,7 +129,6 @@ impl Cx<'_, '_> {
             if let Err(w) = self.buckets.describe.take(1.0, now) {
                 return Ok(Seen::Later(w));
             }
-            self.count("ec2:DescribeInstances");
             match self.ports.compute.describe_ids(chunk).await {
                 Ok(v) => out.extend(v.into_iter().map(|i| (i.id.clone(), i))),
                 Err(e) if e.retryable() => {

@@ -182,7 +182,6 @@ impl Power {
         }
         req.take(1.0, now).expect("checked");
         res.take(send.len() as f64, now).expect("checked");
-        cx.count(name);
         // Batches are either all hibernation candidates or none.
         let hibernate = action == Action::Stop
             && Self::hibernates(cx)

@@ -44,7 +44,6 @@ impl Probe {
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         let path = self.path.clone();
         while let Some((chunk, attempts)) = self.unsent.pop_front() {
-            cx.count("ssm:SendCommand");
             match cx.ports.probe.send(&chunk, &path, self.os).await {
                 Ok(h) => self.sent.push((h, chunk)),
                 Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::until(self.deadline)) {
@@ -71,7 +70,6 @@ impl Probe {
             if open.is_empty() {
                 continue;
             }
-            cx.count("ssm:GetCommandInvocation");
             match cx.ports.probe.poll(handle, &open).await {
                 Ok(results) => {
                     self.polls.failures = 0;

@@ -117,7 +117,6 @@ impl Resize {
                 queue.push_front((id, to, attempts));
                 return Ok(Poll::Wait(w));
             }
-            cx.count("ec2:ModifyInstanceAttribute");
             match cx.ports.compute.set_type(&id, &to).await {
                 Ok(()) => {
                     cx.run.resized_ids.insert(id.clone(), cx.tier.to_string());
