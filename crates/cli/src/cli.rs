@@ -1,19 +1,22 @@
-//! Argument parsing and the commands.
+//! Argument parsing, and each command as one call of the application layer and its
+//! rendering.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use ec2_scheduler_config::{Diagnostics, Format, Loaded, Source};
-use ec2_scheduler_core::plan::{PlanRequest, ScaleIn};
-use ec2_scheduler_core::{Action, Exemption, plan};
-use ec2_scheduler_engine::{Begin, Executor, RunRequest};
+use ec2_scheduler_app::workloads::{self, Preview};
+use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, StoreOpts};
+use ec2_scheduler_config::{Format, Loaded};
+use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_core::{Action, Workload};
+use ec2_scheduler_engine::{RunRequest, RunStatus};
 
-use crate::ops::{self, Speed};
+use crate::error::{CliError, Result};
 use crate::progress::Progress;
 use crate::render;
+use crate::term;
 
 /// Stops and starts whole multi-tier EC2 workloads, in order, at the right size.
 #[derive(Debug, Parser)]
@@ -54,7 +57,7 @@ enum Command {
     /// (no AWS account needed).
     Demo {
         /// Virtual seconds per real second, or `max` for no waiting.
-        #[arg(long, default_value = "30", value_parser = ops::parse_speed)]
+        #[arg(long, default_value = "30", value_parser = parse_speed)]
         speed: Speed,
     },
     /// Start or stop a workload (the original Orchestrator's -w/-a/-p/-d flags).
@@ -91,6 +94,9 @@ enum Command {
 enum RunsCommand {
     /// One run: outcome, exclusions, failures, timings, API calls, history.
     Show { id: String },
+    /// Cancel an unfinished run: it is recorded as cancelled and the workload's lock
+    /// released; the process driving it stops at its next step. Nothing is undone.
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +105,7 @@ enum ExemptCommand {
     Add {
         instance: String,
         /// RFC 3339 time or YYYY-MM-DD (through that day, UTC); default: until removed.
-        #[arg(long, value_parser = ops::parse_until)]
+        #[arg(long, value_parser = parse_until)]
         until: Option<DateTime<Utc>>,
         #[arg(long, default_value = "no reason given")]
         reason: String,
@@ -137,8 +143,8 @@ struct StoreArg {
 }
 
 impl StoreArg {
-    fn opts(&self) -> ops::StoreOpts {
-        ops::StoreOpts {
+    fn opts(&self) -> StoreOpts {
+        StoreOpts {
             spec: self.store.clone(),
             dynamodb_region: self.dynamodb_region.clone(),
             endpoint_url: self.endpoint_url.clone(),
@@ -207,7 +213,7 @@ struct RunArgs {
     #[command(flatten)]
     store: StoreArg,
     /// Virtual seconds per real second on the simulator, or `max`.
-    #[arg(long, default_value = "max", value_parser = ops::parse_speed)]
+    #[arg(long, default_value = "max", value_parser = parse_speed)]
     speed: Speed,
     /// How much to print: critical/error print only the outcome; info and debug
     /// print every event.
@@ -281,124 +287,131 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-26T20:00:00Z: {e}"))
 }
 
-/// A failure the user can fix; printed as is, exit code 1.
-#[derive(Debug)]
-pub struct Invalid(pub String);
-
-/// A run that did not succeed; exit code 3.
-#[derive(Debug)]
-pub struct RunFailed(pub String);
-
-impl std::fmt::Display for RunFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+pub fn parse_speed(s: &str) -> Result<Speed, String> {
+    if s == "max" {
+        return Ok(Speed::Max);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if Speed::RANGE.contains(&x) => Ok(Speed::Times(x)),
+        _ => Err(format!(
+            "expected a number from 0.01 to 1000000 (virtual seconds per real second) or `max`, found {s:?}"
+        )),
     }
 }
 
-impl std::error::Error for RunFailed {}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// Reads `--until`: an RFC 3339 time, or a date meaning through that day (UTC); no
+/// later than the end of year 9999, the last instant every store can write.
+pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        t.with_timezone(&Utc)
+    } else {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(ec2_scheduler_core::exemption::through_day)
+            .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))?
+    };
+    if t > ec2_scheduler_core::exemption::latest_until() {
+        return Err(format!(
+            "{s:?} is too far ahead: the latest expiry is 9999-12-31T23:59:59Z (or leave --until out: until removed)"
+        ));
     }
+    Ok(t)
 }
-
-impl std::error::Error for Invalid {}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(anyhow::Error::from)
+        .map_err(CliError::Runtime)
         .and_then(|rt| rt.block_on(run(cli)));
-    match runtime {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        // The reader of standard output went away (`| head`): a normal end.
-        Err(e) if e.downcast_ref::<crate::term::Closed>().is_some() => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<RunFailed>().is_some() => {
-            crate::term::note(e.to_string());
-            ExitCode::from(3)
-        }
         Err(e) => {
-            if e.downcast_ref::<Invalid>().is_some() {
-                crate::term::note(e.to_string());
-            } else {
-                crate::term::note(format!("error: {e:#}"));
+            match &e {
+                CliError::Closed => {}
+                e if e.is_plain() => term::note(e.to_string()),
+                e => term::note(format!("error: {e}")),
             }
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> Result {
     match cli.command {
         Command::Demo { speed } => crate::demo::demo(speed).await,
         Command::Run(args) => run_cmd(args).await,
         Command::Status(args) => {
-            let store = ops::open_store(&args.store.opts()).await?;
-            let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
-            let cloud = cloud(&args.cloud, &workload, &args.store).await?;
-            crate::term::out(ops::status(&workload, &cloud, &*store).await?)?;
-            Ok(())
+            let app = App::open(
+                &args.store.opts(),
+                cloud_spec(&args.cloud, &args.store, Speed::Max)?,
+            )
+            .await?;
+            let workload = workload(&app, &args.config, &args.workload).await?;
+            let cloud = app.connect(&workload).await?;
+            let status = app.status(&cloud, &workload).await?;
+            term::out(render::status(&workload, &status))
         }
         Command::Runs {
             workload,
             store,
             show,
         } => {
-            let store = ops::open_store(&store.opts()).await?;
+            let app = App::open(&store.opts(), aws(&store)).await?;
             match show {
-                None => crate::term::out(ops::runs(&*store, workload.as_deref()).await?)?,
+                None => term::out(render::runs(&app.runs(workload.as_deref()).await?)),
                 Some(RunsCommand::Show { id }) => {
-                    crate::term::out(ops::run_show(&*store, &id).await?)?
+                    term::out(render::run_show(&app.run_record(&id).await?))
+                }
+                Some(RunsCommand::Cancel { id }) => {
+                    let run = app.cancel(&id).await?;
+                    term::out(format!(
+                        "run {} of {} cancelled; its lock is released\n",
+                        run.id, run.workload
+                    ))
                 }
             }
-            Ok(())
         }
         Command::Exempt { command, store } => {
-            let store = ops::open_store(&store.opts()).await?;
-            let out = match command {
+            let app = App::open(&store.opts(), aws(&store)).await?;
+            match command {
                 ExemptCommand::Add {
                     instance,
                     until,
                     reason,
-                } => ops::exempt_add(&*store, &instance, until, &reason, Utc::now()).await?,
-                ExemptCommand::Remove { instance } => {
-                    if store.remove_exemption(&instance).await? {
-                        format!("{instance}: exemptions removed\n")
-                    } else {
-                        return Err(anyhow!(Invalid(format!("{instance} has no exemption"))));
-                    }
+                } => {
+                    let e = app.exempt(&instance, until, &reason, Utc::now()).await?;
+                    term::out(render::exempted(&e))
                 }
-                ExemptCommand::List => ops::exempt_list(&*store).await?,
-            };
-            crate::term::out(&out)?;
-            Ok(())
+                ExemptCommand::Remove { instance } => {
+                    app.unexempt(&instance).await?;
+                    term::out(format!("{instance}: exemptions removed\n"))
+                }
+                ExemptCommand::List => {
+                    term::out(render::exemptions(&app.exemptions().await?, Utc::now()))
+                }
+            }
         }
         Command::Load { files, store } => {
             let loaded = load(&files)?;
-            let store = ops::open_store(&store.opts()).await?;
-            for w in &loaded.workloads {
-                let removed = store.put_workload(w).await?;
-                if !removed.is_empty() {
-                    crate::term::note(format!(
+            let app = App::open(&store.opts(), aws(&store)).await?;
+            for s in app.store_workloads(&loaded).await? {
+                if !s.removed_tiers.is_empty() {
+                    term::note(format!(
                         "{}: removed tiers no longer defined: {}",
-                        w.name,
-                        removed.join(", ")
+                        s.name,
+                        s.removed_tiers.join(", ")
                     ));
                 }
             }
             let names: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
-            crate::term::out(
-                format!(
-                    "loaded {} workload{}: {}",
-                    names.len(),
-                    if names.len() == 1 { "" } else { "s" },
-                    names.join(", ")
-                ) + "\n",
-            )?;
-            Ok(())
+            term::out(format!(
+                "loaded {} workload{}: {}\n",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            ))
         }
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
@@ -408,233 +421,161 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             files,
         } => export(&files, format, workload.as_deref(), output.as_deref()),
-        Command::Schema => {
-            crate::term::data(ec2_scheduler_config::native::schema_json())?;
-            Ok(())
-        }
+        Command::Schema => term::data(ec2_scheduler_config::native::schema_json()),
     }
 }
 
-async fn cloud(
-    args: &CloudArgs,
-    workload: &ec2_scheduler_core::Workload,
-    store: &StoreArg,
-) -> anyhow::Result<ops::Cloud> {
+/// AWS, for commands that only need the store.
+fn aws(store: &StoreArg) -> CloudSpec {
+    CloudSpec::Aws {
+        endpoint_url: store.endpoint_url.clone(),
+    }
+}
+
+fn cloud_spec(args: &CloudArgs, store: &StoreArg, speed: Speed) -> Result<CloudSpec> {
     match (args.cloud, &args.fleet) {
-        (CloudKind::Sim, Some(fleet)) => Ok(ops::Cloud::Sim(Box::new(ops::SimCloud::load(fleet)?))),
-        (CloudKind::Sim, None) => Err(anyhow!(Invalid(
-            "--cloud sim needs --fleet FLEET.json".into()
-        ))),
-        (CloudKind::Aws, _) => Ok(ops::Cloud::Aws(Box::new(
-            ops::aws_cloud(workload, store.endpoint_url.clone()).await,
-        ))),
+        (CloudKind::Sim, Some(fleet)) => Ok(CloudSpec::SimFile {
+            fleet: fleet.clone(),
+            speed,
+        }),
+        (CloudKind::Sim, None) => {
+            Err(Error::Invalid("--cloud sim needs --fleet FLEET.json".into()).into())
+        }
+        (CloudKind::Aws, _) => Ok(aws(store)),
     }
 }
 
-async fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
-    let store = ops::open_store(&args.store.opts()).await?;
-    let workload = ops::find_workload(&args.config, &args.workload, &*store).await?;
-    let cloud = cloud(&args.cloud, &workload, &args.store).await?;
-    let settings = ops::settings(&cloud, args.speed);
-    // On the simulator, the fleet file is saved before each checkpoint.
-    let checkpointed;
-    let store: &dyn ops::Store = match &cloud {
-        ops::Cloud::Sim(sim) => {
-            checkpointed = ops::Checkpointed {
-                inner: &*store,
-                sim,
-            };
-            &checkpointed
-        }
-        ops::Cloud::Aws(_) => &*store,
-    };
-    let mut exec = Executor::new(cloud.ports(store), settings, workload);
-    let req = RunRequest {
-        action: args.action,
-        profile: args.profile.clone(),
-        scale_in: if args.scale_in {
-            ScaleIn::Apply
-        } else {
-            ScaleIn::ReportOnly
-        },
-    };
-    if args.dry_run {
-        let plan = exec
-            .plan(&req)
-            .await
-            .map_err(|e| anyhow!(Invalid(e.to_string())))?;
-        match args.output {
-            Output::Text => crate::term::out(format!(
-                "Dry run: nothing is changed.\n{}",
-                render::plan_text(&plan)
-            ))?,
-            Output::Json => crate::term::data(serde_json::to_string_pretty(&plan)? + "\n")?,
-        }
-        return Ok(());
-    }
-    let mut run = match ops::begin(&mut exec, store, &req, args.resume.as_deref()).await? {
-        Begin::NothingToDo(plan) => {
-            match args.output {
-                Output::Text => crate::term::out(render::plan_text(&plan))?,
-                Output::Json => crate::term::data(serde_json::to_string_pretty(&plan)? + "\n")?,
-            }
-            return Ok(());
-        }
-        Begin::Resumed(r) => {
-            crate::term::note(format!("resuming run {}", r.id));
-            *r
-        }
-        Begin::Started(r) => *r,
-    };
-    let quiet = matches!(args.log_level, LogLevel::Critical | LogLevel::Error);
-    let mut progress = Progress::new(quiet || args.output == Output::Json);
-    ops::drive(&mut exec, &mut run, &cloud, args.speed, &mut progress).await?;
-    match args.output {
-        Output::Text => crate::term::out(ops::run_report(&run))?,
-        Output::Json => {
-            let mut summary = run.summary();
-            if let ops::Cloud::Aws(_) = &cloud {
-                // Everything this process sent, the store's requests included.
-                summary["aws_requests"] = serde_json::json!(ops::requests().snapshot());
-            }
-            crate::term::data(serde_json::to_string_pretty(&summary)? + "\n")?
-        }
-    }
-    match ops::run_failed(&run) {
-        Some(msg) => Err(anyhow!(RunFailed(msg))),
-        None => Ok(()),
-    }
+/// The workload `name`, from `files` when given (printing their warnings), else from
+/// the store.
+async fn workload(app: &App, files: &[PathBuf], name: &str) -> Result<Workload> {
+    let (w, loaded) = app.workload(files, name).await?;
+    warn(&loaded);
+    Ok(w)
 }
 
-/// Reads a workload file.
-fn read(path: &Path) -> anyhow::Result<String> {
-    crate::files::read_text(path, ec2_scheduler_config::MAX_SOURCE_BYTES as u64)
-}
-
-pub fn invalid(diags: Diagnostics) -> anyhow::Error {
-    let n = diags.errors().count();
-    anyhow!(Invalid(format!(
-        "{diags}\n{n} error{} found",
-        if n == 1 { "" } else { "s" }
-    )))
+fn warn(loaded: &Loaded) {
+    for w in &loaded.warnings {
+        term::note(w.to_string());
+    }
 }
 
 /// Reads and decodes workload files, printing warnings to standard error.
-pub fn load(files: &[PathBuf]) -> anyhow::Result<Loaded> {
-    let texts = files
-        .iter()
-        .map(|f| Ok((f.display().to_string(), read(f)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let sources: Vec<Source> = texts
-        .iter()
-        .map(|(name, text)| Source { name, text })
-        .collect();
-    let loaded = ec2_scheduler_config::load(&sources).map_err(invalid)?;
-    for w in &loaded.warnings {
-        crate::term::note(w.to_string());
-    }
+fn load(files: &[PathBuf]) -> Result<Loaded> {
+    let loaded = workloads::load_files(files)?;
+    warn(&loaded);
     Ok(loaded)
 }
 
-fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+fn scale_in(apply: bool) -> ScaleIn {
+    if apply {
+        ScaleIn::Apply
+    } else {
+        ScaleIn::ReportOnly
+    }
+}
+
+async fn run_cmd(args: RunArgs) -> Result {
+    let app = App::open(
+        &args.store.opts(),
+        cloud_spec(&args.cloud, &args.store, args.speed)?,
+    )
+    .await?;
+    let workload = workload(&app, &args.config, &args.workload).await?;
+    let cloud = app.connect(&workload).await?;
+    let req = RunRequest {
+        action: args.action,
+        profile: args.profile.clone(),
+        scale_in: scale_in(args.scale_in),
+    };
+    if args.dry_run {
+        let plan = app.dry_run(&cloud, &workload, &req).await?;
+        return match args.output {
+            Output::Text => term::out(format!(
+                "Dry run: nothing is changed.\n{}",
+                render::plan_text(&plan)
+            )),
+            Output::Json => term::data(serde_json::to_string_pretty(&plan)? + "\n"),
+        };
+    }
+    let quiet = matches!(args.log_level, LogLevel::Critical | LogLevel::Error);
+    let mut progress = Progress::new(quiet || args.output == Output::Json);
+    let run = match app
+        .run(
+            &cloud,
+            &workload,
+            &req,
+            args.resume.as_deref(),
+            &mut progress,
+        )
+        .await?
+    {
+        Outcome::NothingToDo(plan) => {
+            return match args.output {
+                Output::Text => term::out(render::plan_text(&plan)),
+                Output::Json => term::data(serde_json::to_string_pretty(&plan)? + "\n"),
+            };
+        }
+        Outcome::Finished(run) => run,
+    };
+    match args.output {
+        Output::Text => term::out(render::run_report(&run))?,
+        Output::Json => {
+            let mut summary = run.summary();
+            if cloud.sim().is_none() {
+                // Everything this process sent, the store's requests included.
+                summary["aws_requests"] = serde_json::json!(app.requests());
+            }
+            term::data(serde_json::to_string_pretty(&summary)? + "\n")?
+        }
+    }
+    if run.status == RunStatus::Succeeded {
+        Ok(())
+    } else {
+        Err(CliError::RunNotSuccessful {
+            id: run.id.clone(),
+            status: run.status.as_str(),
+        })
+    }
+}
+
+fn validate(files: &[PathBuf]) -> Result {
     let loaded = load(files)?;
     let names: Vec<String> = loaded
         .workloads
         .iter()
         .map(|w| format!("{} ({} tiers)", w.name, w.tiers().len()))
         .collect();
-    crate::term::out(
-        format!(
-            "ok: {} workload{}: {}",
-            names.len(),
-            if names.len() == 1 { "" } else { "s" },
-            names.join(", ")
-        ) + "\n",
-    )?;
-    Ok(())
+    term::out(format!(
+        "ok: {} workload{}: {}\n",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    ))
 }
 
-fn plan_cmd(args: PlanArgs) -> anyhow::Result<()> {
+fn plan_cmd(args: PlanArgs) -> Result {
     let loaded = load(&args.config)?;
-    let workload = loaded.workload(&args.workload).ok_or_else(|| {
-        let known: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
-        anyhow!(Invalid(format!(
-            "workload {:?} is not defined in the files given (defined: {})",
-            args.workload,
-            known.join(", ")
-        )))
-    })?;
-    let observed_name = args.observed.display().to_string();
-    let observed_text = crate::files::read_text(&args.observed, crate::files::MAX_DATA_BYTES)?;
-    let observed =
-        ec2_scheduler_config::fleet::load_fleet(&observed_name, &observed_text).map_err(invalid)?;
-    let exemptions: Vec<Exemption> = match &args.exemptions {
-        None => Vec::new(),
-        Some(p) => {
-            let text = crate::files::read_text(p, crate::files::MAX_DATA_BYTES)?;
-            let list: Vec<Exemption> = serde_json::from_str(&text).map_err(|e| {
-                anyhow!(Invalid(format!(
-                    "{}:{}:{}: invalid exemptions (expected a JSON list of {{instance_id, until?, reason}}): {e}",
-                    p.display(),
-                    e.line(),
-                    e.column()
-                )))
-            })?;
-            for (i, e) in list.iter().enumerate() {
-                e.check()
-                    .map_err(|x| anyhow!(Invalid(format!("{}: [{i}]: {x}", p.display()))))?;
-            }
-            list
-        }
-    };
-    let req = PlanRequest {
-        workload,
-        observed: &observed,
+    let plan = workloads::preview(&Preview {
+        workload: workloads::pick(&loaded, &args.workload)?,
+        observed: &args.observed,
+        exemptions: args.exemptions.as_deref(),
         action: args.action,
         profile: args.profile.as_deref(),
-        scale_in: if args.scale_in {
-            ScaleIn::Apply
-        } else {
-            ScaleIn::ReportOnly
-        },
-        exemptions: &exemptions,
+        scale_in: scale_in(args.scale_in),
         now: args.now.unwrap_or_else(Utc::now),
-    };
-    let plan = plan(&req).map_err(|e| anyhow!(Invalid(format!("cannot plan: {e}"))))?;
+    })?;
     match args.output {
-        Output::Text => crate::term::out(render::plan_text(&plan)),
-        Output::Json => {
-            let mut s = serde_json::to_string_pretty(&plan).context("serializing the plan")?;
-            s.push('\n');
-            crate::term::data(s)
-        }
+        Output::Text => term::out(render::plan_text(&plan)),
+        Output::Json => term::data(serde_json::to_string_pretty(&plan)? + "\n"),
     }
 }
 
-fn export(
-    files: &[PathBuf],
-    format: Format,
-    only: Option<&str>,
-    output: Option<&Path>,
-) -> anyhow::Result<()> {
-    let loaded = load(files)?;
-    let workloads: Vec<_> = match only {
-        None => loaded.workloads,
-        Some(name) => {
-            let w = loaded.workload(name).cloned().ok_or_else(|| {
-                anyhow!(Invalid(format!(
-                    "workload {name:?} is not defined in the files given"
-                )))
-            })?;
-            vec![w]
-        }
-    };
-    let text = ec2_scheduler_config::export(&workloads, format);
+fn export(files: &[PathBuf], format: Format, only: Option<&str>, output: Option<&Path>) -> Result {
+    let text = workloads::export(load(files)?, format, only)?;
     match output {
-        None => crate::term::data(text)?,
-        Some(p) => crate::files::write_atomic(p, text.as_bytes())?,
+        None => term::data(text),
+        Some(p) => Ok(ec2_scheduler_app::files::write_atomic(p, text.as_bytes())?),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -738,8 +679,8 @@ mod tests {
                 let _ = e.render().to_string();
             }
             for t in &tokens {
-                let _ = ops::parse_until(t);
-                let _ = ops::parse_speed(t);
+                let _ = parse_until(t);
+                let _ = parse_speed(t);
                 let _ = parse_time(t);
                 let _ = parse_format(t);
                 let _ = parse_action(t);

@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::anyhow;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, Watch};
 use ec2_scheduler_config::{Source, load};
 use ec2_scheduler_core::plan::ScaleIn;
 use ec2_scheduler_core::{Action, Instance, InstanceState};
 use ec2_scheduler_engine::memory::MemoryStore;
-use ec2_scheduler_engine::{Begin, Executor, RunRequest, Settings};
+use ec2_scheduler_engine::{Run, RunRequest};
 
-use crate::ops::{Cloud, SimCloud, Speed, drive, run_report};
+use crate::error::{CliError, Result};
 use crate::progress::Progress;
+use crate::{render, term};
 
 const WORKLOAD: &str = include_str!("../../../examples/demo.yaml");
 
@@ -84,46 +85,21 @@ pub fn fleet() -> Vec<Instance> {
     out
 }
 
-pub async fn demo(speed: Speed) -> anyhow::Result<()> {
-    let workload = load(&[Source {
-        name: "examples/demo.yaml",
-        text: WORKLOAD,
-    }])
-    .map_err(|d| anyhow!("{d}"))?
-    .workloads
-    .remove(0);
-    let cloud = Cloud::Sim(Box::new(SimCloud::new_at(None, fleet(), Utc::now())));
-    let Cloud::Sim(sim) = &cloud else {
-        unreachable!("built as a simulation")
-    };
-    let store = MemoryStore::new();
-    crate::term::out(
-        format!(
-            "Simulated region us-west-2: {} instances ({} in workload {}, 2 decoys), web tier behind web-elb.\n",
-            sim.region.instances().len(),
-            sim.region.instances().len() - 2,
-            workload.name
-        ) + "\n",
-    )?;
-    for (action, profile) in [(Action::Stop, None), (Action::Start, Some("profileD"))] {
-        let settings = Settings {
-            owner: "demo".into(),
-            ..crate::ops::settings(&cloud, speed)
-        };
-        let mut exec = Executor::new(cloud.ports(&store), settings, workload.clone());
-        let req = RunRequest {
-            action,
-            profile: profile.map(str::to_string),
-            scale_in: ScaleIn::ReportOnly,
-        };
-        let id = format!("demo-{action}");
-        let mut run = match exec.begin(&req, &id).await? {
-            Begin::Started(r) | Begin::Resumed(r) => *r,
-            Begin::NothingToDo(p) => {
-                crate::term::out(crate::render::plan_text(&p) + "\n")?;
-                continue;
-            }
-        };
+/// Prints the plan's header as a run begins, and its progress.
+struct Show<'a> {
+    workload: &'a str,
+    action: Action,
+    profile: Option<&'a str>,
+    progress: Progress,
+    failed: Option<CliError>,
+}
+
+impl Watch for Show<'_> {
+    fn note(&mut self, text: &str) {
+        self.progress.note(text);
+    }
+
+    fn began(&mut self, run: &Run) {
         let order: Vec<String> = run
             .plan
             .stages
@@ -136,40 +112,96 @@ pub async fn demo(speed: Speed) -> anyhow::Result<()> {
                     .join("+")
             })
             .collect();
-        crate::term::out(
-            format!(
-                "== {action}{} of {}: {} (order {})",
-                profile
-                    .map(|p| format!(" with profile {p}"))
-                    .unwrap_or_default(),
-                workload.name,
-                match action {
-                    Action::Stop => format!("{} to stop", run.plan.summary.to_stop),
-                    Action::Start => format!(
-                        "{} to start, {} to resize",
-                        run.plan.summary.to_start, run.plan.summary.to_resize
-                    ),
-                },
-                order.join(" -> ")
-            ) + "\n",
-        )?;
-        let mut progress = Progress::new(false);
-        drive(&mut exec, &mut run, &cloud, speed, &mut progress).await?;
-        crate::term::out(run_report(&run) + "\n")?;
+        let header = format!(
+            "== {}{} of {}: {} (order {})\n",
+            self.action,
+            self.profile
+                .map(|p| format!(" with profile {p}"))
+                .unwrap_or_default(),
+            self.workload,
+            match self.action {
+                Action::Stop => format!("{} to stop", run.plan.summary.to_stop),
+                Action::Start => format!(
+                    "{} to start, {} to resize",
+                    run.plan.summary.to_start, run.plan.summary.to_resize
+                ),
+            },
+            order.join(" -> ")
+        );
+        if let Err(e) = term::out(header) {
+            self.failed.get_or_insert(e);
+        }
+    }
+
+    fn progress(&mut self, run: &Run, now: DateTime<Utc>) {
+        self.progress.progress(run, now);
+    }
+
+    fn finished(&mut self) {
+        self.progress.finished();
+    }
+}
+
+pub async fn demo(speed: Speed) -> Result {
+    let loaded = load(&[Source {
+        name: "examples/demo.yaml",
+        text: WORKLOAD,
+    }])
+    .map_err(Error::from)?;
+    let workload = &loaded.workloads[0];
+    let app = App::new(
+        Box::new(MemoryStore::new()),
+        CloudSpec::SimMemory {
+            instances: fleet(),
+            start: Utc::now(),
+            speed,
+        },
+        "demo".into(),
+        Default::default(),
+    );
+    let cloud = app.connect(workload).await?;
+    let Some(sim) = cloud.sim() else {
+        return Err(Error::Invalid("the demo runs on the simulator".into()).into());
+    };
+    let region = &sim.region;
+    term::out(format!(
+        "Simulated region us-west-2: {} instances ({} in workload {}, 2 decoys), web tier behind web-elb.\n\n",
+        region.instances().len(),
+        region.instances().len() - 2,
+        workload.name
+    ))?;
+    for (action, profile) in [(Action::Stop, None), (Action::Start, Some("profileD"))] {
+        let req = RunRequest {
+            action,
+            profile: profile.map(str::to_string),
+            scale_in: ScaleIn::ReportOnly,
+        };
+        let mut show = Show {
+            workload: workload.name.as_str(),
+            action,
+            profile,
+            progress: Progress::new(false),
+            failed: None,
+        };
+        let outcome = app.run(&cloud, workload, &req, None, &mut show).await?;
+        if let Some(e) = show.failed {
+            return Err(e);
+        }
+        match outcome {
+            Outcome::NothingToDo(p) => term::out(render::plan_text(&p) + "\n")?,
+            Outcome::Finished(run) => term::out(render::run_report(&run) + "\n")?,
+        }
     }
     let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
-    for i in sim.region.instances() {
+    for i in region.instances() {
         *by_state
             .entry(format!("{} {}", i.state, i.instance_type))
             .or_default() += 1;
     }
     let summary: Vec<String> = by_state.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    crate::term::out(format!("Region now: {}.", summary.join(", ")) + "\n")?;
-    crate::term::out(
-        format!(
-            "Notifications published to SNS topic SchedulerTesting: {}.",
-            sim.region.published().len()
-        ) + "\n",
-    )?;
-    Ok(())
+    term::out(format!("Region now: {}.\n", summary.join(", ")))?;
+    term::out(format!(
+        "Notifications published to SNS topic SchedulerTesting: {}.\n",
+        region.published().len()
+    ))
 }

@@ -1,11 +1,10 @@
-//! `ec2-scheduler`: the command line. Parses arguments and hands over to the library
-//! crates; exit codes: 0 ok, 1 invalid input (or a failure
-//! to reach the store or cloud), 2 usage, 3 a run that did not succeed.
+//! `ec2-scheduler`: the command line. Parses arguments, calls the application layer
+//! (`ec2-scheduler-app`) once per command and renders the result; exit codes in
+//! [`error::CliError::exit_code`].
 
 mod cli;
 mod demo;
-mod files;
-mod ops;
+mod error;
 mod progress;
 mod render;
 mod term;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use chrono::{DateTime, Utc};
+use ec2_scheduler_app::Watch;
 use ec2_scheduler_engine::Run;
 use ec2_scheduler_engine::run::Phase;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -113,5 +114,19 @@ impl Progress {
             }
             bars.clear();
         }
+    }
+}
+
+impl Watch for Progress {
+    fn note(&mut self, text: &str) {
+        crate::term::note(text);
+    }
+
+    fn progress(&mut self, run: &Run, now: DateTime<Utc>) {
+        self.update(run, now);
+    }
+
+    fn finished(&mut self) {
+        self.finish();
     }
 }

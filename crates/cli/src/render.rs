@@ -1,8 +1,13 @@
-//! Human-readable rendering of plans.
+//! Human-readable rendering: plans, runs, status, exemptions.
 
 use std::fmt::Write;
 
+use chrono::{DateTime, Utc};
+use ec2_scheduler_app::status::Status;
 use ec2_scheduler_core::plan::{PauseReason, Plan, Step};
+use ec2_scheduler_core::{Exemption, Workload};
+use ec2_scheduler_engine::Run;
+use ec2_scheduler_engine::ports::RunSummaryRow;
 
 /// How many instance ids a line lists before summarising the rest.
 const SHOWN_IDS: usize = 8;
@@ -180,4 +185,170 @@ pub fn plan_text(plan: &Plan) -> String {
         plural(plan.stages.len(), "stage")
     );
     out
+}
+
+/// The run's outcome for people.
+pub fn run_report(run: &Run) -> String {
+    let mut out = String::new();
+    let secs = run.elapsed_secs(run.finished.unwrap_or(run.started));
+    out += &format!(
+        "Run {}: {} of {} {} in {secs:.0} s: {} stopped, {} started, {} resized, {} excluded, {} kept running, {} failed\n",
+        run.id,
+        run.action,
+        run.workload,
+        run.status.as_str(),
+        run.stopped_ids.len(),
+        run.started_ids.len(),
+        run.resized_ids.len(),
+        run.plan.excluded.len(),
+        run.kept.len(),
+        run.failed.len()
+    );
+    for e in &run.plan.excluded {
+        out += &format!(
+            "  excluded {} ({}): {}\n",
+            e.instance,
+            e.tier,
+            e.reason.describe()
+        );
+    }
+    for (id, k) in &run.kept {
+        out += &format!("  kept {id} ({}): {}\n", k.tier, k.reason);
+    }
+    for (id, f) in &run.failed {
+        out += &format!("  failed {id} ({}): {}\n", f.tier, f.reason);
+    }
+    for (tier, t) in &run.tiers {
+        if let Some(f) = t.finished {
+            out += &format!(
+                "  tier {tier}: {:.0} s\n",
+                (f - t.started).num_milliseconds() as f64 / 1000.0
+            );
+        }
+    }
+    let calls: Vec<String> = run.calls.iter().map(|(a, n)| format!("{a} {n}")).collect();
+    out += &format!(
+        "  API calls: {} ({}), {} retried\n",
+        run.total_calls(),
+        calls.join(", "),
+        run.retried
+    );
+    if let Some(e) = &run.error {
+        out += &format!("  error: {e}\n");
+    }
+    out
+}
+
+/// `status`: the workload's tiers and instances, with exemptions and the last run.
+pub fn status(workload: &Workload, status: &Status) -> String {
+    let mut out = format!(
+        "Workload {} ({}={}, tier tag {})\n",
+        workload.name,
+        workload.workload_tag.key,
+        workload.workload_tag.value,
+        workload.tier_tag_key
+    );
+    for tier in &status.tiers {
+        out += &format!(
+            "\n{}: {} members, {} running/pending\n",
+            tier.name,
+            tier.members.len(),
+            tier.up()
+        );
+        for m in &tier.members {
+            let i = &m.instance;
+            let note = m
+                .kept_by
+                .as_ref()
+                .map(|r| format!("  [{r}]"))
+                .unwrap_or_default();
+            out += &format!(
+                "  {:<22} {:<9} {:<12} {}{note}\n",
+                i.id,
+                i.state.as_str(),
+                i.instance_type,
+                i.az
+            );
+        }
+    }
+    if let Some(last) = &status.last_run {
+        out += &format!(
+            "\nLast run: {} {} {} (started {})\n",
+            last.id,
+            last.action,
+            last.status,
+            last.started
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    out
+}
+
+/// `runs`: the history table.
+pub fn runs(rows: &[RunSummaryRow]) -> String {
+    if rows.is_empty() {
+        return "no runs\n".to_string();
+    }
+    let mut out = format!(
+        "{:<34} {:<20} {:<6} {:<24} {:<21} {}\n",
+        "RUN", "WORKLOAD", "ACTION", "STATUS", "STARTED", "SECONDS"
+    );
+    for r in rows {
+        let secs = r
+            .finished
+            .map(|f| format!("{:.0}", (f - r.started).num_milliseconds() as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        out += &format!(
+            "{:<34} {:<20} {:<6} {:<24} {:<21} {secs}\n",
+            r.id,
+            r.workload,
+            r.action,
+            r.status,
+            r.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    out
+}
+
+/// `runs show ID`: the run's report and history.
+pub fn run_show(run: &Run) -> String {
+    let mut out = run_report(run);
+    out += "History:\n";
+    for e in &run.history {
+        let t = (e.at - run.started).num_milliseconds() as f64 / 1000.0;
+        match &e.tier {
+            Some(tier) => out += &format!("  [{t:>7.1}s] {tier}: {}\n", e.what),
+            None => out += &format!("  [{t:>7.1}s] {}\n", e.what),
+        }
+    }
+    out
+}
+
+/// `exempt add`: what was recorded.
+pub fn exempted(e: &Exemption) -> String {
+    format!(
+        "{} is exempt from stop {}: {}\n",
+        e.instance_id,
+        e.until.map_or("until removed".to_string(), |u| format!(
+            "until {}",
+            u.to_rfc3339()
+        )),
+        e.reason
+    )
+}
+
+/// `exempt list`.
+pub fn exemptions(list: &[Exemption], now: DateTime<Utc>) -> String {
+    if list.is_empty() {
+        return "no exemptions\n".to_string();
+    }
+    list.iter()
+        .map(|e| {
+            let until = e.until.map_or("until removed".to_string(), |u| {
+                format!("until {}", u.to_rfc3339())
+            });
+            let expired = if e.active(now) { "" } else { " (expired)" };
+            format!("{} {until}{expired}: {}\n", e.instance_id, e.reason)
+        })
+        .collect()
 }

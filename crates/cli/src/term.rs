@@ -7,11 +7,13 @@
 //! the text around it. [`sanitize`] writes such characters as visible escapes.
 //!
 //! `ec2-scheduler status ... | head -1` closes the pipe early; that is not an error:
-//! [`out`] reports it as [`Closed`], which the entry point turns into a quiet exit.
+//! [`out`] reports it as [`CliError::Closed`], which the entry point turns into a
+//! quiet exit.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io::{self, Write};
+
+use crate::error::{CliError, Result};
 
 /// Whether a character must not be printed raw: C0 and C1 control characters
 /// (except line feed and tab), DEL, and the Unicode controls that reorder or hide
@@ -37,23 +39,11 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Standard output was closed by its reader.
-#[derive(Debug)]
-pub struct Closed;
-
-impl fmt::Display for Closed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("standard output was closed")
-    }
-}
-
-impl std::error::Error for Closed {}
-
 /// Writes text for people to standard output, sanitized.
 ///
 /// # Errors
-/// [`Closed`] when the reader went away; other write errors as they are.
-pub fn out(text: impl AsRef<str>) -> anyhow::Result<()> {
+/// [`CliError::Closed`] when the reader went away; other write errors as they are.
+pub fn out(text: impl AsRef<str>) -> Result {
     write_stdout(&sanitize(text.as_ref()))
 }
 
@@ -63,19 +53,19 @@ pub fn out(text: impl AsRef<str>) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// As [`out`].
-pub fn data(text: impl AsRef<str>) -> anyhow::Result<()> {
+pub fn data(text: impl AsRef<str>) -> Result {
     write_stdout(text.as_ref())
 }
 
-fn write_stdout(text: &str) -> anyhow::Result<()> {
+fn write_stdout(text: &str) -> Result {
     let mut stdout = io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Closed.into()),
-        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(CliError::Closed),
+        Err(e) => Err(CliError::Stdout(e)),
     }
 }
 

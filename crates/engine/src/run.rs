@@ -26,6 +26,8 @@ pub enum RunStatus {
     RolledBack,
     /// Replaced by a newer run of another action before it finished.
     Abandoned,
+    /// Cancelled by a user before it finished.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -37,6 +39,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::RolledBack => "rolled-back",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 

@@ -361,9 +361,13 @@ impl<'a> Executor<'a> {
             .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
         if !run.status.is_finished() {
             self.take_lock(&run.id).await?;
-            run.owner = self.settings.owner.clone();
-            run.log(now, None, "resumed");
-            self.save(&mut run).await?;
+            // A driver that advances one tick at a time resumes under the same owner
+            // each time: only a change of hands is worth a line.
+            if run.owner != self.settings.owner {
+                run.owner = self.settings.owner.clone();
+                run.log(now, None, "resumed");
+                self.save(&mut run).await?;
+            }
         }
         Ok(run)
     }

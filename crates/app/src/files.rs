@@ -5,9 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
-
-use crate::cli::Invalid;
+use crate::error::{Error, Result};
 
 /// The largest fleet snapshot or exemption file read, in bytes.
 pub const MAX_DATA_BYTES: u64 = 1 << 30;
@@ -15,11 +13,13 @@ pub const MAX_DATA_BYTES: u64 = 1 << 30;
 /// Reads a UTF-8 text file of at most `limit` bytes.
 ///
 /// # Errors
-/// [`Invalid`] naming the file: unreadable, larger than `limit`, or not UTF-8 (with
+/// An error naming the file: unreadable, larger than `limit`, or not UTF-8 (with
 /// the offset, line and column of the first bad byte).
-pub fn read_text(path: &Path, limit: u64) -> anyhow::Result<String> {
-    let name = path.display();
-    let cannot = |e: std::io::Error| anyhow!(Invalid(format!("{name}: cannot read: {e}")));
+pub fn read_text(path: &Path, limit: u64) -> Result<String> {
+    let cannot = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = File::open(path).map_err(cannot)?;
     let mut bytes = Vec::new();
     // One byte more than the limit tells a file that is too large.
@@ -28,13 +28,17 @@ pub fn read_text(path: &Path, limit: u64) -> anyhow::Result<String> {
         .read_to_end(&mut bytes)
         .map_err(cannot)?;
     if bytes.len() as u64 > limit {
-        return Err(anyhow!(Invalid(format!(
-            "{name}: the file is larger than {limit} bytes, the most this command reads"
-        ))));
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
     }
     match ec2_scheduler_config::utf8(&bytes) {
         Ok(_) => Ok(String::from_utf8(bytes).expect("checked as UTF-8")),
-        Err(msg) => Err(anyhow!(Invalid(format!("{name}: {msg}")))),
+        Err(message) => Err(Error::NotUtf8 {
+            path: path.to_path_buf(),
+            message,
+        }),
     }
 }
 
@@ -44,7 +48,7 @@ pub fn read_text(path: &Path, limit: u64) -> anyhow::Result<String> {
 ///
 /// # Errors
 /// When the temporary file cannot be written or renamed.
-pub fn write_atomic(path: &Path, text: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, text: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
@@ -55,7 +59,11 @@ pub fn write_atomic(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("writing {}", path.display()))
+    result.map_err(|source| Error::Write {
+        what: "writing",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -75,7 +83,7 @@ impl FileLock {
     ///
     /// # Errors
     /// When the lock file cannot be opened or locked.
-    pub fn exclusive(path: &Path) -> anyhow::Result<Self> {
+    pub fn exclusive(path: &Path) -> Result<Self> {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".lock");
         let lock_path = path.with_file_name(name);
@@ -84,9 +92,16 @@ impl FileLock {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
-        file.lock()
-            .with_context(|| format!("locking {}", lock_path.display()))?;
+            .map_err(|source| Error::Write {
+                what: "opening",
+                path: lock_path.clone(),
+                source,
+            })?;
+        file.lock().map_err(|source| Error::Write {
+            what: "locking",
+            path: lock_path.clone(),
+            source,
+        })?;
         Ok(FileLock { _file: file })
     }
 }

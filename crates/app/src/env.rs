@@ -1,0 +1,319 @@
+//! The environment of the use cases, built once by a driver: the store, how to reach
+//! the cloud, who the caller is (the lock owner) and the request counter.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
+use ec2_scheduler_aws::{AwsCloud, CallCounter, Connect, sdk_config};
+use ec2_scheduler_core::{Instance, Workload};
+use ec2_scheduler_engine::ports::{Clock, ConfigStore, RunStore};
+use ec2_scheduler_engine::{Ports, Settings};
+use ec2_scheduler_store::SqliteStore;
+
+use crate::error::{Error, Result};
+use crate::sim::SimCloud;
+
+/// A store that holds both runs and workloads.
+pub trait Store: RunStore + ConfigStore {}
+impl<T: RunStore + ConfigStore> Store for T {}
+
+/// Which store to open.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOpts {
+    /// `sqlite:PATH`, `memory` or `dynamodb:REGION`; `None`: `$EC2_SCHEDULER_STORE`,
+    /// else the default SQLite file.
+    pub spec: Option<String>,
+    /// The original's `-r`: the DynamoDB store in this region.
+    pub dynamodb_region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub tables: Tables,
+}
+
+/// How to reach the cloud of a workload.
+#[derive(Debug, Clone)]
+pub enum CloudSpec {
+    /// AWS, in the workload's region, assuming its role when it has one.
+    Aws { endpoint_url: Option<String> },
+    /// A simulated region loaded from a fleet snapshot file and saved back to it.
+    SimFile { fleet: PathBuf, speed: Speed },
+    /// A simulated region held in memory, whose clock starts at `start`.
+    SimMemory {
+        instances: Vec<Instance>,
+        start: DateTime<Utc>,
+        speed: Speed,
+    },
+}
+
+/// How fast virtual time runs against real time on the simulator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// This many virtual seconds per real second.
+    Times(f64),
+    /// No real waiting at all.
+    Max,
+}
+
+impl Speed {
+    /// The bounds of [`Speed::Times`].
+    pub const RANGE: std::ops::RangeInclusive<f64> = 0.01..=1_000_000.0;
+}
+
+/// Where a run acts.
+pub enum Cloud {
+    Sim { sim: Box<SimCloud>, speed: Speed },
+    Aws(Box<AwsCloud>),
+}
+
+impl Cloud {
+    /// The ports of this cloud over `store`.
+    pub fn ports<'a>(&'a self, store: &'a dyn Store) -> Ports<'a> {
+        match self {
+            Cloud::Sim { sim, .. } => sim.ports(store),
+            Cloud::Aws(a) => Ports {
+                compute: &**a,
+                lb: &**a,
+                probe: &**a,
+                notifier: &**a,
+                meter: &**a,
+                store,
+                clock: &SystemClock,
+                lease_clock: &SystemClock,
+            },
+        }
+    }
+
+    /// The simulated cloud, if this is one.
+    pub fn sim(&self) -> Option<&SimCloud> {
+        match self {
+            Cloud::Sim { sim, .. } => Some(sim),
+            Cloud::Aws(_) => None,
+        }
+    }
+
+    /// The cloud's time (the simulator's is virtual).
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Cloud::Sim { sim, .. } => Clock::now(&sim.region),
+            Cloud::Aws(_) => Utc::now(),
+        }
+    }
+
+    /// Engine settings for a run by `owner` on this cloud.
+    pub fn settings(&self, owner: &str) -> Settings {
+        Settings {
+            owner: owner.to_string(),
+            clock_rate: match self {
+                Cloud::Aws(_) => Some(1.0),
+                Cloud::Sim {
+                    speed: Speed::Times(x),
+                    ..
+                } => Some(*x),
+                Cloud::Sim {
+                    speed: Speed::Max, ..
+                } => None,
+            },
+            ..Settings::default()
+        }
+    }
+
+    /// Lets `wait` pass: real time on AWS; on the simulator, virtual time (and real
+    /// time scaled by the speed, at most 2 s a step).
+    pub async fn wait(&self, wait: Duration) {
+        match self {
+            Cloud::Sim { sim, speed } => {
+                if let Speed::Times(x) = speed {
+                    tokio::time::sleep(Duration::from_secs_f64((wait.as_secs_f64() / x).min(2.0)))
+                        .await;
+                }
+                sim.region.advance(wait.max(Duration::from_millis(1)));
+            }
+            Cloud::Aws(_) => tokio::time::sleep(wait).await,
+        }
+    }
+
+    /// Saves what must outlive the process (the simulated fleet file).
+    pub fn save(&self) -> Result<()> {
+        match self {
+            Cloud::Sim { sim, .. } => sim.save(),
+            Cloud::Aws(_) => Ok(()),
+        }
+    }
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The environment of the use cases.
+pub struct App {
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) cloud: CloudSpec,
+    /// The caller, as the owner of the locks it takes.
+    pub(crate) owner: String,
+    /// Every request this environment sends to AWS (store and clouds).
+    pub(crate) requests: Arc<CallCounter>,
+}
+
+impl App {
+    /// Opens the store and prepares to reach the cloud; the caller is this process
+    /// (`host:pid`).
+    ///
+    /// # Errors
+    /// An invalid store spec, or a store that cannot be opened.
+    pub async fn open(store: &StoreOpts, cloud: CloudSpec) -> Result<App> {
+        let requests = Arc::new(CallCounter::default());
+        let store = open_store(store, &requests).await?;
+        Ok(App::new(store, cloud, process_owner(), requests))
+    }
+
+    /// An environment from parts.
+    pub fn new(
+        store: Box<dyn Store>,
+        cloud: CloudSpec,
+        owner: String,
+        requests: Arc<CallCounter>,
+    ) -> App {
+        App {
+            store,
+            cloud,
+            owner,
+            requests,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Requests sent to AWS so far, by action.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.requests.snapshot()
+    }
+
+    /// The cloud of `workload`.
+    ///
+    /// # Errors
+    /// A fleet file that cannot be read.
+    pub async fn connect(&self, workload: &Workload) -> Result<Cloud> {
+        match &self.cloud {
+            CloudSpec::SimFile { fleet, speed } => Ok(Cloud::Sim {
+                sim: Box::new(SimCloud::load(fleet)?),
+                speed: *speed,
+            }),
+            CloudSpec::SimMemory {
+                instances,
+                start,
+                speed,
+            } => Ok(Cloud::Sim {
+                sim: Box::new(SimCloud::new_at(None, instances.clone(), *start)),
+                speed: *speed,
+            }),
+            CloudSpec::Aws { endpoint_url } => {
+                let conf = sdk_config(&Connect {
+                    region: Some(workload.region.to_string()),
+                    endpoint_url: endpoint_url.clone(),
+                    role_arn: workload
+                        .cross_account
+                        .as_ref()
+                        .map(|c| c.role_arn.to_string()),
+                    external_id: workload
+                        .cross_account
+                        .as_ref()
+                        .and_then(|c| c.external_id.clone()),
+                    max_attempts: None,
+                })
+                .await;
+                Ok(Cloud::Aws(Box::new(AwsCloud::with_counter(
+                    &conf,
+                    self.requests.clone(),
+                ))))
+            }
+        }
+    }
+}
+
+/// Opens the store: DynamoDB when `-r` or `dynamodb:REGION` says so, else SQLite
+/// (`sqlite:PATH`, `$EC2_SCHEDULER_STORE`, or the default file), or memory.
+async fn open_store(o: &StoreOpts, requests: &Arc<CallCounter>) -> Result<Box<dyn Store>> {
+    let spec = o
+        .spec
+        .clone()
+        .or_else(|| std::env::var("EC2_SCHEDULER_STORE").ok());
+    let dynamo = match (
+        &o.dynamodb_region,
+        spec.as_deref().and_then(|s| s.strip_prefix("dynamodb:")),
+    ) {
+        (Some(r), _) => Some(r.clone()),
+        (None, Some(r)) if !r.is_empty() => Some(r.to_string()),
+        _ => None,
+    };
+    if let Some(region) = dynamo {
+        let conf = sdk_config(&Connect {
+            region: Some(region),
+            endpoint_url: o.endpoint_url.clone(),
+            ..Connect::default()
+        })
+        .await;
+        let store = DynamoStore::with_counter(&conf, o.tables.clone(), requests.clone());
+        store.ensure_state_table().await?;
+        return Ok(Box::new(store));
+    }
+    match spec.as_deref() {
+        None => Ok(Box::new(SqliteStore::open(&default_store_path())?)),
+        Some("memory") => Ok(Box::new(ec2_scheduler_engine::memory::MemoryStore::new())),
+        Some(s) => match s.strip_prefix("sqlite:") {
+            Some(path) if !path.is_empty() => Ok(Box::new(SqliteStore::open(Path::new(path))?)),
+            _ => Err(Error::Invalid(format!(
+                "--store {s:?}: expected sqlite:PATH, memory or dynamodb:REGION"
+            ))),
+        },
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ec2-scheduler").join("state.db")
+}
+
+/// This process, as a lock owner: `host:pid`.
+pub fn process_owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Whether a lock owner is a process of this host that no longer exists.
+pub(crate) fn owner_is_dead(owner: &str) -> bool {
+    let Some((host, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    host == hostname() && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
+}
+
+/// A new run id: time and process, unique enough for one store.
+pub(crate) fn new_run_id() -> String {
+    let now = Utc::now();
+    format!(
+        "run-{}-{:05}",
+        now.format("%Y%m%dT%H%M%S%.3f"),
+        std::process::id() % 100_000
+    )
+}

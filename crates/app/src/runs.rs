@@ -1,0 +1,235 @@
+//! Runs: previewing, beginning or resuming, driving to the end (the foreground loop
+//! of the command line and the service), advancing by one tick (for drivers that
+//! wait between ticks themselves, such as a Step Functions loop), cancelling, and
+//! history.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::Workload;
+use ec2_scheduler_core::plan::Plan;
+use ec2_scheduler_engine::ports::RunSummaryRow;
+use ec2_scheduler_engine::{Begin, EngineError, Executor, Run, RunRequest, RunStatus, Tick};
+
+use crate::env::{App, Cloud, Store, new_run_id, owner_is_dead};
+use crate::error::{Error, Result};
+use crate::sim::Checkpointed;
+
+/// What a driver shows while a run goes.
+pub trait Watch {
+    /// A note for the user: a run resumed, a lock taken over.
+    fn note(&mut self, _text: &str) {}
+    /// The run began (or was resumed) with this plan.
+    fn began(&mut self, _run: &Run) {}
+    /// After every tick.
+    fn progress(&mut self, _run: &Run, _now: DateTime<Utc>) {}
+    /// The run is finished.
+    fn finished(&mut self) {}
+}
+
+/// A watcher that shows nothing.
+pub struct Quiet;
+impl Watch for Quiet {}
+
+/// How [`App::run`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing to do (already in the target state, or disabled); no run recorded.
+    NothingToDo(Box<Plan>),
+    /// The run, finished (its status says how).
+    Finished(Box<Run>),
+}
+
+/// What [`App::advance`] left to do.
+#[derive(Debug)]
+pub enum Next {
+    /// Advance again after this long.
+    Wait(Duration, Box<Run>),
+    /// The run is finished.
+    Done(Box<Run>),
+}
+
+/// The store a run on `cloud` writes to: on the simulator, one that saves the fleet
+/// file before every checkpoint, so the file is never behind the store.
+fn run_store<'a>(
+    store: &'a dyn Store,
+    cloud: &'a Cloud,
+    slot: &'a mut Option<Checkpointed<'a>>,
+) -> &'a dyn Store {
+    match cloud {
+        Cloud::Sim { sim, .. } => slot.insert(Checkpointed { inner: store, sim }),
+        Cloud::Aws(_) => store,
+    }
+}
+
+impl App {
+    /// Observes and plans, changing nothing (a dry run).
+    pub async fn dry_run(
+        &self,
+        cloud: &Cloud,
+        workload: &Workload,
+        req: &RunRequest,
+    ) -> Result<Plan> {
+        let mut exec = Executor::new(
+            cloud.ports(&*self.store),
+            cloud.settings(&self.owner),
+            workload.clone(),
+        );
+        Ok(exec.plan(req).await?)
+    }
+
+    /// Begins a run (or resumes the unfinished run of the same action and profile,
+    /// or the run `resume`) and drives it to its end, waiting as the cloud waits.
+    ///
+    /// # Errors
+    /// The workload is busy, the plan cannot be made, the store or the cloud failed.
+    /// A run that finished without success is an [`Outcome::Finished`], not an error.
+    pub async fn run(
+        &self,
+        cloud: &Cloud,
+        workload: &Workload,
+        req: &RunRequest,
+        resume: Option<&str>,
+        watch: &mut dyn Watch,
+    ) -> Result<Outcome> {
+        let mut slot = None;
+        let store = run_store(&*self.store, cloud, &mut slot);
+        let mut exec = Executor::new(
+            cloud.ports(store),
+            cloud.settings(&self.owner),
+            workload.clone(),
+        );
+        let mut run = match self.begin(&mut exec, req, resume, watch).await? {
+            Begin::NothingToDo(plan) => return Ok(Outcome::NothingToDo(plan)),
+            Begin::Resumed(r) => {
+                watch.note(&format!("resuming run {}", r.id));
+                *r
+            }
+            Begin::Started(r) => *r,
+        };
+        watch.began(&run);
+        drive(&mut exec, &mut run, cloud, watch).await?;
+        Ok(Outcome::Finished(Box::new(run)))
+    }
+
+    /// Begins (or resumes) a run, taking over a lock left by a process of this host
+    /// that no longer exists.
+    async fn begin(
+        &self,
+        exec: &mut Executor<'_>,
+        req: &RunRequest,
+        resume: Option<&str>,
+        watch: &mut dyn Watch,
+    ) -> Result<Begin> {
+        let mut took_over = false;
+        loop {
+            let result = match resume {
+                Some(id) => exec.resume(id).await.map(|r| Begin::Resumed(Box::new(r))),
+                None => exec.begin(req, &new_run_id()).await,
+            };
+            match result {
+                Err(EngineError::Busy(lock)) if !took_over && owner_is_dead(&lock.owner) => {
+                    watch.note(&format!(
+                        "note: taking over the lock of {} from {} (that process is gone)",
+                        lock.workload, lock.owner
+                    ));
+                    self.store.release(&lock.workload, &lock.owner).await?;
+                    took_over = true;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// Advances the run `run_id` by one tick and saves it: for drivers that wait
+    /// between ticks themselves. Progress inside a step is not kept between calls: the
+    /// step re-observes.
+    ///
+    /// # Errors
+    /// No such run, the workload is busy with another run, the store or the cloud
+    /// failed.
+    pub async fn advance(&self, cloud: &Cloud, workload: &Workload, run_id: &str) -> Result<Next> {
+        let mut slot = None;
+        let store = run_store(&*self.store, cloud, &mut slot);
+        let mut exec = Executor::new(
+            cloud.ports(store),
+            cloud.settings(&self.owner),
+            workload.clone(),
+        );
+        let mut run = exec.resume(run_id).await?;
+        let tick = exec.tick(&mut run).await?;
+        cloud.save()?;
+        Ok(match tick {
+            Tick::Wait(d) => Next::Wait(d, Box::new(run)),
+            Tick::Done => Next::Done(Box::new(run)),
+        })
+    }
+
+    /// Cancels an unfinished run: it is recorded as cancelled and the workload's lock
+    /// is released, so the process driving it stops at its next tick (its lease is
+    /// gone) and the workload is free for another run. What the run already did is
+    /// not undone.
+    ///
+    /// # Errors
+    /// No such run, or a run that is already finished.
+    pub async fn cancel(&self, run_id: &str) -> Result<Run> {
+        let mut run = self.run_record(run_id).await?;
+        if run.status.is_finished() {
+            return Err(Error::Conflict(format!(
+                "run {run_id} is already finished: {}",
+                run.status.as_str()
+            )));
+        }
+        let now = Utc::now();
+        run.status = RunStatus::Cancelled;
+        run.finished = Some(now);
+        run.history.push(ec2_scheduler_engine::run::Entry {
+            at: now,
+            tier: None,
+            what: format!("cancelled by {}", self.owner),
+        });
+        self.store.save_run(&run).await?;
+        self.store.release(&run.workload, &run.owner).await?;
+        Ok(run)
+    }
+
+    /// The runs, newest first; only `workload`'s when given.
+    pub async fn runs(&self, workload: Option<&str>) -> Result<Vec<RunSummaryRow>> {
+        Ok(self.store.list_runs(workload).await?)
+    }
+
+    /// One run, with its events.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the store has no such run.
+    pub async fn run_record(&self, id: &str) -> Result<Run> {
+        self.store
+            .load_run(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no run {id} in the store")))
+    }
+}
+
+/// Drives a run to its end: tick, show, wait as the cloud waits (virtual time on the
+/// simulator), and save the cloud at the end. The one foreground loop, for the
+/// command line and the service.
+///
+/// # Errors
+/// As [`Executor::tick`], and a fleet file that cannot be saved.
+pub async fn drive(
+    exec: &mut Executor<'_>,
+    run: &mut Run,
+    cloud: &Cloud,
+    watch: &mut dyn Watch,
+) -> Result<()> {
+    loop {
+        let tick = exec.tick(run).await?;
+        watch.progress(run, cloud.now());
+        match tick {
+            Tick::Done => break,
+            Tick::Wait(d) => cloud.wait(d).await,
+        }
+    }
+    watch.finished();
+    cloud.save()
+}

@@ -1,0 +1,164 @@
+//! Workloads: reading and checking files, finding a workload in files or the store,
+//! loading files into the store, converting between formats, and plans made from
+//! files alone.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_config::{Format, Loaded, Source};
+use ec2_scheduler_core::plan::{Plan, PlanRequest, ScaleIn};
+use ec2_scheduler_core::{Action, Exemption, Workload, plan};
+
+use crate::env::App;
+use crate::error::{Error, Result};
+use crate::files::{MAX_DATA_BYTES, read_text};
+
+/// Reads and decodes workload files (any format). The warnings are in the result.
+///
+/// # Errors
+/// A file that cannot be read, or every error found in the files.
+pub fn load_files(files: &[PathBuf]) -> Result<Loaded> {
+    let texts = files
+        .iter()
+        .map(|f| {
+            Ok((
+                f.display().to_string(),
+                read_text(f, ec2_scheduler_config::MAX_SOURCE_BYTES as u64)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sources: Vec<Source> = texts
+        .iter()
+        .map(|(name, text)| Source { name, text })
+        .collect();
+    Ok(ec2_scheduler_config::load(&sources)?)
+}
+
+/// The workload `name` of loaded files.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the workloads the files define.
+pub fn pick<'l>(loaded: &'l Loaded, name: &str) -> Result<&'l Workload> {
+    loaded.workload(name).ok_or_else(|| {
+        let known: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
+        Error::Invalid(format!(
+            "workload {name:?} is not defined in the files given (defined: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Converts files to `format`, all workloads or only `only`.
+pub fn export(loaded: Loaded, format: Format, only: Option<&str>) -> Result<String> {
+    let workloads = match only {
+        None => loaded.workloads,
+        Some(name) => vec![pick(&loaded, name)?.clone()],
+    };
+    Ok(ec2_scheduler_config::export(&workloads, format))
+}
+
+/// A plan from files alone: a fleet snapshot and (optionally) stored exemptions.
+pub struct Preview<'a> {
+    pub workload: &'a Workload,
+    pub observed: &'a Path,
+    pub exemptions: Option<&'a Path>,
+    pub action: Action,
+    pub profile: Option<&'a str>,
+    pub scale_in: ScaleIn,
+    pub now: DateTime<Utc>,
+}
+
+/// Plans without a cloud.
+///
+/// # Errors
+/// An unreadable or invalid snapshot or exemptions file, or a plan that cannot be
+/// made (an unknown profile).
+pub fn preview(p: &Preview<'_>) -> Result<Plan> {
+    let observed_name = p.observed.display().to_string();
+    let observed_text = read_text(p.observed, MAX_DATA_BYTES)?;
+    let observed = ec2_scheduler_config::fleet::load_fleet(&observed_name, &observed_text)?;
+    let exemptions = match p.exemptions {
+        None => Vec::new(),
+        Some(path) => read_exemptions(path)?,
+    };
+    Ok(plan(&PlanRequest {
+        workload: p.workload,
+        observed: &observed,
+        action: p.action,
+        profile: p.profile,
+        scale_in: p.scale_in,
+        exemptions: &exemptions,
+        now: p.now,
+    })?)
+}
+
+/// Reads a JSON list of exemptions, each checked.
+fn read_exemptions(path: &Path) -> Result<Vec<Exemption>> {
+    let text = read_text(path, MAX_DATA_BYTES)?;
+    let list: Vec<Exemption> = serde_json::from_str(&text).map_err(|e| {
+        Error::Invalid(format!(
+            "{}:{}:{}: invalid exemptions (expected a JSON list of {{instance_id, until?, reason}}): {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    for (i, e) in list.iter().enumerate() {
+        e.check()
+            .map_err(|x| Error::Invalid(format!("{}: [{i}]: {x}", path.display())))?;
+    }
+    Ok(list)
+}
+
+/// A workload loaded into the store, and the tiers the store no longer holds.
+pub struct Stored {
+    pub name: String,
+    pub removed_tiers: Vec<String>,
+}
+
+impl App {
+    /// The workload named `name`: from `files` when given, else from the store.
+    ///
+    /// # Errors
+    /// Files with errors, or a workload that is not there.
+    pub async fn workload(&self, files: &[PathBuf], name: &str) -> Result<(Workload, Loaded)> {
+        if !files.is_empty() {
+            let loaded = load_files(files)?;
+            let w = pick(&loaded, name)?.clone();
+            return Ok((w, loaded));
+        }
+        match self.store.workload(name).await? {
+            Some(w) => Ok((w, Loaded::default())),
+            None => {
+                let known: Vec<String> = self
+                    .store
+                    .workloads()
+                    .await?
+                    .into_iter()
+                    .map(|w| w.name.to_string())
+                    .collect();
+                Err(Error::Invalid(format!(
+                    "workload {name:?} is not in the store (stored: {}); load it with `ec2-scheduler load FILE` or pass --config FILE",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )))
+            }
+        }
+    }
+
+    /// Writes loaded workloads into the store.
+    pub async fn store_workloads(&self, loaded: &Loaded) -> Result<Vec<Stored>> {
+        let mut out = Vec::new();
+        for w in &loaded.workloads {
+            let removed_tiers = self.store.put_workload(w).await?;
+            out.push(Stored {
+                name: w.name.to_string(),
+                removed_tiers,
+            });
+        }
+        Ok(out)
+    }
+}
