@@ -26,6 +26,7 @@ pub mod sim;
 pub mod status;
 pub mod workloads;
 
+pub use ec2_scheduler_engine::Begin;
 pub use env::{App, Cloud, CloudSpec, Speed, Store, StoreOpts};
 pub use error::{Error, Kind, Result};
 pub use runs::{Next, Outcome, Quiet, Watch};

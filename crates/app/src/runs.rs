@@ -112,6 +112,32 @@ impl App {
         Ok(Outcome::Finished(Box::new(run)))
     }
 
+    /// Begins a run (or resumes the unfinished run of the same action and profile, or
+    /// the run `resume`) without driving it: for drivers that advance it one tick at
+    /// a time ([`App::advance`]).
+    ///
+    /// # Errors
+    /// As [`App::run`].
+    pub async fn begin_run(
+        &self,
+        cloud: &Cloud,
+        workload: &Workload,
+        req: &RunRequest,
+        resume: Option<&str>,
+        watch: &mut dyn Watch,
+    ) -> Result<Begin> {
+        let mut slot = None;
+        let store = run_store(&*self.store, cloud, &mut slot);
+        let mut exec = Executor::new(
+            cloud.ports(store),
+            cloud.settings(&self.owner),
+            workload.clone(),
+        );
+        let begun = self.begin(&mut exec, req, resume, watch).await?;
+        cloud.save()?;
+        Ok(begun)
+    }
+
     /// Begins (or resumes) a run, taking over a lock left by a process of this host
     /// that no longer exists.
     async fn begin(
@@ -158,6 +184,9 @@ impl App {
         );
         let mut run = exec.resume(run_id).await?;
         let tick = exec.tick(&mut run).await?;
+        if !run.status.is_finished() {
+            exec.checkpoint(&mut run).await?;
+        }
         cloud.save()?;
         Ok(match tick {
             Tick::Wait(d) => Next::Wait(d, Box::new(run)),

@@ -337,3 +337,61 @@ fn the_demo_stops_and_starts_in_order() {
     let db = events.find("Role_DB: ec2:StopInstances").unwrap();
     assert!(web < app && app < db, "{events}");
 }
+
+#[test]
+fn a_busy_workload_exits_4_and_runs_cancel_frees_it() {
+    let e = Env::new("cancel");
+    let args = [
+        "run",
+        "-c",
+        EXAMPLE,
+        "-w",
+        "ExampleTestCase",
+        "-a",
+        "stop",
+        "--cloud",
+        "sim",
+        "--fleet",
+        &e.fleet(),
+    ];
+    // A run in slow motion: a hundredth of a virtual second per real second.
+    let mut slow = e
+        .cmd(&[&args[..], &["--speed", "0.01"]].concat())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let listed = out(&e.run(&["runs"]));
+        if let Some(line) = listed.lines().nth(1) {
+            break line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no run started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let o = e.run(&args);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(
+        err(&o).contains("workload ExampleTestCase is busy: run "),
+        "{}",
+        err(&o)
+    );
+    let o = e.run(&["runs", "cancel", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        format!("run {id} of ExampleTestCase cancelled; its lock is released\n")
+    );
+    // The slow run stops at its next step: its lease is gone.
+    let slow = slow.wait_with_output().unwrap();
+    assert_eq!(slow.status.code(), Some(4), "{}", err(&slow));
+    assert!(err(&slow).contains("lost the lock"), "{}", err(&slow));
+    let o = e.run(&["runs", "cancel", &id]);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let o = e.run(&["runs", "show", &id]);
+    assert!(out(&o).contains("cancelled"), "{}", out(&o));
+    // The workload is free again.
+    let o = e.run(&args);
+    assert!(o.status.success(), "{}", err(&o));
+}

@@ -67,6 +67,14 @@ pub struct Cursor {
     pub phase: Phase,
     pub stage: usize,
     pub steps: BTreeMap<String, usize>,
+    /// When each tier's current step began: its pause and deadlines count from then,
+    /// so a step picked up by another process (or by a driver that advances the run
+    /// one tick at a time) neither waits again nor gets more time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub began: BTreeMap<String, DateTime<Utc>>,
+    /// When the check that ends a start began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_began: Option<DateTime<Utc>>,
 }
 
 /// One line of a run's history.

@@ -19,6 +19,7 @@ impl Executor<'_> {
                 run.cursor.phase = Phase::Verify;
                 run.cursor.stage = 0;
                 run.cursor.steps.clear();
+                run.cursor.began.clear();
                 self.save(run).await?;
                 self.verify(run).await
             }
@@ -38,9 +39,10 @@ impl Executor<'_> {
     /// fell back to stopped (a silent start failure, e.g. a missing KMS grant).
     pub(super) async fn verify(&mut self, run: &mut Run) -> Result<Tick> {
         let now = self.ports.clock.now();
+        let began = *run.cursor.verify_began.get_or_insert(now);
         let mut tries = *self
             .verify
-            .get_or_insert_with(|| Tries::until(after(now, self.settings.wait_timeout)));
+            .get_or_insert_with(|| Tries::until(after(began, self.settings.wait_timeout)));
         let deadline = tries.deadline.unwrap_or(now);
         let ids: Vec<String> = run
             .started_ids
@@ -167,6 +169,8 @@ impl Executor<'_> {
             phase: Phase::Rollback,
             stage: 0,
             steps: BTreeMap::new(),
+            began: BTreeMap::new(),
+            verify_began: None,
         };
         self.state.clear();
         run.log(now, None, "rolling back after a failure");

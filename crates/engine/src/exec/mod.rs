@@ -30,7 +30,7 @@ use crate::ports::{
 };
 use crate::run::{Cursor, Phase, Run, RunStatus, TierTiming};
 use policy::Tries;
-use step::{Active, Cx, Poll};
+use step::{Active, Began, Cx, Poll};
 
 /// Errors that stop the engine (as opposed to instance failures, which the failure
 /// policy handles).
@@ -327,6 +327,8 @@ impl<'a> Executor<'a> {
                 phase: Phase::Forward,
                 stage: 0,
                 steps: BTreeMap::new(),
+                began: BTreeMap::new(),
+                verify_began: None,
             },
             plan,
             rollback: Vec::new(),
@@ -465,6 +467,7 @@ impl<'a> Executor<'a> {
             }
             run.cursor.stage += 1;
             run.cursor.steps.clear();
+            run.cursor.began.clear();
             self.save(run).await?;
         }
     }
@@ -485,7 +488,11 @@ impl<'a> Executor<'a> {
             }
             let mut active = match self.state.remove(&tp.tier) {
                 Some(a) => a,
-                None => Active::new(step, &mut self.cx(run, &tp.tier)),
+                None => {
+                    let first = !run.cursor.began.contains_key(&tp.tier);
+                    let at = *run.cursor.began.entry(tp.tier.clone()).or_insert(now);
+                    Active::new(step, &mut self.cx(run, &tp.tier), Began { at, first })
+                }
             };
             let poll = active.poll(&mut self.cx(run, &tp.tier)).await?;
             match poll {
@@ -496,6 +503,7 @@ impl<'a> Executor<'a> {
                 Poll::Done => {
                     let now = self.ports.clock.now();
                     run.cursor.steps.insert(tp.tier.clone(), idx + 1);
+                    run.cursor.began.remove(&tp.tier);
                     run.log(now, Some(&tp.tier), format!("{} done", step.name()));
                     if idx + 1 == tp.steps.len() {
                         self.tier_finished(run, &tp.tier, now).await;
@@ -512,6 +520,15 @@ impl<'a> Executor<'a> {
         }
         let event = Event::tier_finished(run, tier);
         self.notify(run, event).await;
+    }
+
+    /// Saves the run as it stands (with the requests sent so far): for drivers that
+    /// advance a run one tick at a time, so the next tick starts from here.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn checkpoint(&mut self, run: &mut Run) -> Result<()> {
+        self.save(run).await
     }
 
     /// Records the requests sent since the last save in the run, and saves it.

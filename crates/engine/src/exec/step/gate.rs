@@ -23,8 +23,8 @@ pub(crate) struct Ready {
 }
 
 impl Ready {
-    pub fn new(gate: Gate, timeout: Duration, ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
-        let deadline = after(cx.now(), timeout);
+    pub fn new(gate: Gate, timeout: Duration, ids: &[String], began: DateTime<Utc>) -> Self {
+        let deadline = after(began, timeout);
         Ready {
             gate,
             timeout,

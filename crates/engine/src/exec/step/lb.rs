@@ -167,11 +167,11 @@ pub(crate) struct Register {
 }
 
 impl Register {
-    pub fn new(ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
+    pub fn new(ids: &[String], cx: &mut Cx<'_, '_>, began: DateTime<Utc>) -> Self {
         Register {
             ids: ids.to_vec(),
             tries: Tries::unbounded_in_time(),
-            deadline: after(cx.now(), cx.settings.wait_timeout),
+            deadline: after(began, cx.settings.wait_timeout),
             registered: BTreeSet::new(),
             attempts: BTreeMap::new(),
         }

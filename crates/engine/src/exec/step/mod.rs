@@ -188,6 +188,14 @@ pub(crate) fn keep(run: &mut Run, id: &str, tier: &str, reason: String, now: Dat
     );
 }
 
+/// When a step began (its deadlines count from then), and whether this is its first
+/// beginning (not a pick-up by another executor).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Began {
+    pub at: DateTime<Utc>,
+    pub first: bool,
+}
+
 /// The step in progress of one tier.
 pub(crate) enum Active {
     Pause(wait::Pause),
@@ -202,28 +210,31 @@ pub(crate) enum Active {
 
 impl Active {
     /// Begins `step`.
-    pub fn new(step: &Step, cx: &mut Cx<'_, '_>) -> Self {
+    pub fn new(step: &Step, cx: &mut Cx<'_, '_>, began: Began) -> Self {
+        let at = began.at;
         match step {
-            Step::Pause { seconds, why } => Active::Pause(wait::Pause::new(*seconds, *why, cx)),
+            Step::Pause { seconds, why } => {
+                Active::Pause(wait::Pause::new(*seconds, *why, cx, began))
+            }
             Step::Stop { instances } => {
-                Active::Power(power::Power::new(Action::Stop, instances, cx))
+                Active::Power(power::Power::new(Action::Stop, instances, cx, at))
             }
             Step::Start { instances } => {
-                Active::Power(power::Power::new(Action::Start, instances, cx))
+                Active::Power(power::Power::new(Action::Start, instances, cx, at))
             }
             Step::WaitUntil { state, instances } => {
-                Active::Wait(wait::WaitUntil::new(*state, instances, cx))
+                Active::Wait(wait::WaitUntil::new(*state, instances, cx, at))
             }
-            Step::Resize { changes } => Active::Resize(resize::Resize::new(changes, cx)),
+            Step::Resize { changes } => Active::Resize(resize::Resize::new(changes, cx, at)),
             Step::ProbeOverride {
                 path,
                 os,
                 instances,
-            } => Active::Probe(probe::Probe::new(path, *os, instances, cx)),
+            } => Active::Probe(probe::Probe::new(path, *os, instances, cx, at)),
             Step::Deregister { instances } => {
                 Active::Deregister(lb::Deregister::new(instances, cx))
             }
-            Step::Register { instances } => Active::Register(lb::Register::new(instances, cx)),
+            Step::Register { instances } => Active::Register(lb::Register::new(instances, cx, at)),
             Step::Ready {
                 gate,
                 timeout_secs,
@@ -232,7 +243,7 @@ impl Active {
                 *gate,
                 Duration::from_secs(*timeout_secs),
                 instances,
-                cx,
+                at,
             )),
         }
     }

@@ -34,14 +34,14 @@ pub(crate) struct Power {
 }
 
 impl Power {
-    pub fn new(action: Action, ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
+    pub fn new(action: Action, ids: &[String], cx: &mut Cx<'_, '_>, began: DateTime<Utc>) -> Self {
         Power {
             action,
             ids: ids.to_vec(),
             queue: VecDeque::new(),
             called: BTreeSet::new(),
             tries: Tries::unbounded_in_time(),
-            deadline: after(cx.now(), cx.settings.wait_timeout),
+            deadline: after(began, cx.settings.wait_timeout),
             strikes: BTreeMap::new(),
             no_hibernate: BTreeSet::new(),
         }

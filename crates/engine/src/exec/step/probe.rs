@@ -28,8 +28,14 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    pub fn new(path: &str, os: Os, ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
-        let deadline = after(cx.now(), cx.settings.probe_timeout);
+    pub fn new(
+        path: &str,
+        os: Os,
+        ids: &[String],
+        cx: &mut Cx<'_, '_>,
+        began: DateTime<Utc>,
+    ) -> Self {
+        let deadline = after(began, cx.settings.probe_timeout);
         Probe {
             path: path.to_string(),
             os,

@@ -34,7 +34,7 @@ enum Phase {
 }
 
 impl Resize {
-    pub fn new(changes: &[Change], cx: &mut Cx<'_, '_>) -> Self {
+    pub fn new(changes: &[Change], cx: &mut Cx<'_, '_>, began: DateTime<Utc>) -> Self {
         Resize {
             changes: changes
                 .iter()
@@ -42,7 +42,7 @@ impl Resize {
                 .collect(),
             phase: Phase::Observe,
             tries: Tries::unbounded_in_time(),
-            deadline: after(cx.now(), cx.settings.wait_timeout),
+            deadline: after(began, cx.settings.wait_timeout),
         }
     }
 

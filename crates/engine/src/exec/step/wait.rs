@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::InstanceState;
 use ec2_scheduler_core::plan::PauseReason;
 
-use super::{Cx, Poll, Seen};
+use super::{Began, Cx, Poll, Seen};
 use crate::exec::policy::Tries;
 use crate::exec::{Result, after, dur};
 
@@ -16,14 +16,16 @@ pub(crate) struct Pause {
 }
 
 impl Pause {
-    pub fn new(seconds: u64, why: PauseReason, cx: &mut Cx<'_, '_>) -> Self {
-        let what = match why {
-            PauseReason::AfterResize => "after resizing",
-            PauseReason::BeforeNextStage => "before the next stage",
-        };
-        cx.log(format!("pausing {seconds} s {what}"));
+    pub fn new(seconds: u64, why: PauseReason, cx: &mut Cx<'_, '_>, began: Began) -> Self {
+        if began.first {
+            let what = match why {
+                PauseReason::AfterResize => "after resizing",
+                PauseReason::BeforeNextStage => "before the next stage",
+            };
+            cx.log(format!("pausing {seconds} s {what}"));
+        }
         Pause {
-            until: after(cx.now(), Duration::from_secs(seconds)),
+            until: after(began.at, Duration::from_secs(seconds)),
         }
     }
 
@@ -46,8 +48,13 @@ pub(crate) struct WaitUntil {
 }
 
 impl WaitUntil {
-    pub fn new(state: InstanceState, ids: &[String], cx: &mut Cx<'_, '_>) -> Self {
-        let deadline = after(cx.now(), cx.settings.wait_timeout);
+    pub fn new(
+        state: InstanceState,
+        ids: &[String],
+        cx: &mut Cx<'_, '_>,
+        began: DateTime<Utc>,
+    ) -> Self {
+        let deadline = after(began, cx.settings.wait_timeout);
         WaitUntil {
             state,
             ids: ids.to_vec(),

@@ -1,0 +1,149 @@
+//! The use cases on the simulator, as a driver calls them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ec2_scheduler_app::sim::read_fleet;
+use ec2_scheduler_app::workloads::{load_files, pick};
+use ec2_scheduler_app::{App, Begin, CloudSpec, Error, Kind, Next, Outcome, Quiet, Speed};
+use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_core::{Action, Workload};
+use ec2_scheduler_engine::{RunRequest, RunStatus};
+use ec2_scheduler_store::SqliteStore;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn workload() -> Workload {
+    let loaded = load_files(&[repo().join("examples/seed/example.json")]).unwrap();
+    pick(&loaded, "ExampleTestCase").unwrap().clone()
+}
+
+fn app(store: &std::path::Path, owner: &str) -> App {
+    App::new(
+        Box::new(SqliteStore::open(store).unwrap()),
+        CloudSpec::SimMemory {
+            instances: read_fleet(&repo().join("examples/seed/fleet-running.json")).unwrap(),
+            start: ec2_scheduler_sim::epoch(),
+            speed: Speed::Max,
+        },
+        owner.into(),
+        Arc::default(),
+    )
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ec2s-app-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("state.db")
+}
+
+fn stop() -> RunRequest {
+    RunRequest {
+        action: Action::Stop,
+        profile: None,
+        scale_in: ScaleIn::ReportOnly,
+    }
+}
+
+#[tokio::test]
+async fn a_run_advanced_one_tick_at_a_time_ends_as_one_driven_to_the_end() {
+    let w = workload();
+    // Driven to the end.
+    let a = app(&temp("drive"), "a");
+    let cloud = a.connect(&w).await.unwrap();
+    let Outcome::Finished(driven) = a.run(&cloud, &w, &stop(), None, &mut Quiet).await.unwrap()
+    else {
+        panic!("nothing to do")
+    };
+    // One tick at a time, the driver waiting in between.
+    let b = app(&temp("advance"), "b");
+    let cloud = b.connect(&w).await.unwrap();
+    let Begin::Started(run) = b
+        .begin_run(&cloud, &w, &stop(), None, &mut Quiet)
+        .await
+        .unwrap()
+    else {
+        panic!("not started")
+    };
+    let mut ticks = 0;
+    let run = loop {
+        ticks += 1;
+        match b.advance(&cloud, &w, &run.id).await.unwrap() {
+            Next::Wait(d, _) => cloud.wait(d).await,
+            Next::Done(run) => break run,
+        }
+    };
+    assert!(ticks > 1);
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(driven.status, RunStatus::Succeeded);
+    assert_eq!(run.stopped_ids, driven.stopped_ids);
+    // Resuming under the same owner each tick is not news.
+    assert_eq!(
+        run.history.iter().filter(|e| e.what == "resumed").count(),
+        0,
+        "{:#?}",
+        run.history
+    );
+    // The run is in the store as the driver left it.
+    assert_eq!(
+        b.run_record(&run.id).await.unwrap().status,
+        RunStatus::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn a_busy_workload_is_a_conflict_and_a_cancelled_run_frees_it() {
+    let w = workload();
+    let store = temp("busy");
+    let first = app(&store, "first");
+    let cloud = first.connect(&w).await.unwrap();
+    let Begin::Started(run) = first
+        .begin_run(&cloud, &w, &stop(), None, &mut Quiet)
+        .await
+        .unwrap()
+    else {
+        panic!("not started")
+    };
+
+    // Another caller: the workload is busy, and says who holds it.
+    let second = app(&store, "second");
+    let other = second.connect(&w).await.unwrap();
+    let e = second
+        .begin_run(&other, &w, &stop(), None, &mut Quiet)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Kind::Conflict, "{e}");
+    assert!(matches!(&e, Error::Busy(l) if l.owner == "first" && l.run_id == run.id));
+    let e = second.advance(&other, &w, &run.id).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Conflict, "{e}");
+
+    // Cancelled: recorded, the lock released; the first caller's next tick is done.
+    let cancelled = second.cancel(&run.id).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(
+        cancelled
+            .history
+            .last()
+            .is_some_and(|e| e.what == "cancelled by second")
+    );
+    assert!(matches!(
+        first.advance(&cloud, &w, &run.id).await.unwrap(),
+        Next::Done(r) if r.status == RunStatus::Cancelled
+    ));
+    let again = second.cancel(&run.id).await.unwrap_err();
+    assert_eq!(again.kind(), Kind::Conflict, "{again}");
+    assert!(matches!(
+        second
+            .begin_run(&other, &w, &stop(), None, &mut Quiet)
+            .await
+            .unwrap(),
+        Begin::Started(_)
+    ));
+
+    // Unknown runs are not found.
+    let e = second.cancel("run-nope").await.unwrap_err();
+    assert_eq!(e.kind(), Kind::NotFound, "{e}");
+}
