@@ -355,7 +355,7 @@ fn a_busy_workload_exits_4_and_runs_cancel_frees_it() {
         &e.fleet(),
     ];
     // A run in slow motion: a hundredth of a virtual second per real second.
-    let mut slow = e
+    let slow = e
         .cmd(&[&args[..], &["--speed", "0.01"]].concat())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
