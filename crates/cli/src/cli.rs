@@ -175,6 +175,53 @@ enum LogLevel {
     Notset,
 }
 
+/// How logs are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// The live progress for people; log records only at `-l debug` or `notset` (or
+    /// with RUST_LOG).
+    Text,
+    /// One JSON record per event, with the run's workload, id and action and the
+    /// tier as fields, instead of the live progress.
+    Json,
+}
+
+impl LogLevel {
+    fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Critical | LogLevel::Error => "error",
+            LogLevel::Warning => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Notset => "trace",
+        }
+    }
+}
+
+/// Sends log records to standard error: at `level` (RUST_LOG, when set, decides
+/// instead), as text or JSON.
+fn init_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.trim().is_empty() => EnvFilter::new(f),
+        _ => match (format, level) {
+            // In text, the progress display already shows the events at info.
+            (LogFormat::Text, LogLevel::Debug | LogLevel::Notset) => EnvFilter::new(level.filter()),
+            (LogFormat::Text, _) => EnvFilter::new("off"),
+            (LogFormat::Json, _) => EnvFilter::new(level.filter()),
+        },
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => logs.json().with_current_span(true).try_init(),
+    };
+}
+
 #[derive(Debug, clap::Args)]
 struct CloudArgs {
     /// Which cloud to act on.
@@ -219,6 +266,10 @@ struct RunArgs {
     /// print every event.
     #[arg(long, short = 'l', visible_alias = "loglevel", value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
+    /// How logs are written: text (the live progress) or json (one record per event,
+    /// for machines).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Output style of the final report.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -475,6 +526,7 @@ fn scale_in(apply: bool) -> ScaleIn {
 }
 
 async fn run_cmd(args: RunArgs) -> Result {
+    init_logging(args.log_level, args.log_format);
     let app = App::open(
         &args.store.opts(),
         cloud_spec(&args.cloud, &args.store, args.speed)?,
@@ -497,7 +549,8 @@ async fn run_cmd(args: RunArgs) -> Result {
             Output::Json => term::data(serde_json::to_string_pretty(&plan)? + "\n"),
         };
     }
-    let quiet = matches!(args.log_level, LogLevel::Critical | LogLevel::Error);
+    let quiet = matches!(args.log_level, LogLevel::Critical | LogLevel::Error)
+        || args.log_format == LogFormat::Json;
     let mut progress = Progress::new(quiet || args.output == Output::Json);
     let run = match app
         .run(
@@ -618,6 +671,7 @@ mod tests {
         "--until",
         "--reason",
         "--speed",
+        "--log-format",
         "--store",
         "--cloud",
         "--fleet",

@@ -395,3 +395,64 @@ fn a_busy_workload_exits_4_and_runs_cancel_frees_it() {
     let o = e.run(&args);
     assert!(o.status.success(), "{}", err(&o));
 }
+
+#[test]
+fn json_logs_carry_the_run_and_the_tier() {
+    let e = Env::new("logs");
+    let o = e.run(&[
+        "run",
+        "-c",
+        EXAMPLE,
+        "-w",
+        "ExampleTestCase",
+        "-a",
+        "stop",
+        "--cloud",
+        "sim",
+        "--fleet",
+        &e.fleet(),
+        "--log-format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let records: Vec<Value> = err(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|x| panic!("{x}: {l}")))
+        .collect();
+    let stop = records
+        .iter()
+        .find(|r| {
+            r["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("ec2:StopInstances"))
+        })
+        .expect("a record of the stop call");
+    assert_eq!(stop["level"], "INFO");
+    let spans = stop["spans"].as_array().unwrap();
+    assert_eq!(spans[0]["name"], "run");
+    assert_eq!(spans[0]["workload"], "ExampleTestCase");
+    assert_eq!(spans[0]["action"], "stop");
+    assert!(spans[0]["run"].as_str().unwrap().starts_with("run-"));
+    assert_eq!(stop["span"]["name"], "tier");
+    assert_eq!(stop["span"]["tier"], "Role_Web");
+    // At -l error, nothing but errors.
+    let o = e.run(&[
+        "run",
+        "-c",
+        EXAMPLE,
+        "-w",
+        "ExampleTestCase",
+        "-a",
+        "start",
+        "--cloud",
+        "sim",
+        "--fleet",
+        &e.fleet(),
+        "--log-format",
+        "json",
+        "-l",
+        "error",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(err(&o), "");
+}

@@ -154,11 +154,18 @@ pub struct Run {
 }
 
 impl Run {
+    /// Records an event in the history, and logs it (in the current run and tier
+    /// spans).
     pub(crate) fn log(&mut self, at: DateTime<Utc>, tier: Option<&str>, what: impl Into<String>) {
+        let what = what.into();
+        match tier {
+            Some(tier) => tracing::info!(tier, at = %at.to_rfc3339(), "{what}"),
+            None => tracing::info!(at = %at.to_rfc3339(), "{what}"),
+        }
         self.history.push(Entry {
             at,
             tier: tier.map(str::to_string),
-            what: what.into(),
+            what,
         });
     }
 

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::model::Workload;
 use ec2_scheduler_core::plan::{Plan, PlanRequest, ScaleIn, Stage, TierPlan};
 use ec2_scheduler_core::{Action, FailurePolicy, Instance, plan};
+use tracing::Instrument;
 
 use crate::notify::Event;
 use crate::pace::{Jitter, Limits, TokenBucket};
@@ -279,6 +280,16 @@ impl<'a> Executor<'a> {
     /// # Errors
     /// [`EngineError::Busy`] when another owner holds the workload's lock.
     pub async fn begin(&mut self, req: &RunRequest, run_id: &str) -> Result<Begin> {
+        let span = tracing::info_span!(
+            "run",
+            workload = %self.workload.name,
+            run = %run_id,
+            action = %req.action
+        );
+        self.begin_in_span(req, run_id).instrument(span).await
+    }
+
+    async fn begin_in_span(&mut self, req: &RunRequest, run_id: &str) -> Result<Begin> {
         let now = self.ports.clock.now();
         let name = self.workload.name.to_string();
         if let Some(mut old) = self.ports.store.unfinished_run(&name).await? {
@@ -412,6 +423,16 @@ impl<'a> Executor<'a> {
     /// Store failures and a lost lock; instance-level failures are recorded in the run
     /// and handled by the workload's failure policy.
     pub async fn tick(&mut self, run: &mut Run) -> Result<Tick> {
+        let span = tracing::info_span!(
+            "run",
+            workload = %run.workload,
+            run = %run.id,
+            action = %run.action
+        );
+        self.tick_in_span(run).instrument(span).await
+    }
+
+    async fn tick_in_span(&mut self, run: &mut Run) -> Result<Tick> {
         if run.status.is_finished() {
             return Ok(Tick::Done);
         }
@@ -494,7 +515,11 @@ impl<'a> Executor<'a> {
                     Active::new(step, &mut self.cx(run, &tp.tier), Began { at, first })
                 }
             };
-            let poll = active.poll(&mut self.cx(run, &tp.tier)).await?;
+            let span = tracing::info_span!("tier", tier = %tp.tier, step = step.name());
+            let poll = active
+                .poll(&mut self.cx(run, &tp.tier))
+                .instrument(span)
+                .await?;
             match poll {
                 Poll::Wait(w) => {
                     self.state.insert(tp.tier.clone(), active);

@@ -115,6 +115,7 @@ impl Cx<'_, '_> {
         if d != Decision::GiveUp {
             self.run.retried += 1;
         }
+        tracing::debug!(error = %e, failures, batch, decision = ?d, "call failed");
         d
     }
 
