@@ -7,6 +7,7 @@ use ec2_scheduler_app::status::Status;
 use ec2_scheduler_core::plan::{PauseReason, Plan, Step};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::Run;
+use ec2_scheduler_engine::notify::RunOutcome;
 use ec2_scheduler_engine::ports::RunSummaryRow;
 
 /// How many instance ids a line lists before summarising the rest.
@@ -187,38 +188,42 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
-/// The run's outcome for people.
+/// The run's outcome for people, from the same value as its run-finished message.
 pub fn run_report(run: &Run) -> String {
-    let mut out = String::new();
-    let secs = run.elapsed_secs(run.finished.unwrap_or(run.started));
-    out += &format!(
-        "Run {}: {} of {} {} in {secs:.0} s: {} stopped, {} started, {} resized, {} excluded, {} kept running, {} failed\n",
-        run.id,
-        run.action,
-        run.workload,
-        run.status.as_str(),
-        run.stopped_ids.len(),
-        run.started_ids.len(),
-        run.resized_ids.len(),
-        run.plan.excluded.len(),
-        run.kept.len(),
-        run.failed.len()
+    outcome(&RunOutcome::of(run))
+}
+
+fn outcome(o: &RunOutcome) -> String {
+    let s = &o.summary;
+    let mut out = format!(
+        "Run {}: {} of {} {} in {:.0} s: {} stopped, {} started, {} resized, {} excluded, {} kept running, {} failed\n",
+        s.run,
+        s.action,
+        s.workload,
+        s.status.as_str(),
+        s.seconds.unwrap_or(0.0),
+        s.stopped,
+        s.started_instances,
+        s.resized,
+        s.excluded,
+        s.kept,
+        s.failed
     );
-    for e in &run.plan.excluded {
-        out += &format!(
-            "  excluded {} ({}): {}\n",
-            e.instance,
-            e.tier,
-            e.reason.describe()
-        );
+    for (what, notes) in [
+        ("excluded", &o.instances.excluded),
+        ("kept", &o.instances.kept),
+        ("failed", &o.instances.failed),
+    ] {
+        for n in notes {
+            out += &format!(
+                "  {what} {} ({}): {}\n",
+                n.instance,
+                n.tier.as_deref().unwrap_or("-"),
+                n.reason
+            );
+        }
     }
-    for (id, k) in &run.kept {
-        out += &format!("  kept {id} ({}): {}\n", k.tier, k.reason);
-    }
-    for (id, f) in &run.failed {
-        out += &format!("  failed {id} ({}): {}\n", f.tier, f.reason);
-    }
-    for (tier, t) in &run.tiers {
+    for (tier, t) in &s.tiers {
         if let Some(f) = t.finished {
             out += &format!(
                 "  tier {tier}: {:.0} s\n",
@@ -226,14 +231,18 @@ pub fn run_report(run: &Run) -> String {
             );
         }
     }
-    let calls: Vec<String> = run.calls.iter().map(|(a, n)| format!("{a} {n}")).collect();
+    let calls: Vec<String> = s
+        .api_calls
+        .iter()
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect();
     out += &format!(
         "  API calls: {} ({}), {} retried\n",
-        run.total_calls(),
+        s.api_calls.values().sum::<u64>(),
         calls.join(", "),
-        run.retried
+        s.retried_calls
     );
-    if let Some(e) = &run.error {
+    if let Some(e) = &s.error {
         out += &format!("  error: {e}\n");
     }
     out

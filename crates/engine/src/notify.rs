@@ -1,13 +1,16 @@
 //! Notifications as typed events, rendered in one place: a subject for people and a
 //! JSON body for machines (`event` names the kind; the other fields are stable).
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Action;
 use ec2_scheduler_core::plan::Summary;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::ports::Notification;
-use crate::run::{Phase, Run};
+use crate::run::{Phase, Run, RunStatus, TierTiming};
 
 /// An instance and why it is mentioned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,11 +45,108 @@ pub enum Event {
         failed: Vec<InstanceNote>,
         kept: Vec<InstanceNote>,
     },
-    /// A run ended: its summary ([`Run::summary`]).
-    RunFinished {
-        #[serde(flatten)]
-        summary: Map<String, Value>,
-    },
+    /// A run ended: its summary and the instances it left alone or that failed.
+    RunFinished(RunOutcome),
+}
+
+/// A run as it stands: the counts and times of [`RunSummary`], and the instances by
+/// what happened to them. `runs show` and the run-finished message are both made
+/// from it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub instances: Instances,
+}
+
+/// The counts, times and calls of a run (also `run -o json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub run: String,
+    pub workload: String,
+    pub action: Action,
+    pub profile: Option<String>,
+    pub status: RunStatus,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub seconds: Option<f64>,
+    pub stopped: usize,
+    pub started_instances: usize,
+    pub resized: usize,
+    pub excluded: usize,
+    pub kept: usize,
+    pub failed: usize,
+    pub api_calls: BTreeMap<String, u64>,
+    pub retried_calls: u64,
+    pub tiers: BTreeMap<String, TierTiming>,
+    pub error: Option<String>,
+}
+
+/// The instances a run planned to leave alone, kept running at run time, or that
+/// failed, each with its tier and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instances {
+    pub excluded: Vec<InstanceNote>,
+    pub kept: Vec<InstanceNote>,
+    pub failed: Vec<InstanceNote>,
+}
+
+impl RunSummary {
+    pub fn of(run: &Run) -> Self {
+        RunSummary {
+            run: run.id.clone(),
+            workload: run.workload.clone(),
+            action: run.action,
+            profile: run.profile.clone(),
+            status: run.status,
+            started: run.started,
+            finished: run.finished,
+            seconds: run
+                .finished
+                .map(|f| (f - run.started).num_milliseconds() as f64 / 1000.0),
+            stopped: run.stopped_ids.len(),
+            started_instances: run.started_ids.len(),
+            resized: run.resized_ids.len(),
+            excluded: run.plan.excluded.len(),
+            kept: run.kept.len(),
+            failed: run.failed.len(),
+            api_calls: run.calls.clone(),
+            retried_calls: run.retried,
+            tiers: run.tiers.clone(),
+            error: run.error.clone(),
+        }
+    }
+}
+
+impl RunOutcome {
+    pub fn of(run: &Run) -> Self {
+        let note = |i: &String, tier: &String, reason: String| InstanceNote {
+            instance: i.clone(),
+            tier: Some(tier.clone()),
+            reason,
+        };
+        RunOutcome {
+            summary: RunSummary::of(run),
+            instances: Instances {
+                excluded: run
+                    .plan
+                    .excluded
+                    .iter()
+                    .map(|e| note(&e.instance, &e.tier, e.reason.describe()))
+                    .collect(),
+                kept: run
+                    .kept
+                    .iter()
+                    .map(|(i, k)| note(i, &k.tier, k.reason.clone()))
+                    .collect(),
+                failed: run
+                    .failed
+                    .iter()
+                    .map(|(i, f)| note(i, &f.tier, f.reason.clone()))
+                    .collect(),
+            },
+        }
+    }
 }
 
 impl Event {
@@ -101,11 +201,7 @@ impl Event {
 
     /// The event for a run that just ended.
     pub fn run_finished(run: &Run) -> Self {
-        let summary = match run.summary() {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        Event::RunFinished { summary }
+        Event::RunFinished(RunOutcome::of(run))
     }
 
     /// One line for people.
@@ -136,19 +232,15 @@ impl Event {
                     )
                 }
             }
-            Event::RunFinished { summary } => {
-                let s = |k: &str| summary.get(k).and_then(Value::as_str).unwrap_or("?");
-                let n = |k: &str| summary.get(k).and_then(Value::as_u64).unwrap_or(0);
-                format!(
-                    "ec2-scheduler: {} of {} {} ({} stopped, {} started, {} failed)",
-                    s("action"),
-                    s("workload"),
-                    s("status"),
-                    n("stopped"),
-                    n("started_instances"),
-                    n("failed")
-                )
-            }
+            Event::RunFinished(RunOutcome { summary: s, .. }) => format!(
+                "ec2-scheduler: {} of {} {} ({} stopped, {} started, {} failed)",
+                s.action,
+                s.workload,
+                s.status.as_str(),
+                s.stopped,
+                s.started_instances,
+                s.failed
+            ),
         }
     }
 
@@ -195,24 +287,63 @@ mod tests {
                    "failed": [{"instance": "i-1", "reason": "IncorrectInstanceState"}],
                    "kept": []})
         );
-        let mut summary = Map::new();
-        for (k, v) in [
-            ("run", json!("r1")),
-            ("workload", json!("W")),
-            ("action", json!("start")),
-            ("status", json!("succeeded")),
-            ("stopped", json!(0)),
-            ("started_instances", json!(3)),
-            ("failed", json!(0)),
-        ] {
-            summary.insert(k.into(), v);
-        }
-        let n = Event::RunFinished { summary }.notification();
+        let at: DateTime<Utc> = "2026-11-30T20:00:00Z".parse().unwrap();
+        let outcome = RunOutcome {
+            summary: RunSummary {
+                run: "r1".into(),
+                workload: "W".into(),
+                action: Action::Start,
+                profile: Some("p".into()),
+                status: RunStatus::Succeeded,
+                started: at,
+                finished: Some(at + chrono::TimeDelta::seconds(90)),
+                seconds: Some(90.0),
+                stopped: 0,
+                started_instances: 3,
+                resized: 1,
+                excluded: 1,
+                kept: 0,
+                failed: 0,
+                api_calls: BTreeMap::from([("ec2:StartInstances".to_string(), 1)]),
+                retried_calls: 0,
+                tiers: BTreeMap::from([(
+                    "web".to_string(),
+                    TierTiming {
+                        started: at,
+                        finished: Some(at + chrono::TimeDelta::seconds(60)),
+                    },
+                )]),
+                error: None,
+            },
+            instances: Instances {
+                excluded: vec![InstanceNote {
+                    instance: "i-2".into(),
+                    tier: Some("web".into()),
+                    reason: "exemption tag".into(),
+                }],
+                kept: vec![],
+                failed: vec![],
+            },
+        };
+        let n = Event::RunFinished(outcome).notification();
         assert_eq!(
             n.subject,
             "ec2-scheduler: start of W succeeded (0 stopped, 3 started, 0 failed)"
         );
-        assert_eq!(n.body["event"], "run-finished");
-        assert_eq!(n.body["started_instances"], 3);
+        assert_eq!(
+            n.body,
+            json!({"event": "run-finished", "run": "r1", "workload": "W", "action": "start",
+                   "profile": "p", "status": "succeeded",
+                   "started": "2026-11-30T20:00:00Z", "finished": "2026-11-30T20:01:30Z",
+                   "seconds": 90.0, "stopped": 0, "started_instances": 3, "resized": 1,
+                   "excluded": 1, "kept": 0, "failed": 0,
+                   "api_calls": {"ec2:StartInstances": 1}, "retried_calls": 0,
+                   "tiers": {"web": {"started": "2026-11-30T20:00:00Z",
+                                     "finished": "2026-11-30T20:01:00Z"}},
+                   "error": null,
+                   "instances": {"excluded": [{"instance": "i-2", "tier": "web",
+                                               "reason": "exemption tag"}],
+                                 "kept": [], "failed": []}})
+        );
     }
 }

@@ -180,27 +180,9 @@ impl Run {
         self.calls.values().sum()
     }
 
-    /// A summary for people and notifications.
+    /// The counts, times and calls of the run, as JSON (also the body of the
+    /// run-finished notification, with the instances).
     pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "run": self.id,
-            "workload": self.workload,
-            "action": self.action,
-            "profile": self.profile,
-            "status": self.status.as_str(),
-            "started": self.started,
-            "finished": self.finished,
-            "seconds": self.finished.map(|f| (f - self.started).num_milliseconds() as f64 / 1000.0),
-            "stopped": self.stopped_ids.len(),
-            "started_instances": self.started_ids.len(),
-            "resized": self.resized_ids.len(),
-            "excluded": self.plan.excluded.len(),
-            "kept": self.kept.len(),
-            "failed": self.failed.len(),
-            "api_calls": self.calls,
-            "retried_calls": self.retried,
-            "tiers": self.tiers,
-            "error": self.error,
-        })
+        serde_json::to_value(crate::notify::RunSummary::of(self)).unwrap_or_default()
     }
 }
