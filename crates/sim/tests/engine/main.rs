@@ -693,3 +693,51 @@ workloads:
         assert!(gaps[i + 2] > gaps[i], "{gaps:?}");
     }
 }
+
+#[test]
+fn a_step_whose_observations_keep_being_throttled_ends_with_a_clear_reason() {
+    let (h, fleet) = synced(2, Stopped, "continue");
+    let mut exec = h.executor();
+    let mut run = h
+        .begin(&mut exec, Action::Start, None, ScaleIn::ReportOnly, "storm")
+        .unwrap()
+        .unwrap();
+    // From here on, every DescribeInstances is throttled: the run cannot see.
+    h.region.faults(|f| {
+        f.always_throttled.insert("ec2:DescribeInstances".into());
+    });
+    assert!(h.drive(&mut exec, &mut run, 10_000).unwrap(), "did not end");
+    assert_eq!(run.status, RunStatus::CompletedWithFailures);
+    let members: Vec<&String> = fleet
+        .iter()
+        .filter(|i| i.tags.get("Environment").map(String::as_str) == Some("ENV001"))
+        .filter(|i| i.tags.contains_key("Role") && !i.id.contains("decoy"))
+        .map(|i| &i.id)
+        .collect();
+    assert_eq!(members.len(), 6);
+    for id in members {
+        let f = run
+            .failed
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} not failed: {:#?}", run.history));
+        assert!(
+            f.reason
+                .contains("could not be observed: RequestLimitExceeded"),
+            "{id}: {}",
+            f.reason
+        );
+    }
+    assert!(run.started_ids.is_empty());
+    // Each observation gave up after max_retries retries with growing waits, not
+    // after a timeout or never.
+    let describes = h
+        .region
+        .log()
+        .into_iter()
+        .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { action, .. } if action == "ec2:DescribeInstances"))
+        .count();
+    let tiers = 3;
+    assert!(describes <= tiers * 9 + 1, "{describes} describes");
+    let secs = (run.finished.unwrap() - run.started).num_seconds();
+    assert!(secs < 3 * 300, "{secs} s");
+}
