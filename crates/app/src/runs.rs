@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Workload;
 use ec2_scheduler_core::plan::Plan;
 use ec2_scheduler_engine::ports::RunSummaryRow;
+use ec2_scheduler_engine::run::RunEvent;
 use ec2_scheduler_engine::{Begin, EngineError, Executor, Run, RunRequest, RunStatus, Tick};
 
 use crate::env::{App, Cloud, Store, new_run_id, owner_is_dead};
@@ -212,11 +213,13 @@ impl App {
         let now = Utc::now();
         run.status = RunStatus::Cancelled;
         run.finished = Some(now);
-        run.history.push(ec2_scheduler_engine::run::Entry {
-            at: now,
-            tier: None,
-            what: format!("cancelled by {}", self.owner),
-        });
+        run.record(
+            now,
+            None,
+            RunEvent::Cancelled {
+                by: self.owner.clone(),
+            },
+        );
         self.store.save_run(&run).await?;
         self.store.release(&run.workload, &run.owner).await?;
         Ok(run)

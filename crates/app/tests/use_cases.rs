@@ -8,6 +8,7 @@ use ec2_scheduler_app::workloads::{load_files, pick};
 use ec2_scheduler_app::{App, Begin, CloudSpec, Error, Kind, Next, Outcome, Quiet, Speed};
 use ec2_scheduler_core::plan::ScaleIn;
 use ec2_scheduler_core::{Action, Workload};
+use ec2_scheduler_engine::run::RunEvent;
 use ec2_scheduler_engine::{RunRequest, RunStatus};
 use ec2_scheduler_store::SqliteStore;
 
@@ -82,7 +83,10 @@ async fn a_run_advanced_one_tick_at_a_time_ends_as_one_driven_to_the_end() {
     assert_eq!(run.stopped_ids, driven.stopped_ids);
     // Resuming under the same owner each tick is not news.
     assert_eq!(
-        run.history.iter().filter(|e| e.what == "resumed").count(),
+        run.history
+            .iter()
+            .filter(|e| e.event == Some(RunEvent::Resumed))
+            .count(),
         0,
         "{:#?}",
         run.history
@@ -123,12 +127,11 @@ async fn a_busy_workload_is_a_conflict_and_a_cancelled_run_frees_it() {
     // Cancelled: recorded, the lock released; the first caller's next tick is done.
     let cancelled = second.cancel(&run.id).await.unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
-    assert!(
-        cancelled
-            .history
-            .last()
-            .is_some_and(|e| e.what == "cancelled by second")
-    );
+    assert!(cancelled.history.last().is_some_and(|e| e.event
+        == Some(RunEvent::Cancelled {
+            by: "second".into()
+        })
+        && e.text() == "cancelled by second"));
     assert!(matches!(
         first.advance(&cloud, &w, &run.id).await.unwrap(),
         Next::Done(r) if r.status == RunStatus::Cancelled

@@ -51,8 +51,8 @@ impl Progress {
             .map(|e| {
                 let t = (e.at - run.started).num_milliseconds() as f64 / 1000.0;
                 match &e.tier {
-                    Some(tier) => format!("[{t:>7.1}s] {tier}: {}", e.what),
-                    None => format!("[{t:>7.1}s] {}", e.what),
+                    Some(tier) => format!("[{t:>7.1}s] {tier}: {}", e.text()),
+                    None => format!("[{t:>7.1}s] {}", e.text()),
                 }
             })
             .collect();

@@ -326,8 +326,8 @@ pub fn run_show(run: &Run) -> String {
     for e in &run.history {
         let t = (e.at - run.started).num_milliseconds() as f64 / 1000.0;
         match &e.tier {
-            Some(tier) => out += &format!("  [{t:>7.1}s] {tier}: {}\n", e.what),
-            None => out += &format!("  [{t:>7.1}s] {}\n", e.what),
+            Some(tier) => out += &format!("  [{t:>7.1}s] {tier}: {}\n", e.text()),
+            None => out += &format!("  [{t:>7.1}s] {}\n", e.text()),
         }
     }
     out

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Action;
-use ec2_scheduler_core::plan::{Plan, Stage};
+use ec2_scheduler_core::plan::{PauseReason, Plan, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::pace::Jitter;
@@ -77,13 +77,140 @@ pub struct Cursor {
     pub verify_began: Option<DateTime<Utc>>,
 }
 
-/// One line of a run's history.
+/// One line of a run's history: a typed event, and its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// The event as text ([`RunEvent`]'s `Display`); the only field of entries
+    /// recorded before events were typed.
     pub what: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<RunEvent>,
+}
+
+impl Entry {
+    /// The text for people: rendered from the typed event when there is one.
+    pub fn text(&self) -> String {
+        self.event
+            .as_ref()
+            .map_or_else(|| self.what.clone(), ToString::to_string)
+    }
+}
+
+/// What happened in a run, as the history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RunEvent {
+    Started {
+        action: Action,
+    },
+    Resumed,
+    Abandoned {
+        for_action: Action,
+    },
+    Cancelled {
+        by: String,
+    },
+    /// A step of the tier is done.
+    StepDone {
+        step: String,
+    },
+    /// A call was made for this many instances (`ec2:StopInstances`).
+    Called {
+        action: String,
+        instances: usize,
+    },
+    NoHibernation {
+        instance: String,
+        code: String,
+    },
+    Pausing {
+        seconds: u64,
+        why: PauseReason,
+    },
+    Deregistered {
+        target: String,
+        instances: usize,
+    },
+    DeregistrationFailed {
+        target: String,
+        error: String,
+    },
+    DrainingNotFinished {
+        seconds: u64,
+    },
+    Registered {
+        target: String,
+        instances: usize,
+    },
+    Failed {
+        instance: String,
+        reason: String,
+    },
+    Kept {
+        instance: String,
+        reason: String,
+    },
+    /// The started instances could not be checked at the end of a start.
+    NotChecked {
+        error: String,
+    },
+    RollingBack,
+    NotificationFailed {
+        error: String,
+    },
+    Finished {
+        status: RunStatus,
+    },
+}
+
+impl std::fmt::Display for RunEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEvent::Started { action } => write!(f, "{action} run started"),
+            RunEvent::Resumed => f.write_str("resumed"),
+            RunEvent::Abandoned { for_action } => write!(f, "abandoned for a {for_action} run"),
+            RunEvent::Cancelled { by } => write!(f, "cancelled by {by}"),
+            RunEvent::StepDone { step } => write!(f, "{step} done"),
+            RunEvent::Called { action, instances } => write!(f, "{action} {instances} instances"),
+            RunEvent::NoHibernation { instance, code } => write!(
+                f,
+                "{instance} cannot hibernate ({code}); stopping it without hibernation"
+            ),
+            RunEvent::Pausing { seconds, why } => {
+                let what = match why {
+                    PauseReason::AfterResize => "after resizing",
+                    PauseReason::BeforeNextStage => "before the next stage",
+                };
+                write!(f, "pausing {seconds} s {what}")
+            }
+            RunEvent::Deregistered { target, instances } => {
+                write!(f, "deregistered {instances} instances from {target}")
+            }
+            RunEvent::DeregistrationFailed { target, error } => {
+                write!(f, "deregistration from {target} failed: {error}")
+            }
+            RunEvent::DrainingNotFinished { seconds } => {
+                write!(
+                    f,
+                    "draining not finished after {seconds} s; stopping anyway"
+                )
+            }
+            RunEvent::Registered { target, instances } => {
+                write!(f, "registered {instances} instances with {target}")
+            }
+            RunEvent::Failed { instance, reason } => write!(f, "{instance} failed: {reason}"),
+            RunEvent::Kept { instance, reason } => write!(f, "{instance} kept: {reason}"),
+            RunEvent::NotChecked { error } => {
+                write!(f, "could not check the started instances: {error}")
+            }
+            RunEvent::RollingBack => f.write_str("rolling back after a failure"),
+            RunEvent::NotificationFailed { error } => write!(f, "notification failed: {error}"),
+            RunEvent::Finished { status } => write!(f, "run finished: {}", status.as_str()),
+        }
+    }
 }
 
 /// A member that failed, and why.
@@ -156,8 +283,8 @@ pub struct Run {
 impl Run {
     /// Records an event in the history, and logs it (in the current run and tier
     /// spans).
-    pub(crate) fn log(&mut self, at: DateTime<Utc>, tier: Option<&str>, what: impl Into<String>) {
-        let what = what.into();
+    pub fn record(&mut self, at: DateTime<Utc>, tier: Option<&str>, event: RunEvent) {
+        let what = event.to_string();
         match tier {
             Some(tier) => tracing::info!(tier, at = %at.to_rfc3339(), "{what}"),
             None => tracing::info!(at = %at.to_rfc3339(), "{what}"),
@@ -166,6 +293,7 @@ impl Run {
             at,
             tier: tier.map(str::to_string),
             what,
+            event: Some(event),
         });
     }
 
@@ -184,5 +312,55 @@ impl Run {
     /// run-finished notification, with the instances).
     pub fn summary(&self) -> serde_json::Value {
         serde_json::to_value(crate::notify::RunSummary::of(self)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_entries_are_typed_and_read_back_as_text_either_way() {
+        let at: DateTime<Utc> = "2026-11-30T20:00:00Z".parse().unwrap();
+        let event = RunEvent::Called {
+            action: "ec2:StopInstances".into(),
+            instances: 12,
+        };
+        let e = Entry {
+            at,
+            tier: Some("web".into()),
+            what: event.to_string(),
+            event: Some(event),
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"at": "2026-11-30T20:00:00Z", "tier": "web",
+                "what": "ec2:StopInstances 12 instances",
+                "event": {"kind": "called", "action": "ec2:StopInstances", "instances": 12}})
+        );
+        assert_eq!(serde_json::from_value::<Entry>(json).unwrap(), e);
+        // An entry recorded before events were typed.
+        let old: Entry = serde_json::from_value(
+            serde_json::json!({"at": "2026-11-30T20:00:00Z", "what": "resumed"}),
+        )
+        .unwrap();
+        assert_eq!(old.event, None);
+        assert_eq!(old.text(), "resumed");
+        assert_eq!(
+            RunEvent::Pausing {
+                seconds: 30,
+                why: PauseReason::BeforeNextStage
+            }
+            .to_string(),
+            "pausing 30 s before the next stage"
+        );
+        assert_eq!(
+            RunEvent::Finished {
+                status: RunStatus::CompletedWithFailures
+            }
+            .to_string(),
+            "run finished: completed-with-failures"
+        );
     }
 }

@@ -10,7 +10,7 @@ use super::policy::Tries;
 use super::step::{Seen, api_name, fail};
 use super::{Executor, Result, Tick, after, dur};
 use crate::notify::Event;
-use crate::run::{Cursor, Phase, Run, RunStatus};
+use crate::run::{Cursor, Phase, Run, RunEvent, RunStatus};
 
 impl Executor<'_> {
     pub(super) async fn end_of_stages(&mut self, run: &mut Run) -> Result<Tick> {
@@ -57,10 +57,12 @@ impl Executor<'_> {
             Seen::Later(w) => return Ok(Tick::Wait(w)),
             // Not seen, not known to have failed: the run ends without the check.
             Seen::GaveUp(e) => {
-                run.log(
+                run.record(
                     now,
                     None,
-                    format!("could not check the started instances: {}", api_name(&e)),
+                    RunEvent::NotChecked {
+                        error: api_name(&e),
+                    },
                 );
                 None
             }
@@ -110,7 +112,7 @@ impl Executor<'_> {
         let now = self.ports.clock.now();
         run.status = status;
         run.finished = Some(now);
-        run.log(now, None, format!("run finished: {}", status.as_str()));
+        run.record(now, None, RunEvent::Finished { status });
         self.state.clear();
         self.verify = None;
         self.save(run).await?;
@@ -173,7 +175,7 @@ impl Executor<'_> {
             verify_began: None,
         };
         self.state.clear();
-        run.log(now, None, "rolling back after a failure");
+        run.record(now, None, RunEvent::RollingBack);
     }
 
     /// The steps that undo `action` on `ids` of `tier`.

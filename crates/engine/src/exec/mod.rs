@@ -29,7 +29,7 @@ use crate::ports::{
     ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Meter, Notifier,
     OverrideProbe, RunStore, StoreError,
 };
-use crate::run::{Cursor, Phase, Run, RunStatus, TierTiming};
+use crate::run::{Cursor, Phase, Run, RunEvent, RunStatus, TierTiming};
 use policy::Tries;
 use step::{Active, Began, Cx, Poll};
 
@@ -296,14 +296,20 @@ impl<'a> Executor<'a> {
             if old.action == req.action && old.profile == req.profile {
                 self.take_lock(&old.id).await?;
                 old.owner = self.settings.owner.clone();
-                old.log(now, None, "resumed");
+                old.record(now, None, RunEvent::Resumed);
                 self.save(&mut old).await?;
                 return Ok(Begin::Resumed(Box::new(old)));
             }
             self.take_lock(&old.id).await?;
             old.status = RunStatus::Abandoned;
             old.finished = Some(now);
-            old.log(now, None, format!("abandoned for a {} run", req.action));
+            old.record(
+                now,
+                None,
+                RunEvent::Abandoned {
+                    for_action: req.action,
+                },
+            );
             self.save(&mut old).await?;
         }
         let observed = self.observe().await?;
@@ -356,7 +362,7 @@ impl<'a> Executor<'a> {
             jitter: Jitter::new(seed_of(run_id)),
             error: None,
         };
-        run.log(now, None, format!("{} run started", req.action));
+        run.record(now, None, RunEvent::Started { action: req.action });
         self.save(&mut run).await?;
         let event = Event::run_started(&run);
         self.notify(&mut run, event).await;
@@ -378,7 +384,7 @@ impl<'a> Executor<'a> {
             // each time: only a change of hands is worth a line.
             if run.owner != self.settings.owner {
                 run.owner = self.settings.owner.clone();
-                run.log(now, None, "resumed");
+                run.record(now, None, RunEvent::Resumed);
                 self.save(&mut run).await?;
             }
         }
@@ -405,7 +411,13 @@ impl<'a> Executor<'a> {
         let note = event.notification();
         if let Err(e) = self.ports.notifier.publish(topic, &note).await {
             let now = self.ports.clock.now();
-            run.log(now, None, format!("notification failed: {e}"));
+            run.record(
+                now,
+                None,
+                RunEvent::NotificationFailed {
+                    error: e.to_string(),
+                },
+            );
         }
     }
 
@@ -529,7 +541,13 @@ impl<'a> Executor<'a> {
                     let now = self.ports.clock.now();
                     run.cursor.steps.insert(tp.tier.clone(), idx + 1);
                     run.cursor.began.remove(&tp.tier);
-                    run.log(now, Some(&tp.tier), format!("{} done", step.name()));
+                    run.record(
+                        now,
+                        Some(&tp.tier),
+                        RunEvent::StepDone {
+                            step: step.name().to_string(),
+                        },
+                    );
                     if idx + 1 == tp.steps.len() {
                         self.tier_finished(run, &tp.tier, now).await;
                     }

@@ -12,6 +12,7 @@ use super::{Cx, Poll, Seen, api_name};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::{Health, LbTarget};
+use crate::run::RunEvent;
 
 /// Instances grouped by the load balancer that holds them.
 pub(crate) fn by_target(members: Vec<(String, LbTarget)>) -> BTreeMap<LbTarget, Vec<String>> {
@@ -96,10 +97,10 @@ impl Deregister {
             while let Some((target, tids, attempts)) = pending.pop_front() {
                 match cx.ports.lb.deregister(&target, &tids).await {
                     Ok(()) => {
-                        cx.log(format!(
-                            "deregistered {} instances from {target}",
-                            tids.len()
-                        ));
+                        cx.record(RunEvent::Deregistered {
+                            target: target.to_string(),
+                            instances: tids.len(),
+                        });
                         done.push((target, tids));
                     }
                     Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::unbounded_in_time()) {
@@ -108,10 +109,10 @@ impl Deregister {
                             return Ok(Poll::Wait(w));
                         }
                         Decision::Isolate | Decision::GiveUp => {
-                            cx.log(format!(
-                                "deregistration from {target} failed: {}",
-                                api_name(&e)
-                            ));
+                            cx.record(RunEvent::DeregistrationFailed {
+                                target: target.to_string(),
+                                error: api_name(&e),
+                            });
                             for id in &tids {
                                 cx.keep(
                                     id,
@@ -146,10 +147,8 @@ impl Deregister {
             return Ok(Poll::Done);
         }
         if cx.now() >= *deadline {
-            let secs = cx.settings.drain_timeout.as_secs();
-            cx.log(format!(
-                "draining not finished after {secs} s; stopping anyway"
-            ));
+            let seconds = cx.settings.drain_timeout.as_secs();
+            cx.record(RunEvent::DrainingNotFinished { seconds });
             return Ok(Poll::Done);
         }
         Ok(Poll::Wait(cx.poll_until(*deadline)))
@@ -230,7 +229,10 @@ impl Register {
         for (target, tids) in &by_target {
             match cx.ports.lb.register(target, tids).await {
                 Ok(()) => {
-                    cx.log(format!("registered {} instances with {target}", tids.len()));
+                    cx.record(RunEvent::Registered {
+                        target: target.to_string(),
+                        instances: tids.len(),
+                    });
                     self.registered
                         .extend(tids.iter().map(|i| (i.clone(), target.clone())));
                 }

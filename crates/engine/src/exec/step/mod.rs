@@ -29,7 +29,7 @@ use ec2_scheduler_core::{Action, Instance};
 use super::policy::{self, Decision, Tries};
 use super::{Buckets, Ports, Result, Settings, dur};
 use crate::ports::ApiError;
-use crate::run::{Failure, Kept, Run};
+use crate::run::{Failure, Kept, Run, RunEvent};
 
 /// What a poll of a step answers.
 pub(crate) enum Poll {
@@ -73,9 +73,9 @@ impl Cx<'_, '_> {
         keep(self.run, id, self.tier, reason, now);
     }
 
-    pub fn log(&mut self, what: String) {
+    pub fn record(&mut self, event: RunEvent) {
         let now = self.now();
-        self.run.log(now, Some(self.tier), what);
+        self.run.record(now, Some(self.tier), event);
     }
 
     /// The step's instances that are neither kept nor failed.
@@ -165,7 +165,14 @@ pub(crate) fn api_name(a: &ApiError) -> String {
 }
 
 pub(crate) fn fail(run: &mut Run, id: &str, tier: &str, reason: String, now: DateTime<Utc>) {
-    run.log(now, Some(tier), format!("{id} failed: {reason}"));
+    run.record(
+        now,
+        Some(tier),
+        RunEvent::Failed {
+            instance: id.to_string(),
+            reason: reason.clone(),
+        },
+    );
     run.failed.insert(
         id.to_string(),
         Failure {
@@ -179,7 +186,14 @@ pub(crate) fn keep(run: &mut Run, id: &str, tier: &str, reason: String, now: Dat
     if run.kept.contains_key(id) {
         return;
     }
-    run.log(now, Some(tier), format!("{id} kept: {reason}"));
+    run.record(
+        now,
+        Some(tier),
+        RunEvent::Kept {
+            instance: id.to_string(),
+            reason: reason.clone(),
+        },
+    );
     run.kept.insert(
         id.to_string(),
         Kept {

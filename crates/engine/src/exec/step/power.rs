@@ -14,6 +14,7 @@ use super::{Cx, Poll, Seen, api_name};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::{ApiError, ErrorKind};
+use crate::run::RunEvent;
 
 pub(crate) struct Power {
     action: Action,
@@ -201,14 +202,17 @@ impl Power {
                     done.insert(id.clone(), tier.clone());
                     self.called.insert(id.clone());
                 }
-                cx.log(format!("{name} {} instances", send.len()));
+                cx.record(RunEvent::Called {
+                    action: name.to_string(),
+                    instances: send.len(),
+                });
                 None
             }
             Err(e) if hibernate && e.kind == ErrorKind::Unsupported && send.len() == 1 => {
-                cx.log(format!(
-                    "{} cannot hibernate ({}); stopping it without hibernation",
-                    send[0], e.code
-                ));
+                cx.record(RunEvent::NoHibernation {
+                    instance: send[0].clone(),
+                    code: e.code.clone(),
+                });
                 self.no_hibernate.insert(send[0].clone());
                 self.queue.push_front((send, attempts));
                 None

@@ -9,6 +9,7 @@ use ec2_scheduler_core::plan::PauseReason;
 use super::{Began, Cx, Poll, Seen};
 use crate::exec::policy::Tries;
 use crate::exec::{Result, after, dur};
+use crate::run::RunEvent;
 
 /// A pause of a fixed length.
 pub(crate) struct Pause {
@@ -18,11 +19,7 @@ pub(crate) struct Pause {
 impl Pause {
     pub fn new(seconds: u64, why: PauseReason, cx: &mut Cx<'_, '_>, began: Began) -> Self {
         if began.first {
-            let what = match why {
-                PauseReason::AfterResize => "after resizing",
-                PauseReason::BeforeNextStage => "before the next stage",
-            };
-            cx.log(format!("pausing {seconds} s {what}"));
+            cx.record(RunEvent::Pausing { seconds, why });
         }
         Pause {
             until: after(began.at, Duration::from_secs(seconds)),
