@@ -2,13 +2,15 @@
 //!
 //! This crate holds the validated workload model ([`model`]), the shape of an observed
 //! fleet ([`fleet`]), exemption rules ([`exemption`]), fleet-subset selection
-//! ([`subset`]) and the planner ([`plan()`]).
+//! ([`subset`]), the planner ([`plan()`]) and the day filters of schedules
+//! ([`calendar`]).
 //!
 //! **Architecture invariant:** nothing here performs I/O or knows an SDK, HTTP or
 //! database type. Planning is a pure function of
 //! `(workload, observed instances, action, profile, exemptions, now)`, which is what
 //! lets the same plan be computed by the CLI, the engine, the simulator and tests.
 
+pub mod calendar;
 pub mod exemption;
 pub mod fleet;
 pub mod model;
