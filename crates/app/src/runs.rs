@@ -64,6 +64,22 @@ fn run_store<'a>(
 }
 
 impl App {
+    /// An executor of `workload` on `cloud`, as this caller, over the run store of
+    /// that cloud.
+    pub(crate) fn executor<'a>(
+        &'a self,
+        cloud: &'a Cloud,
+        workload: &Workload,
+        slot: &'a mut Option<Checkpointed<'a>>,
+    ) -> Executor<'a> {
+        let store = run_store(&*self.store, cloud, slot);
+        Executor::new(
+            cloud.ports(store),
+            cloud.settings(&self.owner),
+            workload.clone(),
+        )
+    }
+
     /// Observes and plans, changing nothing (a dry run).
     pub async fn dry_run(
         &self,
@@ -71,12 +87,8 @@ impl App {
         workload: &Workload,
         req: &RunRequest,
     ) -> Result<Plan> {
-        let mut exec = Executor::new(
-            cloud.ports(&*self.store),
-            cloud.settings(&self.owner),
-            workload.clone(),
-        );
-        Ok(exec.plan(req).await?)
+        let mut slot = None;
+        Ok(self.executor(cloud, workload, &mut slot).plan(req).await?)
     }
 
     /// Begins a run (or resumes the unfinished run of the same action and profile,
@@ -94,12 +106,7 @@ impl App {
         watch: &mut dyn Watch,
     ) -> Result<Outcome> {
         let mut slot = None;
-        let store = run_store(&*self.store, cloud, &mut slot);
-        let mut exec = Executor::new(
-            cloud.ports(store),
-            cloud.settings(&self.owner),
-            workload.clone(),
-        );
+        let mut exec = self.executor(cloud, workload, &mut slot);
         let mut run = match self.begin(&mut exec, req, resume, watch).await? {
             Begin::NothingToDo(plan) => return Ok(Outcome::NothingToDo(plan)),
             Begin::Resumed(r) => {
@@ -128,12 +135,7 @@ impl App {
         watch: &mut dyn Watch,
     ) -> Result<Begin> {
         let mut slot = None;
-        let store = run_store(&*self.store, cloud, &mut slot);
-        let mut exec = Executor::new(
-            cloud.ports(store),
-            cloud.settings(&self.owner),
-            workload.clone(),
-        );
+        let mut exec = self.executor(cloud, workload, &mut slot);
         let begun = self.begin(&mut exec, req, resume, watch).await?;
         cloud.save()?;
         Ok(begun)
@@ -180,12 +182,7 @@ impl App {
     /// failed.
     pub async fn advance(&self, cloud: &Cloud, workload: &Workload, run_id: &str) -> Result<Next> {
         let mut slot = None;
-        let store = run_store(&*self.store, cloud, &mut slot);
-        let mut exec = Executor::new(
-            cloud.ports(store),
-            cloud.settings(&self.owner),
-            workload.clone(),
-        );
+        let mut exec = self.executor(cloud, workload, &mut slot);
         let mut run = exec.resume(run_id).await?;
         let tick = exec.tick(&mut run).await?;
         if !run.status.is_finished() {

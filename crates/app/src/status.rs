@@ -5,7 +5,6 @@ use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::plan::Exemptions;
 use ec2_scheduler_core::{Instance, Workload};
 use ec2_scheduler_engine::ports::RunSummaryRow;
-use ec2_scheduler_engine::{Executor, Settings};
 
 use crate::env::{App, Cloud};
 use crate::error::Result;
@@ -48,12 +47,8 @@ impl App {
     /// # Errors
     /// The cloud or the store failed.
     pub async fn status(&self, cloud: &Cloud, workload: &Workload) -> Result<Status> {
-        let mut exec = Executor::new(
-            cloud.ports(&*self.store),
-            Settings::default(),
-            workload.clone(),
-        );
-        let observed = exec.observe().await?;
+        let mut slot = None;
+        let observed = self.executor(cloud, workload, &mut slot).observe().await?;
         let exemptions = self.store.exemptions().await?;
         let index = Exemptions::new(workload, &exemptions, cloud.now());
         let tiers = workload

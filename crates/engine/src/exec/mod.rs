@@ -312,17 +312,7 @@ impl<'a> Executor<'a> {
             );
             self.save(&mut old).await?;
         }
-        let observed = self.observe().await?;
-        let exemptions = self.ports.store.exemptions().await?;
-        let plan = plan(&PlanRequest {
-            workload: &self.workload,
-            observed: &observed,
-            action: req.action,
-            profile: req.profile.as_deref(),
-            scale_in: req.scale_in,
-            exemptions: &exemptions,
-            now,
-        })?;
+        let plan = self.plan(req).await?;
         if plan.is_empty() {
             self.ports
                 .store
