@@ -189,10 +189,6 @@ impl App {
         }
     }
 
-    pub fn store(&self) -> &dyn Store {
-        &*self.store
-    }
-
     /// Requests sent to AWS so far, by action.
     pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
         self.requests.snapshot()

@@ -78,11 +78,6 @@ impl CallCounter {
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-
-    /// Requests so far.
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
-    }
 }
 
 /// The interceptor that feeds a [`CallCounter`]: it sees each attempt just before it
