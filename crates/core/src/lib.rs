@@ -2,8 +2,8 @@
 //!
 //! This crate holds the validated workload model ([`model`]), the shape of an observed
 //! fleet ([`fleet`]), exemption rules ([`exemption`]), fleet-subset selection
-//! ([`subset`]), the planner ([`plan()`]) and the day filters of schedules
-//! ([`calendar`]).
+//! ([`subset`]), the planner ([`plan()`]) and schedules ([`schedule`], with their day filters in
+//! [`calendar`] and time zones in [`zone`]).
 //!
 //! **Architecture invariant:** nothing here performs I/O or knows an SDK, HTTP or
 //! database type. Planning is a pure function of
@@ -11,11 +11,14 @@
 //! lets the same plan be computed by the CLI, the engine, the simulator and tests.
 
 pub mod calendar;
+pub mod cron;
 pub mod exemption;
 pub mod fleet;
 pub mod model;
 pub mod plan;
+pub mod schedule;
 pub mod subset;
+pub mod zone;
 
 pub use exemption::{Exemption, TagExemption};
 pub use fleet::{Instance, InstanceState};

@@ -1,0 +1,538 @@
+//! Schedules: when a workload should run, and the events that start and stop it.
+//!
+//! A [`Schedule`] has a time zone, periods and skip dates. Everything here is a pure
+//! function of the schedule and an instant: the caller says what "now" is.
+//!
+//! # Rules
+//!
+//! - A period's **start is inclusive and its stop exclusive**: a period from 08:00 to
+//!   18:00 wishes the workload running at 08:00 and stopped at 18:00.
+//! - A period with both times wishes what its **last event that fired** says: running
+//!   after a start, stopped after a stop. A window whose stop is earlier than its start
+//!   is **overnight**: it opens on a day its day filters match and stops the next day.
+//!   A **multi-day** window gives the days on which its stop happens (`stop_days`):
+//!   start Monday 07:00, stop Friday 19:00.
+//! - A period with one time (**start only, stop only**) has no wish on a matching day
+//!   before its time, wishes running (or stopped) from its time to the end of that day,
+//!   and has no wish on other days.
+//! - On a **skip date** (a holiday) no start or stop fires; the state carries over from
+//!   the last event that fired. The date of an event is the local date of its wall time.
+//! - **Several periods**: running if any period wishes running, else no wish if any
+//!   period has none, else stopped. When running, the profile is the one of the running
+//!   period that started last.
+//! - **Adjacent periods** do not stop the workload in between: a stop followed within
+//!   a minute by a start (one period stops at 23:59 or 10:00, the next starts at 00:00
+//!   or 10:01) is no stop at all.
+//! - **Daylight saving**: a wall time that does not exist that day takes effect at the
+//!   first instant after the gap; one that happens twice takes effect once, at its
+//!   first occurrence (see [`Zone::instant`]).
+//!
+//! The schedule's events are the instants at which its wish becomes running (a start,
+//! with the profile to start with), becomes stopped (a stop), or stays running with
+//! another profile (a start that resizes). A change to "no wish" is not an event.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+
+use crate::calendar::DayFilter;
+use crate::zone::Zone;
+
+/// How far back the state of a two-sided period is looked for: eight years, which
+/// covers a period that only happens on the 29th of February.
+const LOOKBACK_DAYS: i64 = 8 * 366;
+
+/// The longest stop between two starts that is not a stop (adjacent periods).
+pub const ADJACENT: Duration = Duration::seconds(60);
+
+/// A workload's schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub name: String,
+    pub zone: Zone,
+    pub periods: Vec<Period>,
+    /// Dates on which nothing fires.
+    pub skip: Vec<SkipDate>,
+}
+
+/// A window of time on the days its filters match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Period {
+    /// For messages; periods without a name are called by their position.
+    pub name: Option<String>,
+    /// Local wall time, minute precision.
+    pub start: Option<NaiveTime>,
+    pub stop: Option<NaiveTime>,
+    /// The days on which the window opens (or its one time happens).
+    pub days: DayFilter,
+    /// The days on which the stop happens, for windows that span several days (and for
+    /// periods written as a pair of cron expressions).
+    pub stop_days: Option<DayFilter>,
+    /// The profile to start with.
+    pub profile: Option<String>,
+}
+
+/// A date on which nothing fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipDate {
+    pub day: SkipDay,
+    /// What it is, for messages: `Christmas`, or the calendar it comes from.
+    pub label: Option<String>,
+}
+
+/// A local date, once or every year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipDay {
+    Once(NaiveDate),
+    /// Month and day; the 29th of February only happens in leap years.
+    Yearly(u8, u8),
+}
+
+impl SkipDay {
+    pub fn matches(self, d: NaiveDate) -> bool {
+        match self {
+            SkipDay::Once(x) => x == d,
+            SkipDay::Yearly(m, day) => d.month() == u32::from(m) && d.day() == u32::from(day),
+        }
+    }
+}
+
+impl fmt::Display for SkipDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipDay::Once(d) => write!(f, "{d}"),
+            SkipDay::Yearly(m, d) => write!(f, "{m:02}-{d:02}"),
+        }
+    }
+}
+
+impl std::str::FromStr for SkipDay {
+    type Err = String;
+
+    /// `2026-12-24` (once) or `12-25` (every year).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(SkipDay::Once(d));
+        }
+        let yearly = s.split_once('-').and_then(|(m, d)| {
+            let (m, d) = (m.parse::<u8>().ok()?, d.parse::<u8>().ok()?);
+            // 2000 is a leap year: the 29th of February is a date.
+            NaiveDate::from_ymd_opt(2000, u32::from(m), u32::from(d))?;
+            Some(SkipDay::Yearly(m, d))
+        });
+        yearly.ok_or_else(|| {
+            format!("{s:?}: expected a date (2026-12-24) or a month and day every year (12-25)")
+        })
+    }
+}
+
+/// What a schedule wishes at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wish {
+    Running,
+    Stopped,
+    /// No wish: leave the workload as it is.
+    Any,
+}
+
+impl Wish {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wish::Running => "running",
+            Wish::Stopped => "stopped",
+            Wish::Any => "any",
+        }
+    }
+}
+
+impl fmt::Display for Wish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The desired state at an instant and what decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub wish: Wish,
+    /// The profile to run with, when running.
+    pub profile: Option<String>,
+    /// The period that decides, when one does.
+    pub period: Option<usize>,
+    /// When the deciding period's last event fired.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Start or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    Start,
+    Stop,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Start => "start",
+            EventKind::Stop => "stop",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at: DateTime<Utc>,
+    /// The wall time it was written as (a time in a gap takes effect later).
+    pub local: NaiveDateTime,
+    pub kind: EventKind,
+    pub profile: Option<String>,
+    /// The period it comes from.
+    pub period: usize,
+    /// Why it does not fire, when it does not.
+    pub skipped: Option<Skip>,
+}
+
+/// Why an event of a period does not fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The date is a skip date.
+    Holiday(SkipDate),
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::Holiday(s) => match &s.label {
+                Some(l) => write!(f, "skip date {} ({l})", s.day),
+                None => write!(f, "skip date {}", s.day),
+            },
+        }
+    }
+}
+
+/// One time of a period on one date.
+#[derive(Debug, Clone)]
+struct Occurrence {
+    at: DateTime<Utc>,
+    local: NaiveDateTime,
+    kind: EventKind,
+    skipped: Option<Skip>,
+}
+
+impl Occurrence {
+    /// Later instant first; at one instant, the later wall time, then the stop.
+    fn order(&self, other: &Occurrence) -> Ordering {
+        (self.at, self.local, self.kind).cmp(&(other.at, other.local, other.kind))
+    }
+}
+
+/// The state of one period at an instant.
+#[derive(Debug, Clone)]
+struct PeriodState {
+    wish: Wish,
+    since: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    fn one_sided(&self) -> bool {
+        self.start.is_some() != self.stop.is_some()
+    }
+
+    /// Whether a stop on `d` belongs to this period.
+    fn stops_on(&self, d: NaiveDate) -> bool {
+        match (&self.stop_days, self.start, self.stop) {
+            (Some(f), _, _) => f.matches(d),
+            (None, Some(start), Some(stop)) if stop < start => {
+                d.pred_opt().is_some_and(|y| self.days.matches(y))
+            }
+            _ => self.days.matches(d),
+        }
+    }
+
+    /// The label of the period at `index`, for messages.
+    pub fn label(&self, index: usize) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("period {}", index + 1),
+        }
+    }
+}
+
+impl Schedule {
+    fn skip_of(&self, d: NaiveDate) -> Option<Skip> {
+        self.skip
+            .iter()
+            .find(|s| s.day.matches(d))
+            .map(|s| Skip::Holiday(s.clone()))
+    }
+
+    /// The starts and stops of period `p` whose wall time falls on local date `d`.
+    fn occurrences(&self, p: &Period, d: NaiveDate) -> Vec<Occurrence> {
+        let mut out = Vec::with_capacity(2);
+        let mut push = |time: NaiveTime, kind| {
+            let local = d.and_time(time);
+            out.push(Occurrence {
+                at: self.zone.instant(local),
+                local,
+                kind,
+                skipped: self.skip_of(d),
+            });
+        };
+        if let Some(start) = p.start
+            && p.days.matches(d)
+        {
+            push(start, EventKind::Start);
+        }
+        if let Some(stop) = p.stop
+            && p.stops_on(d)
+        {
+            push(stop, EventKind::Stop);
+        }
+        out
+    }
+
+    fn period_state(&self, p: &Period, at: DateTime<Utc>) -> PeriodState {
+        let today = self.zone.date(at);
+        let latest = |d: NaiveDate| {
+            self.occurrences(p, d)
+                .into_iter()
+                .filter(|o| o.skipped.is_none() && o.at <= at)
+                .max_by(Occurrence::order)
+        };
+        let found = if p.one_sided() {
+            latest(today)
+        } else {
+            (0..LOOKBACK_DAYS)
+                .map_while(|back| today.checked_sub_signed(Duration::days(back)))
+                .find_map(latest)
+        };
+        match found {
+            Some(o) => PeriodState {
+                wish: match o.kind {
+                    EventKind::Start => Wish::Running,
+                    EventKind::Stop => Wish::Stopped,
+                },
+                since: Some(o.at),
+            },
+            None => PeriodState {
+                wish: Wish::Any,
+                since: None,
+            },
+        }
+    }
+
+    /// What the periods wish at `at`, before adjacent periods are joined.
+    fn raw(&self, at: DateTime<Utc>) -> Desired {
+        let states: Vec<PeriodState> = self
+            .periods
+            .iter()
+            .map(|p| self.period_state(p, at))
+            .collect();
+        let latest = |wish: Wish| {
+            states
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.wish == wish)
+                .max_by_key(|(i, s)| (s.since, *i))
+                .map(|(i, s)| (i, s.since))
+        };
+        if let Some((i, since)) = latest(Wish::Running) {
+            return Desired {
+                wish: Wish::Running,
+                profile: self.periods[i].profile.clone(),
+                period: Some(i),
+                since,
+            };
+        }
+        if let Some(i) = states.iter().position(|s| s.wish == Wish::Any) {
+            return Desired {
+                wish: Wish::Any,
+                profile: None,
+                period: (!self.periods.is_empty()).then_some(i),
+                since: None,
+            };
+        }
+        match latest(Wish::Stopped) {
+            Some((i, since)) => Desired {
+                wish: Wish::Stopped,
+                profile: None,
+                period: Some(i),
+                since,
+            },
+            None => Desired {
+                wish: Wish::Any,
+                profile: None,
+                period: None,
+                since: None,
+            },
+        }
+    }
+
+    /// The instants in `(from, to]` at which some period may change its wish, sorted,
+    /// without repeats.
+    fn changes_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let (first, last) = (self.zone.date(from), self.zone.date(to));
+        let one_sided = self.periods.iter().any(Period::one_sided);
+        let mut out = Vec::new();
+        let mut d = first.pred_opt().unwrap_or(first);
+        while d <= last.succ_opt().unwrap_or(last) {
+            for p in &self.periods {
+                out.extend(self.occurrences(p, d).into_iter().map(|o| o.at));
+            }
+            if one_sided {
+                out.push(self.zone.start_of(d));
+            }
+            match d.succ_opt() {
+                Some(n) => d = n,
+                None => break,
+            }
+        }
+        out.retain(|t| *t > from && *t <= to);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The wish at each change in `(from, to]`, starting with the wish at `from`,
+    /// adjacent periods joined. Changes that do not change the wish are left out.
+    fn timeline(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Desired)> {
+        // Look a little further on both sides so that a short stop at the edges is
+        // seen whole.
+        let (lo, hi) = (from - ADJACENT - ADJACENT, to + ADJACENT + ADJACENT);
+        let mut raw = vec![(lo, self.raw(lo))];
+        for t in self.changes_between(lo, hi) {
+            let d = self.raw(t);
+            let last = &raw[raw.len() - 1].1;
+            if d.wish != last.wish || d.profile != last.profile || d.period != last.period {
+                raw.push((t, d));
+            }
+        }
+        // Join adjacent periods: a short stop between two runs is no stop.
+        let mut joined: Vec<(DateTime<Utc>, Desired)> = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            let (t, d) = &raw[i];
+            let short_stop = d.wish == Wish::Stopped
+                && i > 0
+                && raw[i - 1].1.wish == Wish::Running
+                && raw
+                    .get(i + 1)
+                    .is_some_and(|(next, n)| n.wish == Wish::Running && *next - *t <= ADJACENT);
+            if !short_stop {
+                joined.push((*t, d.clone()));
+            }
+            i += 1;
+        }
+        // The wish at `from`, then what changes after it.
+        let start = joined.iter().rposition(|(t, _)| *t <= from).unwrap_or(0);
+        let mut out = vec![(from, joined[start].1.clone())];
+        out.extend(
+            joined[start + 1..]
+                .iter()
+                .filter(|(t, _)| *t <= to)
+                .cloned(),
+        );
+        out
+    }
+
+    /// What the schedule wishes at `at`.
+    pub fn state(&self, at: DateTime<Utc>) -> Desired {
+        self.timeline(at, at).remove(0).1
+    }
+
+    /// The events after `from` (exclusive) up to `to` (inclusive), in order: the starts
+    /// and stops that fire, and the ones that a skip date keeps from firing.
+    pub fn events(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
+        let mut out = Vec::new();
+        let line = self.timeline(from, to);
+        for pair in line.windows(2) {
+            let (before, (at, now)) = (&pair[0].1, &pair[1]);
+            let kind = match now.wish {
+                Wish::Running
+                    if before.wish != Wish::Running
+                        || (now.profile.is_some() && now.profile != before.profile) =>
+                {
+                    EventKind::Start
+                }
+                Wish::Stopped if before.wish != Wish::Stopped => EventKind::Stop,
+                _ => continue,
+            };
+            out.push(Event {
+                at: *at,
+                local: self.zone.local(*at),
+                kind,
+                profile: if kind == EventKind::Start {
+                    now.profile.clone()
+                } else {
+                    None
+                },
+                period: now.period.unwrap_or(0),
+                skipped: None,
+            });
+        }
+        // The events that a skip date keeps from firing.
+        let (first, last) = (self.zone.date(from), self.zone.date(to));
+        let mut d = first.pred_opt().unwrap_or(first);
+        while d <= last.succ_opt().unwrap_or(last) {
+            for (i, p) in self.periods.iter().enumerate() {
+                for o in self.occurrences(p, d) {
+                    if o.skipped.is_some() && o.at > from && o.at <= to {
+                        out.push(Event {
+                            at: o.at,
+                            local: o.local,
+                            kind: o.kind,
+                            profile: p.profile.clone().filter(|_| o.kind == EventKind::Start),
+                            period: i,
+                            skipped: o.skipped,
+                        });
+                    }
+                }
+            }
+            match d.succ_opt() {
+                Some(n) => d = n,
+                None => break,
+            }
+        }
+        out.sort_by_key(|e| (e.at, e.skipped.is_some()));
+        out
+    }
+
+    /// The next `count` events after `from` that fire, with the skipped ones met on
+    /// the way, looking at most `horizon_days` ahead.
+    pub fn next_events(&self, from: DateTime<Utc>, count: usize, horizon_days: i64) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        let mut lo = from;
+        let end = from + Duration::days(horizon_days);
+        while lo < end && out.iter().filter(|e| e.skipped.is_none()).count() < count {
+            let hi = (lo + Duration::days(7)).min(end);
+            out.extend(self.events(lo, hi));
+            lo = hi;
+        }
+        let mut fired = 0;
+        out.retain(|e| {
+            if fired >= count {
+                return false;
+            }
+            fired += usize::from(e.skipped.is_none());
+            true
+        });
+        out
+    }
+}
+
+/// A wall time from an hour and a minute.
+pub fn hm(hour: u32, minute: u32) -> Option<NaiveTime> {
+    NaiveTime::from_hms_opt(hour, minute, 0)
+}
+
+#[cfg(test)]
+mod tests;
