@@ -17,6 +17,7 @@ mod diag;
 mod doc;
 pub mod fleet;
 pub mod native;
+pub mod schedules;
 mod seed;
 mod walk;
 
@@ -207,7 +208,7 @@ struct Assembly {
     /// Workloads complete in one document (our format), by name, with their origin.
     whole: BTreeMap<String, (String, String, Workload)>,
     /// Seed workload items by SpecName: (file, path, header).
-    headers: BTreeMap<String, (String, String, ec2_scheduler_core::model::WorkloadHeader)>,
+    headers: BTreeMap<String, (String, String, seed::WorkloadItem)>,
     /// Seed tier items: (file, path, spec name, tier).
     tiers: Vec<(String, String, String, Tier)>,
     /// Spec names whose workload item failed to decode (to avoid follow-on errors).
@@ -239,21 +240,16 @@ impl Assembly {
             .insert(w.name.to_string(), (cx.file.clone(), path, w));
     }
 
-    fn add_header(
-        &mut self,
-        cx: &mut Cx,
-        path: String,
-        h: ec2_scheduler_core::model::WorkloadHeader,
-    ) {
-        if let Some(at) = self.defined_at(h.name.as_str()) {
+    fn add_header(&mut self, cx: &mut Cx, path: String, item: seed::WorkloadItem) {
+        let name = item.header.name.to_string();
+        if let Some(at) = self.defined_at(&name) {
             cx.error(
                 &path,
-                format!("workload {:?} is already defined at {at}", h.name.as_str()),
+                format!("workload {name:?} is already defined at {at}"),
             );
             return;
         }
-        self.headers
-            .insert(h.name.to_string(), (cx.file.clone(), path, h));
+        self.headers.insert(name, (cx.file.clone(), path, item));
     }
 
     fn finish(mut self, diags: &mut Vec<Diagnostic>) -> Vec<Workload> {
@@ -291,14 +287,19 @@ impl Assembly {
             diags.append(&mut cx.diags);
         }
         let mut out: Vec<Workload> = self.whole.into_values().map(|(_, _, w)| w).collect();
-        for (name, (file, path, header)) in self.headers {
+        for (name, (file, path, item)) in self.headers {
             let tiers = grouped.remove(&name).unwrap_or_default();
             let mut cx = Cx::new(&file);
             if tiers.is_empty() {
                 cx.warn(&path, "the workload has no tiers: nothing will be actioned");
             }
-            match Workload::new(header, tiers) {
-                Ok(w) => out.push(w),
+            match Workload::new(item.header, tiers) {
+                Ok(mut w) => {
+                    w.schedules = item.schedules;
+                    w.enforce = item.enforce;
+                    schedules::lint(&mut cx, &w, &path);
+                    out.push(w);
+                }
                 Err(e) => cx.error(&path, e.to_string()),
             }
             diags.append(&mut cx.diags);
@@ -463,7 +464,7 @@ fn read_item(
     let value = Value::Object(map.clone());
     match table {
         seed::Table::Workload => match seed::decode_workload(cx, &value, &p) {
-            Some(w) => asm.add_header(cx, p, w.header),
+            Some(w) => asm.add_header(cx, p, w),
             None => {
                 if let Some(spec) = map.get("SpecName").and_then(Value::as_str) {
                     asm.broken.push(spec.to_string());
@@ -494,7 +495,7 @@ fn read_loader(cx: &mut Cx, o: &Map<String, Value>, root: &str, asm: &mut Assemb
                 let p = path("workloads.workload");
                 if let Some(wi) = seed::decode_workload(cx, item, &p) {
                     spec_name = Some(wi.header.name.to_string());
-                    asm.add_header(cx, p, wi.header);
+                    asm.add_header(cx, p, wi);
                 } else if let Some(s) = item.get("SpecName").and_then(Value::as_str) {
                     asm.broken.push(s.to_string());
                 }

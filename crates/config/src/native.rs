@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diag::Cx;
+use crate::schedules::{self, CalendarDoc, Calendars, ScheduleDoc};
 use crate::walk::{self, Obj, found};
 
 /// The current format version.
@@ -31,6 +32,9 @@ pub struct FileDoc {
     /// Format version; only 1 exists.
     #[schemars(range(min = 1, max = 1))]
     pub version: u64,
+    /// Named lists of dates that schedules share (holidays).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calendars: Vec<CalendarDoc>,
     pub workloads: Vec<WorkloadDoc>,
 }
 
@@ -78,6 +82,13 @@ pub struct WorkloadDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub exemption_tag_key: Option<String>,
+    /// When the workload runs; without schedules it runs only when asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleDoc>,
+    /// Also bring the workload back to what its schedules wish when it drifts, not
+    /// only at their events (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<bool>,
     /// The tiers; names must be unique.
     pub tiers: Vec<TierDoc>,
 }
@@ -256,7 +267,7 @@ pub fn schema_json() -> String {
 
 // ---- decoding ----
 
-pub(crate) const FILE_KEYS: &[&str] = &["version", "workloads"];
+pub(crate) const FILE_KEYS: &[&str] = &["version", "calendars", "workloads"];
 pub(crate) const WORKLOAD_KEYS: &[&str] = &[
     "name",
     "region",
@@ -270,6 +281,8 @@ pub(crate) const WORKLOAD_KEYS: &[&str] = &[
     "disabled",
     "failure_policy",
     "exemption_tag_key",
+    "schedules",
+    "enforce",
     "tiers",
 ];
 pub(crate) const TAG_KEYS: &[&str] = &["key", "value"];
@@ -340,6 +353,10 @@ pub(crate) fn decode(cx: &mut Cx, doc: &Value) -> Vec<(String, Workload)> {
             format!("unsupported format version: expected 1, {}", found(v)),
         );
     }
+    let calendars = match o.get("calendars") {
+        Some((v, p)) => schedules::decode_calendars(cx, v, &p),
+        None => Calendars::new(),
+    };
     let Some((list, p)) = o.require(cx, "workloads", "a list of workloads") else {
         return out;
     };
@@ -352,14 +369,14 @@ pub(crate) fn decode(cx: &mut Cx, doc: &Value) -> Vec<(String, Workload)> {
     }
     for (i, item) in items.iter().enumerate() {
         let path = walk::index(&p, i);
-        if let Some(w) = decode_workload(cx, item, &path) {
+        if let Some(w) = decode_workload(cx, item, &path, &calendars) {
             out.push((path, w));
         }
     }
     out
 }
 
-fn decode_workload(cx: &mut Cx, v: &Value, path: &str) -> Option<Workload> {
+fn decode_workload(cx: &mut Cx, v: &Value, path: &str, calendars: &Calendars) -> Option<Workload> {
     let o = Obj::new(cx, v, path, "a workload")?;
     o.check_keys(cx, WORKLOAD_KEYS, true);
     let before = cx.error_count();
@@ -413,6 +430,10 @@ fn decode_workload(cx: &mut Cx, v: &Value, path: &str) -> Option<Workload> {
     let tiers = o
         .require(cx, "tiers", "the list of tiers")
         .and_then(|(v, p)| decode_tiers(cx, v, &p));
+    let schedules = opt(cx, &o, "schedules", |cx, v, p| {
+        schedules::decode_schedules(cx, v, p, calendars)
+    });
+    let enforce = opt(cx, &o, "enforce", walk::boolean);
     if cx.error_count() > before {
         return None;
     }
@@ -431,9 +452,13 @@ fn decode_workload(cx: &mut Cx, v: &Value, path: &str) -> Option<Workload> {
         exemption_tag_key: exemption_tag_key?
             .unwrap_or_else(|| Name::new(DEFAULT_EXEMPTION_TAG_KEY).expect("non-empty")),
     };
-    Workload::new(header, tiers?)
+    let mut w = Workload::new(header, tiers?)
         .map_err(|e| cx.error(path, e.to_string()))
-        .ok()
+        .ok()?;
+    w.schedules = schedules?.unwrap_or_default();
+    w.enforce = enforce?.unwrap_or(false);
+    schedules::lint(cx, &w, path);
+    Some(w)
 }
 
 fn decode_tiers(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<Tier>> {
@@ -624,6 +649,7 @@ fn decode_profiles(cx: &mut Cx, v: &Value, path: &str) -> Option<BTreeMap<Name, 
 pub fn encode(workloads: &[Workload]) -> FileDoc {
     FileDoc {
         version: VERSION,
+        calendars: schedules::encode_calendars(workloads),
         workloads: workloads.iter().map(encode_workload).collect(),
     }
 }
@@ -660,6 +686,8 @@ fn encode_workload(w: &Workload) -> WorkloadDoc {
         },
         exemption_tag_key: non_default(w.exemption_tag_key.as_str(), DEFAULT_EXEMPTION_TAG_KEY)
             .map(str::to_string),
+        schedules: schedules::encode(&w.schedules, false),
+        enforce: non_default(w.enforce, false),
         tiers: w.tiers().iter().map(encode_tier).collect(),
     }
 }
@@ -728,5 +756,11 @@ pub fn decoder_fields() -> Vec<(&'static str, &'static [&'static str])> {
         ("StopDoc", STOP_KEYS),
         ("OverrideFileDoc", OVERRIDE_KEYS),
         ("ProfileDoc", PROFILE_KEYS),
+        ("ScheduleDoc", schedules::SCHEDULE_KEYS),
+        ("PeriodDoc", schedules::PERIOD_KEYS),
+        ("DaysDoc", schedules::DAYS_KEYS),
+        ("CronDoc", schedules::CRON_KEYS),
+        ("NamedSkipDoc", schedules::NAMED_SKIP_KEYS),
+        ("CalendarDoc", schedules::CALENDAR_KEYS),
     ]
 }

@@ -17,9 +17,11 @@ use ec2_scheduler_core::model::{
     InstanceType, Name, Os, OverrideFile, Profile, Readiness, SsmOutput, StartSpec, StopSpec, Tag,
     Tier, Workload, WorkloadHeader,
 };
+use ec2_scheduler_core::schedule::Schedule;
 use serde_json::{Map, Value, json};
 
 use crate::diag::Cx;
+use crate::schedules;
 use crate::walk::{self, Obj, found};
 
 pub(crate) const WORKLOAD_TABLE: &str = "WorkloadSpecification";
@@ -41,6 +43,8 @@ const WORKLOAD_KEYS: &[&str] = &[
     "CrossAccountRoleExternalId",
     "FailurePolicy",
     "ExemptionTagName",
+    "Schedules",
+    "Enforce",
     // Written by ec2-scheduler's DynamoDB store for conditional writes.
     "Ec2SchedulerRevision",
 ];
@@ -81,6 +85,8 @@ pub(crate) enum Table {
 /// A decoded workload item.
 pub(crate) struct WorkloadItem {
     pub header: WorkloadHeader,
+    pub schedules: Vec<Schedule>,
+    pub enforce: bool,
 }
 
 /// A decoded tier item.
@@ -271,10 +277,30 @@ pub(crate) fn decode_workload(cx: &mut Cx, item: &Value, path: &str) -> Option<W
         None => Name::new(DEFAULT_EXEMPTION_TAG_KEY).ok(),
         Some((v, p)) => walk::seed_string(cx, v, &p).and_then(|s| walk::name(cx, s, &p)),
     };
+    // Schedules in the shape of ec2-scheduler's YAML, with the dates of calendars
+    // written into each schedule.
+    let schedules = match o.get("Schedules") {
+        None => Some(Vec::new()),
+        Some((v, p)) => {
+            let v = match v {
+                Value::String(text) => serde_json::from_str(text)
+                    .map_err(|e| cx.error(&p, format!("expected a list of schedules as JSON: {e}")))
+                    .ok(),
+                v => Some(v.clone()),
+            };
+            v.and_then(|v| schedules::decode_schedules(cx, &v, &p, &schedules::Calendars::new()))
+        }
+    };
+    let enforce = match o.get("Enforce") {
+        None => Some(false),
+        Some((v, p)) => walk::seed_bool(cx, v, &p),
+    };
     if cx.error_count() > before {
         return None;
     }
     Some(WorkloadItem {
+        schedules: schedules?,
+        enforce: enforce?,
         header: WorkloadHeader {
             name: name?,
             region: region?,
@@ -615,6 +641,16 @@ pub(crate) fn encode_workload(w: &Workload) -> Map<String, Value> {
     }
     put("FailurePolicy", w.failure_policy.as_str().to_string());
     put("ExemptionTagName", w.exemption_tag_key.to_string());
+    if w.enforce {
+        put("Enforce", "True".to_string());
+    }
+    if !w.schedules.is_empty() {
+        let docs = schedules::encode(&w.schedules, true);
+        m.insert(
+            "Schedules".to_string(),
+            serde_json::to_value(docs).expect("schedules serialize"),
+        );
+    }
     m
 }
 

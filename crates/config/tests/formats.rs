@@ -362,7 +362,7 @@ workloads:
       - name: ""
 "#;
     expect![[r#"
-        w.yaml: error: workloads[0].colour: unknown field `colour`, expected one of: name, region, workload_tag, tier_tag_key, vpc, sns_topic, cross_account, ssm_output, resize_delay, disabled, failure_policy, exemption_tag_key, tiers
+        w.yaml: error: workloads[0].colour: unknown field `colour`, expected one of: name, region, workload_tag, tier_tag_key, vpc, sns_topic, cross_account, ssm_output, resize_delay, disabled, failure_policy, exemption_tag_key, schedules, enforce, tiers
         w.yaml: error: workloads[0].workload_tag.value: must not be empty (an empty tag key or value would match every instance)
         w.yaml: error: workloads[0].tiers[0].start.order: expected a whole number from -1000000 to 1000000, found "first"
         w.yaml: error: workloads[0].tiers[0].start.wait: expected true or false, found "yes"

@@ -30,7 +30,7 @@ pub enum MonthDaySpec {
 }
 
 /// Day filters; an empty list does not filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DayFilter {
     pub weekdays: Vec<WeekdaySpec>,
     pub monthdays: Vec<MonthDaySpec>,
@@ -170,6 +170,18 @@ impl FromStr for MonthDaySpec {
             Ok(n @ 1..=31) => Ok(MonthDaySpec::Day(n)),
             _ => Err(err()),
         }
+    }
+}
+
+impl serde::Serialize for WeekdaySpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl serde::Serialize for MonthDaySpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -225,6 +225,11 @@ pub struct Workload {
     pub failure_policy: FailurePolicy,
     /// Tag key whose presence exempts an instance from being stopped.
     pub exemption_tag_key: Name,
+    /// When the workload should run; none means it only runs when asked.
+    pub schedules: Vec<crate::schedule::Schedule>,
+    /// Also bring the workload back to what its schedules wish when it drifts, not
+    /// only at their events.
+    pub enforce: bool,
     tiers: Vec<Tier>,
 }
 
@@ -282,6 +287,8 @@ impl Workload {
             disabled,
             failure_policy,
             exemption_tag_key,
+            schedules: Vec::new(),
+            enforce: false,
             tiers,
         })
     }

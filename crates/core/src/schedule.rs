@@ -35,6 +35,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde::Serialize;
 
 use crate::calendar::DayFilter;
 use crate::zone::Zone;
@@ -47,7 +48,7 @@ const LOOKBACK_DAYS: i64 = 8 * 366;
 pub const ADJACENT: Duration = Duration::seconds(60);
 
 /// A workload's schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Schedule {
     pub name: String,
     pub zone: Zone,
@@ -57,7 +58,7 @@ pub struct Schedule {
 }
 
 /// A window of time on the days its filters match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Period {
     /// For messages; periods without a name are called by their position.
     pub name: Option<String>,
@@ -74,11 +75,13 @@ pub struct Period {
 }
 
 /// A date on which nothing fires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SkipDate {
     pub day: SkipDay,
-    /// What it is, for messages: `Christmas`, or the calendar it comes from.
+    /// What it is, for messages: `Christmas`.
     pub label: Option<String>,
+    /// The shared calendar it comes from, if any.
+    pub calendar: Option<String>,
 }
 
 /// A local date, once or every year.
@@ -95,6 +98,12 @@ impl SkipDay {
             SkipDay::Once(x) => x == d,
             SkipDay::Yearly(m, day) => d.month() == u32::from(m) && d.day() == u32::from(day),
         }
+    }
+}
+
+impl Serialize for SkipDay {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -129,7 +138,8 @@ impl std::str::FromStr for SkipDay {
 }
 
 /// What a schedule wishes at an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Wish {
     Running,
     Stopped,
@@ -166,7 +176,8 @@ pub struct Desired {
 }
 
 /// Start or stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Start,
     Stop,
@@ -211,10 +222,15 @@ pub enum Skip {
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Skip::Holiday(s) => match &s.label {
-                Some(l) => write!(f, "skip date {} ({l})", s.day),
-                None => write!(f, "skip date {}", s.day),
-            },
+            Skip::Holiday(s) => {
+                write!(f, "skip date {}", s.day)?;
+                match (&s.label, &s.calendar) {
+                    (Some(l), Some(c)) => write!(f, " ({l}, calendar {c})"),
+                    (Some(l), None) => write!(f, " ({l})"),
+                    (None, Some(c)) => write!(f, " (calendar {c})"),
+                    (None, None) => Ok(()),
+                }
+            }
         }
     }
 }

@@ -22,6 +22,12 @@ impl fmt::Debug for Zone {
     }
 }
 
+impl serde::Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
 impl PartialEq for Zone {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name

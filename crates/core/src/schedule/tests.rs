@@ -149,10 +149,12 @@ fn skip_dates_fire_nothing_and_the_state_carries_over() {
         SkipDate {
             day: "2026-12-24".parse().unwrap(),
             label: Some("Christmas Eve".into()),
+            calendar: None,
         },
         SkipDate {
             day: "12-25".parse().unwrap(),
             label: None,
+            calendar: None,
         },
     ];
     // Wednesday's stop holds through Thursday 24th and Friday 25th.
@@ -186,6 +188,7 @@ fn skip_dates_fire_nothing_and_the_state_carries_over() {
     night.skip = vec![SkipDate {
         day: "12-25".parse().unwrap(),
         label: None,
+        calendar: None,
     }];
     assert_eq!(wish(&night, "2026-12-25 07:00"), Wish::Running);
     assert_eq!(wish(&night, "2026-12-26 07:00"), Wish::Stopped);
@@ -437,6 +440,7 @@ fn next_events_count_what_fires() {
     s.skip = vec![SkipDate {
         day: "12-25".parse().unwrap(),
         label: None,
+        calendar: None,
     }];
     let next = s.next_events(at(&s, "2026-12-24 19:00"), 2, 30);
     let fired: Vec<_> = next.iter().filter(|e| e.skipped.is_none()).collect();
@@ -541,6 +545,7 @@ proptest! {
             s.skip.push(SkipDate {
                 day: SkipDay::Once(s.zone.date(from) + Duration::days(days)),
                 label: None,
+            calendar: None,
             });
         }
         for e in s.next_events(from, 12, 21).into_iter().filter(|e| e.skipped.is_none()) {
