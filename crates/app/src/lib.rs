@@ -10,6 +10,7 @@
 //!   advancing by one tick, cancelling, history.
 //! - [`status`]: a workload as the cloud shows it now.
 //! - [`exemptions`]: exemptions from stop.
+//! - [`schedules`]: what schedules wish at an instant, and their next events.
 //! - [`error`]: [`Error`], named by meaning ([`Kind`]: invalid, not found, conflict,
 //!   forbidden, upstream, internal), keeping every source.
 //! - [`sim`]: the simulated cloud saved to a fleet file; [`files`]: bounded reads,
@@ -22,6 +23,7 @@ pub mod error;
 pub mod exemptions;
 pub mod files;
 pub mod runs;
+pub mod schedules;
 pub mod sim;
 pub mod status;
 pub mod workloads;

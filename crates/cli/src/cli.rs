@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use ec2_scheduler_app::schedules;
 use ec2_scheduler_app::workloads::{self, Preview};
 use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, StoreOpts};
 use ec2_scheduler_config::{Format, Loaded};
@@ -81,6 +82,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// What a workload's schedules wish at an instant, and their next events.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// Load workload files (any format) into the store.
     Load {
         #[arg(required = true)]
@@ -97,6 +103,50 @@ enum RunsCommand {
     /// Cancel an unfinished run: it is recorded as cancelled and the workload's lock
     /// released; the process driving it stops at its next step. Nothing is undone.
     Cancel { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// The desired state (running, stopped, or any: no wish) and what decides it.
+    State {
+        #[command(flatten)]
+        of: ScheduleOf,
+        /// The instant (RFC 3339; default: now).
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// The next start and stop events, with the ones skip dates keep from firing.
+    Next {
+        #[command(flatten)]
+        of: ScheduleOf,
+        /// Events after this instant (RFC 3339; default: now).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<DateTime<Utc>>,
+        /// How many events that fire to list.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// Whose schedules: a workload's (from files, or the store without `-c`), or a file
+/// holding one schedule alone.
+#[derive(Debug, clap::Args)]
+struct ScheduleOf {
+    /// Workload files (any format).
+    #[arg(long, short = 'c', num_args = 1.., requires = "workload")]
+    config: Vec<PathBuf>,
+    /// The workload whose schedules to read.
+    #[arg(long, short = 'w', required_unless_present = "schedule")]
+    workload: Option<String>,
+    /// A file holding one schedule document alone (timezone, periods, skip).
+    #[arg(long, conflicts_with_all = ["config", "workload"])]
+    schedule: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,6 +514,7 @@ async fn run(cli: Cli) -> Result {
                 names.join(", ")
             ))
         }
+        Command::Schedule { command } => schedule_cmd(command).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -522,6 +573,46 @@ fn scale_in(apply: bool) -> ScaleIn {
         ScaleIn::Apply
     } else {
         ScaleIn::ReportOnly
+    }
+}
+
+/// The schedules `of` names.
+async fn schedules_of(of: &ScheduleOf) -> Result<Vec<ec2_scheduler_core::schedule::Schedule>> {
+    if let Some(path) = &of.schedule {
+        return Ok(vec![schedules::read_schedule(path)?]);
+    }
+    let name = of.workload.as_deref().unwrap_or_default();
+    if !of.config.is_empty() {
+        let loaded = load(&of.config)?;
+        return Ok(workloads::pick(&loaded, name)?.schedules.clone());
+    }
+    let app = App::open(&of.store.opts(), aws(&of.store)).await?;
+    Ok(workload(&app, &[], name).await?.schedules)
+}
+
+async fn schedule_cmd(command: ScheduleCommand) -> Result {
+    match command {
+        ScheduleCommand::State { of, at, output } => {
+            let list = schedules_of(&of).await?;
+            let state = schedules::state(&list, at.unwrap_or_else(Utc::now));
+            match output {
+                Output::Text => term::out(render::schedule_state(&state, list.is_empty())),
+                Output::Json => term::data(serde_json::to_string_pretty(&state)? + "\n"),
+            }
+        }
+        ScheduleCommand::Next {
+            of,
+            from,
+            count,
+            output,
+        } => {
+            let list = schedules_of(&of).await?;
+            let events = schedules::next(&list, from.unwrap_or_else(Utc::now), count)?;
+            match output {
+                Output::Text => term::out(render::next_events(&events, list.is_empty())),
+                Output::Json => term::data(serde_json::to_string_pretty(&events)? + "\n"),
+            }
+        }
     }
 }
 

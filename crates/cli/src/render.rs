@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
+use ec2_scheduler_app::schedules;
 use ec2_scheduler_app::status::Status;
 use ec2_scheduler_core::plan::{PauseReason, Plan, Step};
 use ec2_scheduler_core::{Exemption, Workload};
@@ -360,4 +361,54 @@ pub fn exemptions(list: &[Exemption], now: DateTime<Utc>) -> String {
             format!("{} {until}{expired}: {}\n", e.instance_id, e.reason)
         })
         .collect()
+}
+
+/// `schedule state`.
+pub fn schedule_state(s: &schedules::State, none: bool) -> String {
+    if none {
+        return format!(
+            "{}: any (the workload has no schedules)\n",
+            s.at.to_rfc3339()
+        );
+    }
+    let mut out = format!("{}: {}", s.at.to_rfc3339(), s.wish);
+    if let Some(p) = &s.profile {
+        out += &format!(" with profile {p}");
+    }
+    if let (Some(sc), Some(p)) = (&s.schedule, &s.period) {
+        out += &format!(" (schedule {sc}, {p}");
+        if let Some(since) = s.since {
+            out += &format!(", since {}", since.to_rfc3339());
+        }
+        out += ")";
+    }
+    out + "\n"
+}
+
+/// `schedule next`.
+pub fn next_events(events: &[schedules::NextEvent], none: bool) -> String {
+    if none {
+        return "the workload has no schedules: no events\n".to_string();
+    }
+    if events.is_empty() {
+        return format!("no events in the next {} days\n", schedules::HORIZON_DAYS);
+    }
+    let mut out = String::new();
+    for e in events {
+        let what = match &e.profile {
+            Some(p) => format!("{} {p}", e.action),
+            None => e.action.to_string(),
+        };
+        out += &format!(
+            "{}  {what:<20} {}/{}",
+            e.at.to_rfc3339(),
+            e.schedule,
+            e.period
+        );
+        if let Some(why) = &e.skipped {
+            out += &format!("  skipped: {why}");
+        }
+        out += "\n";
+    }
+    out
 }

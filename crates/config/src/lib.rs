@@ -309,6 +309,41 @@ impl Assembly {
     }
 }
 
+/// The one schedule of a file holding a schedule document alone (as in a workload
+/// file's `schedules`, without shared calendars).
+///
+/// # Errors
+/// Every error of the file, with its path.
+pub fn schedule_document(
+    src: Source<'_>,
+) -> Result<ec2_scheduler_core::schedule::Schedule, Diagnostics> {
+    let mut cx = Cx::new(src.name);
+    let text = doc::strip_bom(src.text);
+    let docs = if text.len() > MAX_SOURCE_BYTES {
+        cx.file_error("the file is larger than 16 MiB");
+        None
+    } else if doc::looks_json(text) {
+        doc::parse_json(&mut cx, text)
+    } else {
+        doc::parse_yaml(&mut cx, text)
+    };
+    let schedule = match docs.as_deref() {
+        Some([one]) => schedules::decode_schedule_document(&mut cx, one),
+        Some(other) => {
+            cx.file_error(format!(
+                "expected one schedule document, found {}",
+                other.len()
+            ));
+            None
+        }
+        None => None,
+    };
+    match schedule {
+        Some(s) if cx.error_count() == 0 => Ok(s),
+        _ => Err(Diagnostics(cx.diags)),
+    }
+}
+
 /// Parses one file and adds what it defines.
 fn read_source(cx: &mut Cx, text: &str, asm: &mut Assembly) {
     if text.len() > MAX_SOURCE_BYTES {

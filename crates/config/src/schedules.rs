@@ -561,85 +561,109 @@ pub(crate) fn decode_schedules(
     let mut names: Vec<String> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let p = walk::index(path, i);
-        let Some(o) = Obj::new(cx, item, &p, "a schedule with `timezone` and `periods`") else {
-            continue;
-        };
-        o.check_keys(cx, SCHEDULE_KEYS, true);
-        let name = match o.get("name") {
-            Some((v, np)) => walk::string(cx, v, &np),
-            None => Some("default".to_string()),
-        };
-        if let Some(n) = &name {
-            if names.contains(n) {
+        let (name, schedule) = decode_schedule(cx, item, &p, calendars);
+        if let Some(n) = name {
+            if names.contains(&n) {
                 cx.error(
                     &walk::key(&p, "name"),
                     format!("duplicate schedule name {n:?}"),
                 );
             }
-            names.push(n.clone());
+            names.push(n);
         }
-        let zone = o
-            .require(cx, "timezone", "an IANA time zone such as Europe/Berlin")
-            .and_then(|(v, zp)| {
-                let s = walk::string(cx, v, &zp)?;
-                zone(&s).map_err(|e| cx.error(&zp, e)).ok()
-            });
-        let periods = o
-            .require(cx, "periods", "the periods in which the workload runs")
-            .and_then(|(v, pp)| {
-                let items = list(cx, v, &pp, "periods")?;
-                if items.is_empty() {
-                    cx.error(&pp, "the list is empty: expected at least one period");
-                }
-                let got: Vec<Option<Period>> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(k, item)| period(cx, item, &walk::index(&pp, k)))
-                    .collect();
-                got.into_iter().collect::<Option<Vec<_>>>()
-            });
-        let mut skip = match o.get("skip") {
-            Some((v, sp)) => skip_dates(cx, v, &sp, None),
-            None => Some(Vec::new()),
-        };
-        if let Some((v, cp)) = o.get("calendars")
-            && let Some(names) = list(cx, v, &cp, "calendar names")
-        {
-            for (k, n) in names.iter().enumerate() {
-                let np = walk::index(&cp, k);
-                let Some(n) = walk::string(cx, n, &np) else {
-                    continue;
-                };
-                match calendars.get(&n) {
-                    Some(dates) => {
-                        if let Some(skip) = &mut skip {
-                            skip.extend(dates.iter().cloned());
-                        }
-                    }
-                    None => cx.error(
-                        &np,
-                        format!(
-                            "unknown calendar {n:?}: define it under `calendars` in the same file{}",
-                            if calendars.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (defined: {})", calendars.keys().cloned().collect::<Vec<_>>().join(", "))
-                            }
-                        ),
-                    ),
-                }
-            }
-        }
-        if let (Some(name), Some(zone), Some(periods), Some(skip)) = (name, zone, periods, skip) {
-            out.push(Schedule {
-                name,
-                zone,
-                periods,
-                skip,
-            });
-        }
+        out.extend(schedule);
     }
     (cx.error_count() == before).then_some(out)
+}
+
+/// One schedule, and its name even when the rest has errors.
+fn decode_schedule(
+    cx: &mut Cx,
+    item: &Value,
+    p: &str,
+    calendars: &Calendars,
+) -> (Option<String>, Option<Schedule>) {
+    let Some(o) = Obj::new(cx, item, p, "a schedule with `timezone` and `periods`") else {
+        return (None, None);
+    };
+    o.check_keys(cx, SCHEDULE_KEYS, true);
+    let name = match o.get("name") {
+        Some((v, np)) => walk::string(cx, v, &np),
+        None => Some("default".to_string()),
+    };
+    let zone = o
+        .require(cx, "timezone", "an IANA time zone such as Europe/Berlin")
+        .and_then(|(v, zp)| {
+            let s = walk::string(cx, v, &zp)?;
+            zone(&s).map_err(|e| cx.error(&zp, e)).ok()
+        });
+    let periods = o
+        .require(cx, "periods", "the periods in which the workload runs")
+        .and_then(|(v, pp)| {
+            let items = list(cx, v, &pp, "periods")?;
+            if items.is_empty() {
+                cx.error(&pp, "the list is empty: expected at least one period");
+            }
+            let got: Vec<Option<Period>> = items
+                .iter()
+                .enumerate()
+                .map(|(k, item)| period(cx, item, &walk::index(&pp, k)))
+                .collect();
+            got.into_iter().collect::<Option<Vec<_>>>()
+        });
+    let mut skip = match o.get("skip") {
+        Some((v, sp)) => skip_dates(cx, v, &sp, None),
+        None => Some(Vec::new()),
+    };
+    if let Some((v, cp)) = o.get("calendars")
+        && let Some(names) = list(cx, v, &cp, "calendar names")
+    {
+        for (k, n) in names.iter().enumerate() {
+            let np = walk::index(&cp, k);
+            let Some(n) = walk::string(cx, n, &np) else {
+                continue;
+            };
+            match calendars.get(&n) {
+                Some(dates) => {
+                    if let Some(skip) = &mut skip {
+                        skip.extend(dates.iter().cloned());
+                    }
+                }
+                None => cx.error(
+                    &np,
+                    format!(
+                        "unknown calendar {n:?}: define it under `calendars` in the same file{}",
+                        if calendars.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (defined: {})",
+                                calendars.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    ),
+                ),
+            }
+        }
+    }
+    let schedule = match (&name, zone, periods, skip) {
+        (Some(name), Some(zone), Some(periods), Some(skip)) => Some(Schedule {
+            name: name.clone(),
+            zone,
+            periods,
+            skip,
+        }),
+        _ => None,
+    };
+    (name, schedule)
+}
+
+/// A document holding one schedule alone (`timezone`, `periods`, `skip`); it has no
+/// shared calendars to name.
+pub(crate) fn decode_schedule_document(cx: &mut Cx, doc: &Value) -> Option<Schedule> {
+    let before = cx.error_count();
+    let (_, schedule) = decode_schedule(cx, doc, "", &Calendars::new());
+    (cx.error_count() == before).then_some(schedule).flatten()
 }
 
 /// Warnings about schedules that are valid but probably not what was meant.

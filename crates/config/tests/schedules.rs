@@ -145,8 +145,8 @@ workloads:
         s.yaml: error: workloads[0].schedules[0].periods[4].start: expected a time "HH:MM" (quoted), found number 800
         s.yaml: error: workloads[0].schedules[0].skip[0]: "christmas": expected a date (2026-12-24) or a month and day every year (12-25)
         s.yaml: error: workloads[0].schedules[0].calendars[1]: unknown calendar "nope": define it under `calendars` in the same file (defined: holidays)
-        s.yaml: error: workloads[0].schedules[1].name: duplicate schedule name "a"
         s.yaml: error: workloads[0].schedules[1].periods: the list is empty: expected at least one period
+        s.yaml: error: workloads[0].schedules[1].name: duplicate schedule name "a"
         s.yaml: error: workloads[0].enforce: expected true or false, found "yes""#]]
     .assert_eq(&e.to_string());
 }

@@ -169,7 +169,8 @@ pub struct Desired {
     pub wish: Wish,
     /// The profile to run with, when running.
     pub profile: Option<String>,
-    /// The period that decides, when one does.
+    /// The schedule (of a workload's) and the period in it that decide, when one does.
+    pub schedule: Option<usize>,
     pub period: Option<usize>,
     /// When the deciding period's last event fired.
     pub since: Option<DateTime<Utc>>,
@@ -206,7 +207,8 @@ pub struct Event {
     pub local: NaiveDateTime,
     pub kind: EventKind,
     pub profile: Option<String>,
-    /// The period it comes from.
+    /// The schedule and the period in it that it comes from.
+    pub schedule: usize,
     pub period: usize,
     /// Why it does not fire, when it does not.
     pub skipped: Option<Skip>,
@@ -346,47 +348,96 @@ impl Schedule {
         }
     }
 
+    /// What this schedule wishes at `at`.
+    pub fn state(&self, at: DateTime<Utc>) -> Desired {
+        Timetable(std::slice::from_ref(self)).state(at)
+    }
+
+    /// This schedule's events in `(from, to]` (see [`Timetable::events`]).
+    pub fn events(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
+        Timetable(std::slice::from_ref(self)).events(from, to)
+    }
+
+    /// This schedule's next events (see [`Timetable::next_events`]).
+    pub fn next_events(&self, from: DateTime<Utc>, count: usize, horizon_days: i64) -> Vec<Event> {
+        Timetable(std::slice::from_ref(self)).next_events(from, count, horizon_days)
+    }
+
+    /// Every date from the day before `from`'s local date to the day after `to`'s.
+    fn dates_around(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
+        let (first, last) = (self.zone.date(from), self.zone.date(to));
+        let mut d = first.pred_opt().unwrap_or(first);
+        let end = last.succ_opt().unwrap_or(last);
+        let mut out = Vec::new();
+        while d <= end {
+            out.push(d);
+            match d.succ_opt() {
+                Some(n) => d = n,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// A workload's schedules taken together: running if any of them wishes running,
+/// else no wish if any has none, else stopped, exactly as the periods of one schedule
+/// combine. Each schedule keeps its own time zone and skip dates.
+#[derive(Debug, Clone, Copy)]
+pub struct Timetable<'a>(pub &'a [Schedule]);
+
+impl Timetable<'_> {
     /// What the periods wish at `at`, before adjacent periods are joined.
     fn raw(&self, at: DateTime<Utc>) -> Desired {
-        let states: Vec<PeriodState> = self
-            .periods
+        let states: Vec<(usize, usize, PeriodState)> = self
+            .0
             .iter()
-            .map(|p| self.period_state(p, at))
+            .enumerate()
+            .flat_map(|(si, s)| {
+                s.periods
+                    .iter()
+                    .enumerate()
+                    .map(move |(pi, p)| (si, pi, s.period_state(p, at)))
+            })
             .collect();
         let latest = |wish: Wish| {
             states
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.wish == wish)
-                .max_by_key(|(i, s)| (s.since, *i))
-                .map(|(i, s)| (i, s.since))
+                .filter(|(_, (_, _, s))| s.wish == wish)
+                .max_by_key(|(k, (_, _, s))| (s.since, *k))
+                .map(|(_, (si, pi, s))| (*si, *pi, s.since))
         };
-        if let Some((i, since)) = latest(Wish::Running) {
+        if let Some((si, pi, since)) = latest(Wish::Running) {
             return Desired {
                 wish: Wish::Running,
-                profile: self.periods[i].profile.clone(),
-                period: Some(i),
+                profile: self.0[si].periods[pi].profile.clone(),
+                schedule: Some(si),
+                period: Some(pi),
                 since,
             };
         }
-        if let Some(i) = states.iter().position(|s| s.wish == Wish::Any) {
+        if let Some((si, pi, _)) = states.iter().find(|(_, _, s)| s.wish == Wish::Any) {
             return Desired {
                 wish: Wish::Any,
                 profile: None,
-                period: (!self.periods.is_empty()).then_some(i),
+                schedule: Some(*si),
+                period: Some(*pi),
                 since: None,
             };
         }
         match latest(Wish::Stopped) {
-            Some((i, since)) => Desired {
+            Some((si, pi, since)) => Desired {
                 wish: Wish::Stopped,
                 profile: None,
-                period: Some(i),
+                schedule: Some(si),
+                period: Some(pi),
                 since,
             },
             None => Desired {
                 wish: Wish::Any,
                 profile: None,
+                schedule: None,
                 period: None,
                 since: None,
             },
@@ -396,20 +447,16 @@ impl Schedule {
     /// The instants in `(from, to]` at which some period may change its wish, sorted,
     /// without repeats.
     fn changes_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let (first, last) = (self.zone.date(from), self.zone.date(to));
-        let one_sided = self.periods.iter().any(Period::one_sided);
         let mut out = Vec::new();
-        let mut d = first.pred_opt().unwrap_or(first);
-        while d <= last.succ_opt().unwrap_or(last) {
-            for p in &self.periods {
-                out.extend(self.occurrences(p, d).into_iter().map(|o| o.at));
-            }
-            if one_sided {
-                out.push(self.zone.start_of(d));
-            }
-            match d.succ_opt() {
-                Some(n) => d = n,
-                None => break,
+        for s in self.0 {
+            let one_sided = s.periods.iter().any(Period::one_sided);
+            for d in s.dates_around(from, to) {
+                for p in &s.periods {
+                    out.extend(s.occurrences(p, d).into_iter().map(|o| o.at));
+                }
+                if one_sided {
+                    out.push(s.zone.start_of(d));
+                }
             }
         }
         out.retain(|t| *t > from && *t <= to);
@@ -428,15 +475,16 @@ impl Schedule {
         for t in self.changes_between(lo, hi) {
             let d = self.raw(t);
             let last = &raw[raw.len() - 1].1;
-            if d.wish != last.wish || d.profile != last.profile || d.period != last.period {
+            if d.wish != last.wish
+                || d.profile != last.profile
+                || (d.schedule, d.period) != (last.schedule, last.period)
+            {
                 raw.push((t, d));
             }
         }
         // Join adjacent periods: a short stop between two runs is no stop.
         let mut joined: Vec<(DateTime<Utc>, Desired)> = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            let (t, d) = &raw[i];
+        for (i, (t, d)) in raw.iter().enumerate() {
             let short_stop = d.wish == Wish::Stopped
                 && i > 0
                 && raw[i - 1].1.wish == Wish::Running
@@ -446,7 +494,6 @@ impl Schedule {
             if !short_stop {
                 joined.push((*t, d.clone()));
             }
-            i += 1;
         }
         // The wish at `from`, then what changes after it.
         let start = joined.iter().rposition(|(t, _)| *t <= from).unwrap_or(0);
@@ -460,7 +507,7 @@ impl Schedule {
         out
     }
 
-    /// What the schedule wishes at `at`.
+    /// What the schedules wish at `at`.
     pub fn state(&self, at: DateTime<Utc>) -> Desired {
         self.timeline(at, at).remove(0).1
     }
@@ -482,40 +529,39 @@ impl Schedule {
                 Wish::Stopped if before.wish != Wish::Stopped => EventKind::Stop,
                 _ => continue,
             };
+            let schedule = now.schedule.unwrap_or(0);
             out.push(Event {
                 at: *at,
-                local: self.zone.local(*at),
+                local: self.0[schedule].zone.local(*at),
                 kind,
                 profile: if kind == EventKind::Start {
                     now.profile.clone()
                 } else {
                     None
                 },
+                schedule,
                 period: now.period.unwrap_or(0),
                 skipped: None,
             });
         }
         // The events that a skip date keeps from firing.
-        let (first, last) = (self.zone.date(from), self.zone.date(to));
-        let mut d = first.pred_opt().unwrap_or(first);
-        while d <= last.succ_opt().unwrap_or(last) {
-            for (i, p) in self.periods.iter().enumerate() {
-                for o in self.occurrences(p, d) {
-                    if o.skipped.is_some() && o.at > from && o.at <= to {
-                        out.push(Event {
-                            at: o.at,
-                            local: o.local,
-                            kind: o.kind,
-                            profile: p.profile.clone().filter(|_| o.kind == EventKind::Start),
-                            period: i,
-                            skipped: o.skipped,
-                        });
+        for (si, s) in self.0.iter().enumerate() {
+            for d in s.dates_around(from, to) {
+                for (pi, p) in s.periods.iter().enumerate() {
+                    for o in s.occurrences(p, d) {
+                        if o.skipped.is_some() && o.at > from && o.at <= to {
+                            out.push(Event {
+                                at: o.at,
+                                local: o.local,
+                                kind: o.kind,
+                                profile: p.profile.clone().filter(|_| o.kind == EventKind::Start),
+                                schedule: si,
+                                period: pi,
+                                skipped: o.skipped,
+                            });
+                        }
                     }
                 }
-            }
-            match d.succ_opt() {
-                Some(n) => d = n,
-                None => break,
             }
         }
         out.sort_by_key(|e| (e.at, e.skipped.is_some()));

@@ -594,3 +594,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_workloads_schedules_combine_across_time_zones() {
+    let berlin = schedule("Europe/Berlin", vec![period("08:00", "18:00", WEEKDAYS)]);
+    let new_york = schedule("America/New_York", vec![period("08:00", "18:00", WEEKDAYS)]);
+    let both = [berlin, new_york];
+    let table = Timetable(&both);
+    let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let events: Vec<String> = table
+        .events(utc("2026-12-01T00:00:00Z"), utc("2026-12-02T06:00:00Z"))
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} schedule {}",
+                e.kind,
+                e.at.format("%H:%M"),
+                e.schedule
+            )
+        })
+        .collect();
+    // Berlin opens at 07:00 UTC; New York closes at 23:00 UTC.
+    assert_eq!(events, ["start 07:00 schedule 0", "stop 23:00 schedule 1"]);
+    let at_noon_ny = table.state(utc("2026-12-01T17:00:00Z"));
+    assert_eq!(
+        (at_noon_ny.wish, at_noon_ny.schedule),
+        (Wish::Running, Some(1))
+    );
+}

@@ -1,0 +1,162 @@
+//! `schedule state` and `schedule next` as a user runs them.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use expect_test::expect;
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .env("EC2_SCHEDULER_STORE", "memory")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+const OFFICE: &[&str] = &["-c", "examples/office-hours.yaml", "-w", "ExampleTestCase"];
+
+#[test]
+fn state_names_the_period_that_decides() {
+    let mut args = vec!["schedule", "state"];
+    args.extend_from_slice(OFFICE);
+    args.extend(["--at", "2026-12-01T11:30:00Z"]);
+    expect![[r#"
+        2026-12-01T12:30:00+01:00: running with profile profileD (schedule office, lunch-peak, since 2026-12-01T12:00:00+01:00)
+    "#]]
+    .assert_eq(&ok(&args));
+    args.extend(["-o", "json"]);
+    let v: Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(v["wish"], "running");
+    assert_eq!(v["period"], "lunch-peak");
+    let night = ok(&[
+        "schedule",
+        "state",
+        "--schedule",
+        "examples/schedules/night-batch.yaml",
+        "--at",
+        "2026-12-01T12:00:00Z",
+    ]);
+    // 23:00 in Sydney, Tuesday night.
+    assert_eq!(
+        night,
+        "2026-12-01T23:00:00+11:00: running (schedule default, batch, since 2026-12-01T22:00:00+11:00)\n"
+    );
+}
+
+#[test]
+fn next_lists_events_and_what_skips_them() {
+    let mut args = vec!["schedule", "next"];
+    args.extend_from_slice(OFFICE);
+    args.extend(["--from", "2026-12-24T00:00:00+01:00", "--count", "2"]);
+    expect![[r#"
+        2026-12-24T07:30:00+01:00  start                office/office-hours  skipped: skip date 2026-12-24
+        2026-12-24T12:00:00+01:00  start profileD       office/lunch-peak  skipped: skip date 2026-12-24
+        2026-12-24T14:00:00+01:00  stop                 office/lunch-peak  skipped: skip date 2026-12-24
+        2026-12-24T19:00:00+01:00  stop                 office/office-hours  skipped: skip date 2026-12-24
+        2026-12-25T07:30:00+01:00  start                office/office-hours  skipped: skip date 12-25 (Christmas Day, calendar de-holidays)
+        2026-12-25T12:00:00+01:00  start profileD       office/lunch-peak  skipped: skip date 12-25 (Christmas Day, calendar de-holidays)
+        2026-12-25T14:00:00+01:00  stop                 office/lunch-peak  skipped: skip date 12-25 (Christmas Day, calendar de-holidays)
+        2026-12-25T19:00:00+01:00  stop                 office/office-hours  skipped: skip date 12-25 (Christmas Day, calendar de-holidays)
+        2026-12-25T22:00:00+01:00  start                office/friday-batch  skipped: skip date 12-25 (Christmas Day, calendar de-holidays)
+        2026-12-26T04:00:00+01:00  stop                 office/friday-batch  skipped: skip date 12-26 (Boxing Day, calendar de-holidays)
+        2026-12-28T07:30:00+01:00  start                office/office-hours
+        2026-12-28T12:00:00+01:00  start profileD       office/lunch-peak
+    "#]]
+    .assert_eq(&ok(&args));
+    let json = ok(&[
+        "schedule",
+        "next",
+        "--schedule",
+        "examples/schedules/night-batch.yaml",
+        "--from",
+        "2026-12-24T00:00:00Z",
+        "--count",
+        "3",
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let shown: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["at"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["skipped"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        // Thursday night's window runs through Christmas morning (its stop falls on
+        // the holiday) until Saturday's stop.
+        [
+            "2026-12-24T22:00:00+11:00 start -",
+            "2026-12-25T05:00:00+11:00 stop skip date 12-25 (Christmas Day)",
+            "2026-12-25T22:00:00+11:00 start skip date 12-25 (Christmas Day)",
+            "2026-12-26T05:00:00+11:00 stop -",
+            "2026-12-28T22:00:00+11:00 start -",
+        ]
+    );
+}
+
+#[test]
+fn bad_schedule_input_is_refused_with_where_and_what() {
+    let dir = std::env::temp_dir().join(format!("ec2s-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "timezone: Mars/Olympus\nperiods: [{ start: '7' }]\n").unwrap();
+    let o = run(&["schedule", "state", "--schedule", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("bad.yaml: error: timezone: unknown time zone \"Mars/Olympus\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml: error: periods[0].start: expected a time"),
+        "{err}"
+    );
+    // Usage errors: both ways of naming a schedule, a bad instant, a zero count.
+    let o = run(&["schedule", "state", "--schedule", "x.yaml", "-w", "W"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&[
+        "schedule",
+        "state",
+        "--schedule",
+        "examples/schedules/night-batch.yaml",
+        "--at",
+        "tomorrow",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&[
+        "schedule",
+        "next",
+        "--schedule",
+        "examples/schedules/night-batch.yaml",
+        "--count",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run(&[
+        "schedule",
+        "state",
+        "-c",
+        "examples/office-hours.yaml",
+        "-w",
+        "Nope",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    std::fs::remove_dir_all(&dir).ok();
+}
