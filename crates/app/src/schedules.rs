@@ -94,7 +94,7 @@ pub fn state(schedules: &[Schedule], at: DateTime<Utc>) -> State {
         schedule,
         period,
         since,
-    } = Timetable(schedules).state(at);
+    } = Timetable::new(schedules).state(at);
     let (schedule_name, period_name) = names(schedules, schedule, period);
     State {
         at: shown(schedules, schedule, at),
@@ -133,7 +133,7 @@ pub fn next(schedules: &[Schedule], from: DateTime<Utc>, count: usize) -> Result
             "--count must be from 1 to {MAX_EVENTS}, found {count}"
         )));
     }
-    Ok(Timetable(schedules)
+    Ok(Timetable::new(schedules)
         .next_events(from, count, HORIZON_DAYS)
         .into_iter()
         .map(|e| report(schedules, e))

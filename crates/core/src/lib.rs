@@ -15,6 +15,7 @@ pub mod cron;
 pub mod exemption;
 pub mod fleet;
 pub mod model;
+pub mod overrides;
 pub mod plan;
 pub mod schedule;
 pub mod subset;

@@ -35,7 +35,9 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::overrides::{Change, Override};
 
 use crate::calendar::DayFilter;
 use crate::zone::Zone;
@@ -174,10 +176,12 @@ pub struct Desired {
     pub period: Option<usize>,
     /// When the deciding period's last event fired.
     pub since: Option<DateTime<Utc>>,
+    /// The override that decides instead of the periods, when one does.
+    pub by_override: Option<String>,
 }
 
 /// Start or stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Start,
@@ -212,6 +216,8 @@ pub struct Event {
     pub period: usize,
     /// Why it does not fire, when it does not.
     pub skipped: Option<Skip>,
+    /// The override that makes it fire (a postponed stop, the end of keep-running).
+    pub by_override: Option<String>,
 }
 
 /// Why an event of a period does not fire.
@@ -219,6 +225,8 @@ pub struct Event {
 pub enum Skip {
     /// The date is a skip date.
     Holiday(SkipDate),
+    /// An override keeps it from firing.
+    Override(Override),
 }
 
 impl fmt::Display for Skip {
@@ -233,6 +241,7 @@ impl fmt::Display for Skip {
                     (None, None) => Ok(()),
                 }
             }
+            Skip::Override(o) => write!(f, "{o}"),
         }
     }
 }
@@ -350,17 +359,17 @@ impl Schedule {
 
     /// What this schedule wishes at `at`.
     pub fn state(&self, at: DateTime<Utc>) -> Desired {
-        Timetable(std::slice::from_ref(self)).state(at)
+        Timetable::new(std::slice::from_ref(self)).state(at)
     }
 
     /// This schedule's events in `(from, to]` (see [`Timetable::events`]).
     pub fn events(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
-        Timetable(std::slice::from_ref(self)).events(from, to)
+        Timetable::new(std::slice::from_ref(self)).events(from, to)
     }
 
     /// This schedule's next events (see [`Timetable::next_events`]).
     pub fn next_events(&self, from: DateTime<Utc>, count: usize, horizon_days: i64) -> Vec<Event> {
-        Timetable(std::slice::from_ref(self)).next_events(from, count, horizon_days)
+        Timetable::new(std::slice::from_ref(self)).next_events(from, count, horizon_days)
     }
 
     /// Every date from the day before `from`'s local date to the day after `to`'s.
@@ -382,15 +391,51 @@ impl Schedule {
 
 /// A workload's schedules taken together: running if any of them wishes running,
 /// else no wish if any has none, else stopped, exactly as the periods of one schedule
-/// combine. Each schedule keeps its own time zone and skip dates.
+/// combine. Each schedule keeps its own time zone and skip dates. Overrides change
+/// the result last.
 #[derive(Debug, Clone, Copy)]
-pub struct Timetable<'a>(pub &'a [Schedule]);
+pub struct Timetable<'a> {
+    schedules: &'a [Schedule],
+    overrides: &'a [Override],
+}
 
-impl Timetable<'_> {
+/// The kind of event a change of wish is: a start when it becomes running (or stays
+/// running with another profile), a stop when it becomes stopped.
+fn event_kind(before: &Desired, now: &Desired) -> Option<EventKind> {
+    match now.wish {
+        Wish::Running
+            if before.wish != Wish::Running
+                || (now.profile.is_some() && now.profile != before.profile) =>
+        {
+            Some(EventKind::Start)
+        }
+        Wish::Stopped if before.wish != Wish::Stopped => Some(EventKind::Stop),
+        _ => None,
+    }
+}
+
+/// How far back an override is looked at: its effect lasts until the schedule's next
+/// change, and overrides are short-lived.
+const OVERRIDE_LOOKBACK: Duration = Duration::days(8);
+
+impl<'a> Timetable<'a> {
+    /// A workload's schedules, without overrides.
+    pub fn new(schedules: &'a [Schedule]) -> Self {
+        Timetable {
+            schedules,
+            overrides: &[],
+        }
+    }
+
+    /// The same schedules with these overrides (of the same workload).
+    pub fn with_overrides(self, overrides: &'a [Override]) -> Self {
+        Timetable { overrides, ..self }
+    }
+
     /// What the periods wish at `at`, before adjacent periods are joined.
     fn raw(&self, at: DateTime<Utc>) -> Desired {
         let states: Vec<(usize, usize, PeriodState)> = self
-            .0
+            .schedules
             .iter()
             .enumerate()
             .flat_map(|(si, s)| {
@@ -411,10 +456,11 @@ impl Timetable<'_> {
         if let Some((si, pi, since)) = latest(Wish::Running) {
             return Desired {
                 wish: Wish::Running,
-                profile: self.0[si].periods[pi].profile.clone(),
+                profile: self.schedules[si].periods[pi].profile.clone(),
                 schedule: Some(si),
                 period: Some(pi),
                 since,
+                by_override: None,
             };
         }
         if let Some((si, pi, _)) = states.iter().find(|(_, _, s)| s.wish == Wish::Any) {
@@ -424,6 +470,7 @@ impl Timetable<'_> {
                 schedule: Some(*si),
                 period: Some(*pi),
                 since: None,
+                by_override: None,
             };
         }
         match latest(Wish::Stopped) {
@@ -433,6 +480,7 @@ impl Timetable<'_> {
                 schedule: Some(si),
                 period: Some(pi),
                 since,
+                by_override: None,
             },
             None => Desired {
                 wish: Wish::Any,
@@ -440,6 +488,7 @@ impl Timetable<'_> {
                 schedule: None,
                 period: None,
                 since: None,
+                by_override: None,
             },
         }
     }
@@ -448,7 +497,7 @@ impl Timetable<'_> {
     /// without repeats.
     fn changes_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
-        for s in self.0 {
+        for s in self.schedules {
             let one_sided = s.periods.iter().any(Period::one_sided);
             for d in s.dates_around(from, to) {
                 for p in &s.periods {
@@ -466,11 +515,24 @@ impl Timetable<'_> {
     }
 
     /// The wish at each change in `(from, to]`, starting with the wish at `from`,
-    /// adjacent periods joined. Changes that do not change the wish are left out.
-    fn timeline(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Desired)> {
+    /// adjacent periods joined and overrides applied, with the events overrides keep
+    /// from firing. Changes that do not change the wish are left out.
+    #[allow(clippy::type_complexity)]
+    fn timeline(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> (Vec<(DateTime<Utc>, Desired)>, Vec<Event>) {
         // Look a little further on both sides so that a short stop at the edges is
-        // seen whole.
-        let (lo, hi) = (from - ADJACENT - ADJACENT, to + ADJACENT + ADJACENT);
+        // seen whole, and back to the overrides whose effect may last until `from`.
+        let mut lo = from - ADJACENT - ADJACENT;
+        let hi = to + ADJACENT + ADJACENT;
+        for o in self.overrides {
+            let begins = o.begins();
+            if begins < lo && begins >= from - OVERRIDE_LOOKBACK && o.expires() >= begins {
+                lo = begins - ADJACENT - ADJACENT;
+            }
+        }
         let mut raw = vec![(lo, self.raw(lo))];
         for t in self.changes_between(lo, hi) {
             let d = self.raw(t);
@@ -495,44 +557,147 @@ impl Timetable<'_> {
                 joined.push((*t, d.clone()));
             }
         }
+        let (line, skipped) = self.apply_overrides(joined, lo, hi);
         // The wish at `from`, then what changes after it.
-        let start = joined.iter().rposition(|(t, _)| *t <= from).unwrap_or(0);
-        let mut out = vec![(from, joined[start].1.clone())];
-        out.extend(
-            joined[start + 1..]
-                .iter()
-                .filter(|(t, _)| *t <= to)
-                .cloned(),
-        );
-        out
+        let start = line.iter().rposition(|(t, _)| *t <= from).unwrap_or(0);
+        let mut out = vec![(from, line[start].1.clone())];
+        out.extend(line[start + 1..].iter().filter(|(t, _)| *t <= to).cloned());
+        let skipped = skipped
+            .into_iter()
+            .filter(|e| e.at > from && e.at <= to)
+            .collect();
+        (out, skipped)
+    }
+
+    /// The override, if any, that holds the wish at `t`.
+    fn holding(&self, t: DateTime<Utc>) -> Option<(&Override, Wish)> {
+        self.overrides.iter().find_map(|o| match o.change {
+            Change::KeepRunning { until } if o.created_at <= t && t < until => {
+                Some((o, Wish::Running))
+            }
+            Change::KeepStopped { until } if o.created_at <= t && t < until => {
+                Some((o, Wish::Stopped))
+            }
+            _ => None,
+        })
+    }
+
+    /// The override, if any, that keeps an event of `kind` at `t` from firing.
+    fn skipping(&self, kind: EventKind, t: DateTime<Utc>) -> Option<&Override> {
+        self.overrides.iter().find(|o| match o.change {
+            Change::SkipNext { action, at } => action == kind && at == t,
+            Change::PostponeStop { at, .. } => kind == EventKind::Stop && at == t,
+            _ => false,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_overrides(
+        &self,
+        joined: Vec<(DateTime<Utc>, Desired)>,
+        lo: DateTime<Utc>,
+        hi: DateTime<Utc>,
+    ) -> (Vec<(DateTime<Utc>, Desired)>, Vec<Event>) {
+        if self.overrides.is_empty() {
+            return (joined, Vec::new());
+        }
+        // The instants at which an override begins or ends holding the wish are
+        // changes too.
+        let mut points: Vec<(DateTime<Utc>, Desired, Option<&Override>)> =
+            joined.into_iter().map(|(t, d)| (t, d, None)).collect();
+        for o in self.overrides {
+            let marks = match o.change {
+                Change::PostponeStop { until, .. } => vec![until],
+                Change::KeepRunning { until } | Change::KeepStopped { until } => {
+                    vec![o.created_at, until]
+                }
+                Change::SkipNext { .. } => vec![],
+            };
+            for t in marks {
+                if t > lo && t <= hi && !points.iter().any(|(p, _, _)| *p == t) {
+                    points.push((t, self.raw(t), Some(o)));
+                }
+            }
+        }
+        points.sort_by_key(|(t, _, _)| *t);
+        let mut out: Vec<(DateTime<Utc>, Desired)> = Vec::with_capacity(points.len());
+        let mut skipped = Vec::new();
+        let mut raw_before: Option<Desired> = None;
+        for (t, d, mark) in points {
+            let mut eff = d.clone();
+            if let Some((o, wish)) = self.holding(t) {
+                // Report what the periods would have done.
+                if let Some(kind) = raw_before.as_ref().and_then(|b| event_kind(b, &d))
+                    && (kind == EventKind::Start) != (wish == Wish::Running)
+                {
+                    skipped.push(self.override_skip(t, kind, &d, o));
+                }
+                if eff.wish != wish {
+                    eff.profile = None;
+                }
+                eff.wish = wish;
+                eff.by_override = Some(o.id.clone());
+            } else if let Some(before) = out.last().map(|(_, b)| b)
+                && let Some(kind) = event_kind(before, &d)
+                && let Some(o) = self.skipping(kind, t)
+            {
+                skipped.push(self.override_skip(t, kind, &d, o));
+                eff = before.clone();
+            } else if let Some(o) = mark {
+                eff.by_override = Some(o.id.clone());
+            }
+            raw_before = Some(d);
+            let changed = out.last().is_none_or(|(_, b)| {
+                b.wish != eff.wish
+                    || b.profile != eff.profile
+                    || b.by_override != eff.by_override
+                    || (b.schedule, b.period) != (eff.schedule, eff.period)
+            });
+            if changed {
+                out.push((t, eff));
+            }
+        }
+        (out, skipped)
+    }
+
+    fn override_skip(&self, t: DateTime<Utc>, kind: EventKind, d: &Desired, o: &Override) -> Event {
+        let schedule = d.schedule.unwrap_or(0);
+        Event {
+            at: t,
+            local: self
+                .schedules
+                .get(schedule)
+                .map_or_else(|| t.naive_utc(), |s| s.zone.local(t)),
+            kind,
+            profile: d.profile.clone().filter(|_| kind == EventKind::Start),
+            schedule,
+            period: d.period.unwrap_or(0),
+            skipped: Some(Skip::Override(o.clone())),
+            by_override: None,
+        }
     }
 
     /// What the schedules wish at `at`.
     pub fn state(&self, at: DateTime<Utc>) -> Desired {
-        self.timeline(at, at).remove(0).1
+        self.timeline(at, at).0.remove(0).1
     }
 
     /// The events after `from` (exclusive) up to `to` (inclusive), in order: the starts
     /// and stops that fire, and the ones that a skip date keeps from firing.
     pub fn events(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {
-        let mut out = Vec::new();
-        let line = self.timeline(from, to);
+        let (line, mut out) = self.timeline(from, to);
         for pair in line.windows(2) {
             let (before, (at, now)) = (&pair[0].1, &pair[1]);
-            let kind = match now.wish {
-                Wish::Running
-                    if before.wish != Wish::Running
-                        || (now.profile.is_some() && now.profile != before.profile) =>
-                {
-                    EventKind::Start
-                }
-                Wish::Stopped if before.wish != Wish::Stopped => EventKind::Stop,
-                _ => continue,
+            let Some(kind) = event_kind(before, now) else {
+                continue;
             };
             let schedule = now.schedule.unwrap_or(0);
             out.push(Event {
                 at: *at,
-                local: self.0[schedule].zone.local(*at),
+                local: self
+                    .schedules
+                    .get(schedule)
+                    .map_or_else(|| at.naive_utc(), |s| s.zone.local(*at)),
                 kind,
                 profile: if kind == EventKind::Start {
                     now.profile.clone()
@@ -542,10 +707,11 @@ impl Timetable<'_> {
                 schedule,
                 period: now.period.unwrap_or(0),
                 skipped: None,
+                by_override: now.by_override.clone(),
             });
         }
         // The events that a skip date keeps from firing.
-        for (si, s) in self.0.iter().enumerate() {
+        for (si, s) in self.schedules.iter().enumerate() {
             for d in s.dates_around(from, to) {
                 for (pi, p) in s.periods.iter().enumerate() {
                     for o in s.occurrences(p, d) {
@@ -558,6 +724,7 @@ impl Timetable<'_> {
                                 schedule: si,
                                 period: pi,
                                 skipped: o.skipped,
+                                by_override: None,
                             });
                         }
                     }

@@ -600,7 +600,7 @@ fn a_workloads_schedules_combine_across_time_zones() {
     let berlin = schedule("Europe/Berlin", vec![period("08:00", "18:00", WEEKDAYS)]);
     let new_york = schedule("America/New_York", vec![period("08:00", "18:00", WEEKDAYS)]);
     let both = [berlin, new_york];
-    let table = Timetable(&both);
+    let table = Timetable::new(&both);
     let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
     let events: Vec<String> = table
         .events(utc("2026-12-01T00:00:00Z"), utc("2026-12-02T06:00:00Z"))
@@ -621,4 +621,191 @@ fn a_workloads_schedules_combine_across_time_zones() {
         (at_noon_ny.wish, at_noon_ny.schedule),
         (Wish::Running, Some(1))
     );
+}
+
+mod with_overrides {
+    use super::*;
+    use crate::overrides::{Change, Override};
+
+    fn ov(change: Change, created: DateTime<Utc>) -> Override {
+        Override {
+            id: "o1".into(),
+            workload: "w".into(),
+            change,
+            created_at: created,
+            created_by: "alice".into(),
+            reason: "release night".into(),
+        }
+    }
+
+    fn office() -> Schedule {
+        schedule("Europe/Berlin", vec![period("08:00", "18:00", WEEKDAYS)])
+    }
+
+    fn shown(s: &Schedule, overrides: &[Override], from: &str, to: &str) -> Vec<String> {
+        Timetable::new(std::slice::from_ref(s))
+            .with_overrides(overrides)
+            .events(at(s, from), at(s, to))
+            .into_iter()
+            .map(|e| {
+                let when = s.zone.fixed(e.at).format("%a %H:%M");
+                match (&e.skipped, &e.by_override) {
+                    (Some(Skip::Override(o)), _) => {
+                        format!("{} {when} skipped by {}", e.kind, o.id)
+                    }
+                    (Some(_), _) => format!("{} {when} skipped", e.kind),
+                    (None, Some(o)) => format!("{} {when} by {o}", e.kind),
+                    (None, None) => format!("{} {when}", e.kind),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn skipping_the_next_stop_keeps_running_until_the_one_after() {
+        let s = office();
+        let o = [ov(
+            Change::SkipNext {
+                action: EventKind::Stop,
+                at: at(&s, "2026-12-01 18:00"),
+            },
+            at(&s, "2026-12-01 10:00"),
+        )];
+        assert_eq!(
+            shown(&s, &o, "2026-12-01 00:00", "2026-12-03 00:00"),
+            [
+                "start Tue 08:00",
+                "stop Tue 18:00 skipped by o1",
+                "stop Wed 18:00"
+            ]
+        );
+        let table = Timetable::new(std::slice::from_ref(&s)).with_overrides(&o);
+        assert_eq!(table.state(at(&s, "2026-12-02 03:00")).wish, Wish::Running);
+        // Without the override it is stopped then.
+        assert_eq!(s.state(at(&s, "2026-12-02 03:00")).wish, Wish::Stopped);
+    }
+
+    #[test]
+    fn skipping_the_next_start_keeps_stopped() {
+        let s = office();
+        let o = [ov(
+            Change::SkipNext {
+                action: EventKind::Start,
+                at: at(&s, "2026-12-02 08:00"),
+            },
+            at(&s, "2026-12-01 20:00"),
+        )];
+        assert_eq!(
+            shown(&s, &o, "2026-12-01 20:00", "2026-12-03 12:00"),
+            ["start Wed 08:00 skipped by o1", "start Thu 08:00"]
+        );
+    }
+
+    #[test]
+    fn a_postponed_stop_fires_at_its_new_time() {
+        let s = office();
+        let o = [ov(
+            Change::PostponeStop {
+                at: at(&s, "2026-12-01 18:00"),
+                until: at(&s, "2026-12-01 21:30"),
+            },
+            at(&s, "2026-12-01 17:00"),
+        )];
+        assert_eq!(
+            shown(&s, &o, "2026-12-01 00:00", "2026-12-02 12:00"),
+            [
+                "start Tue 08:00",
+                "stop Tue 18:00 skipped by o1",
+                "stop Tue 21:30 by o1",
+                "start Wed 08:00"
+            ]
+        );
+        let table = Timetable::new(std::slice::from_ref(&s)).with_overrides(&o);
+        assert_eq!(table.state(at(&s, "2026-12-01 20:00")).wish, Wish::Running);
+        assert_eq!(table.state(at(&s, "2026-12-01 21:30")).wish, Wish::Stopped);
+    }
+
+    #[test]
+    fn keep_running_and_keep_stopped_hold_the_wish_until_their_end() {
+        let s = office();
+        let o = [ov(
+            Change::KeepRunning {
+                until: at(&s, "2026-12-02 02:00"),
+            },
+            at(&s, "2026-12-01 06:00"),
+        )];
+        assert_eq!(
+            shown(&s, &o, "2026-12-01 00:00", "2026-12-02 12:00"),
+            [
+                "start Tue 06:00 by o1",
+                "stop Tue 18:00 skipped by o1",
+                "stop Wed 02:00 by o1",
+                "start Wed 08:00"
+            ]
+        );
+        let table = Timetable::new(std::slice::from_ref(&s)).with_overrides(&o);
+        let d = table.state(at(&s, "2026-12-01 23:00"));
+        assert_eq!(
+            (d.wish, d.by_override.as_deref()),
+            (Wish::Running, Some("o1"))
+        );
+        let o = [ov(
+            Change::KeepStopped {
+                until: at(&s, "2026-12-03 12:00"),
+            },
+            at(&s, "2026-12-01 10:00"),
+        )];
+        assert_eq!(
+            shown(&s, &o, "2026-12-01 09:00", "2026-12-04 00:00"),
+            [
+                "stop Tue 10:00 by o1",
+                "start Wed 08:00 skipped by o1",
+                "start Thu 08:00 skipped by o1",
+                "start Thu 12:00 by o1",
+                "stop Thu 18:00"
+            ]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// With an override made from one of the next events, events still agree
+        /// with the state just before and at them.
+        #[test]
+        fn events_agree_with_the_state_under_overrides(
+            zone_name in any_zone(),
+            periods in proptest::collection::vec(any_period(), 1..3),
+            from in any_instant(),
+            pick in 0usize..4,
+            kind in 0u8..4,
+            hours in 1i64..48,
+        ) {
+            let s = schedule(zone_name, periods);
+            let next: Vec<Event> = s.next_events(from, 4, 14).into_iter().filter(|e| e.skipped.is_none()).collect();
+            prop_assume!(!next.is_empty());
+            let e = &next[pick % next.len()];
+            let change = match kind {
+                0 => Change::SkipNext { action: e.kind, at: e.at },
+                1 => Change::PostponeStop { at: e.at, until: e.at + Duration::hours(hours) },
+                2 => Change::KeepRunning { until: from + Duration::hours(hours) },
+                _ => Change::KeepStopped { until: from + Duration::hours(hours) },
+            };
+            let o = [ov(change, from)];
+            let table = Timetable::new(std::slice::from_ref(&s)).with_overrides(&o);
+            for e in table.next_events(from, 8, 14).into_iter().filter(|e| e.skipped.is_none()) {
+                let (before, after) = (table.state(e.at - Duration::seconds(1)), table.state(e.at));
+                match e.kind {
+                    EventKind::Start => {
+                        prop_assert_eq!(after.wish, Wish::Running, "{:?}", e);
+                        prop_assert!(before.wish != Wish::Running || before.profile != after.profile, "{:?}", e);
+                    }
+                    EventKind::Stop => {
+                        prop_assert_eq!(after.wish, Wish::Stopped, "{:?}", e);
+                        prop_assert!(before.wish != Wish::Stopped, "{:?}", e);
+                    }
+                }
+            }
+        }
+    }
 }
