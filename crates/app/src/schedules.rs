@@ -4,9 +4,12 @@ use std::path::Path;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use ec2_scheduler_config::Source;
-use ec2_scheduler_core::schedule::{Desired, Event, Schedule, Timetable, Wish};
+use ec2_scheduler_core::Workload;
+use ec2_scheduler_core::overrides::{Change, Override};
+use ec2_scheduler_core::schedule::{Desired, Event, EventKind, Schedule, Timetable, Wish};
 use serde::Serialize;
 
+use crate::env::App;
 use crate::error::{Error, Result};
 use crate::files::read_text;
 
@@ -45,6 +48,9 @@ pub struct State {
     /// When the deciding period's last event fired.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<FixedOffset>>,
+    /// The override that decides instead, when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_override: Option<String>,
 }
 
 /// An event, with its instant in its schedule's time zone.
@@ -60,6 +66,9 @@ pub struct NextEvent {
     /// Why it does not fire, when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// The override that makes it fire, when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_override: Option<String>,
 }
 
 fn names(
@@ -86,15 +95,19 @@ fn shown(
     }
 }
 
-/// What `schedules` wish at `at`. Without schedules there is no wish.
-pub fn state(schedules: &[Schedule], at: DateTime<Utc>) -> State {
+/// What `schedules` wish at `at`, overrides applied. Without schedules there is no
+/// wish.
+pub fn state(schedules: &[Schedule], overrides: &[Override], at: DateTime<Utc>) -> State {
     let Desired {
         wish,
         profile,
         schedule,
         period,
         since,
-    } = Timetable::new(schedules).state(at);
+        by_override,
+    } = Timetable::new(schedules)
+        .with_overrides(overrides)
+        .state(at);
     let (schedule_name, period_name) = names(schedules, schedule, period);
     State {
         at: shown(schedules, schedule, at),
@@ -103,6 +116,7 @@ pub fn state(schedules: &[Schedule], at: DateTime<Utc>) -> State {
         schedule: schedule_name,
         period: period_name,
         since: since.map(|t| shown(schedules, schedule, t)),
+        by_override,
     }
 }
 
@@ -119,6 +133,7 @@ fn report(schedules: &[Schedule], e: Event) -> NextEvent {
             .get(e.period)
             .map_or_else(|| format!("period {}", e.period + 1), |p| p.label(e.period)),
         skipped: e.skipped.map(|why| why.to_string()),
+        by_override: e.by_override,
     }
 }
 
@@ -127,15 +142,160 @@ fn report(schedules: &[Schedule], e: Event) -> NextEvent {
 ///
 /// # Errors
 /// [`Error::Invalid`] when `count` is 0 or more than [`MAX_EVENTS`].
-pub fn next(schedules: &[Schedule], from: DateTime<Utc>, count: usize) -> Result<Vec<NextEvent>> {
+pub fn next(
+    schedules: &[Schedule],
+    overrides: &[Override],
+    from: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<NextEvent>> {
     if count == 0 || count > MAX_EVENTS {
         return Err(Error::Invalid(format!(
             "--count must be from 1 to {MAX_EVENTS}, found {count}"
         )));
     }
     Ok(Timetable::new(schedules)
+        .with_overrides(overrides)
         .next_events(from, count, HORIZON_DAYS)
         .into_iter()
         .map(|e| report(schedules, e))
         .collect())
+}
+
+/// A one-off change to ask for; the instants it changes are fixed when it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideRequest {
+    /// Skip the next start or stop.
+    SkipNext(EventKind),
+    /// Move the next stop to a later time.
+    PostponeNextStop { until: DateTime<Utc> },
+    /// Keep running (starting it if stopped) until a time.
+    KeepRunning { until: DateTime<Utc> },
+    /// Keep stopped (stopping it if running) until a time.
+    KeepStopped { until: DateTime<Utc> },
+}
+
+/// How long expired overrides are kept (they still explain past events).
+pub const OVERRIDE_KEPT_DAYS: i64 = 8;
+
+impl App {
+    /// Adds an override to `workload`'s schedules, as asked by `by`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the workload has no schedules, no such event comes
+    /// within [`HORIZON_DAYS`], or a time is not after the event or now.
+    pub async fn add_override(
+        &self,
+        workload: &Workload,
+        request: OverrideRequest,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Override> {
+        let name = workload.name.as_str();
+        if workload.schedules.is_empty() {
+            return Err(Error::Invalid(format!(
+                "workload {name} has no schedules: there is nothing to override"
+            )));
+        }
+        let existing = self.store.overrides(Some(name)).await?;
+        let next_of = |kind: EventKind| {
+            Timetable::new(&workload.schedules)
+                .with_overrides(&existing)
+                .next_events(now, 64, HORIZON_DAYS)
+                .into_iter()
+                .find(|e| e.skipped.is_none() && e.kind == kind)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "workload {name} has no {kind} in the next {HORIZON_DAYS} days"
+                    ))
+                })
+        };
+        let after_now = |until: DateTime<Utc>| {
+            if until <= now {
+                Err(Error::Invalid(format!(
+                    "{} is not in the future",
+                    until.to_rfc3339()
+                )))
+            } else {
+                Ok(until)
+            }
+        };
+        let change = match request {
+            OverrideRequest::SkipNext(kind) => Change::SkipNext {
+                action: kind,
+                at: next_of(kind)?.at,
+            },
+            OverrideRequest::PostponeNextStop { until } => {
+                let stop = next_of(EventKind::Stop)?;
+                if until <= stop.at {
+                    return Err(Error::Invalid(format!(
+                        "--until {} is not after the next stop ({}): a postponed stop happens later",
+                        until.to_rfc3339(),
+                        stop.at.to_rfc3339()
+                    )));
+                }
+                Change::PostponeStop { at: stop.at, until }
+            }
+            OverrideRequest::KeepRunning { until } => Change::KeepRunning {
+                until: after_now(until)?,
+            },
+            OverrideRequest::KeepStopped { until } => Change::KeepStopped {
+                until: after_now(until)?,
+            },
+        };
+        if reason.len() > 1024 {
+            return Err(Error::Invalid(
+                "the reason is longer than 1024 bytes".to_string(),
+            ));
+        }
+        let o = Override {
+            id: format!(
+                "ovr-{}-{:05}",
+                now.format("%Y%m%dT%H%M%S%.3f"),
+                std::process::id() % 100_000
+            ),
+            workload: name.to_string(),
+            change,
+            created_at: now,
+            created_by: by.to_string(),
+            reason: reason.to_string(),
+        };
+        self.store.add_override(&o).await?;
+        // Overrides long expired only explain old events: let them go.
+        for old in existing {
+            if old.expires() < now - chrono::Duration::days(OVERRIDE_KEPT_DAYS) {
+                self.store.remove_override(&old.id).await?;
+            }
+        }
+        Ok(o)
+    }
+
+    /// Overrides of one workload or all, with the expired ones when `expired`.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn overrides(
+        &self,
+        workload: Option<&str>,
+        expired: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Override>> {
+        let mut all = self.store.overrides(workload).await?;
+        if !expired {
+            all.retain(|o| !o.expired(now));
+        }
+        Ok(all)
+    }
+
+    /// Removes an override.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no override has this id.
+    pub async fn remove_override(&self, id: &str) -> Result<()> {
+        if self.store.remove_override(id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("no override has id {id:?}")))
+        }
+    }
 }

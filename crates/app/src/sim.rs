@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
 use ec2_scheduler_engine::Ports;
 use ec2_scheduler_engine::ports::{
-    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
+    StoreError, StoreResult,
 };
 use ec2_scheduler_engine::run::Run;
 use ec2_scheduler_sim::{Region, SimConfig};
@@ -302,5 +304,31 @@ impl ConfigStore for Checkpointed<'_> {
     }
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
         self.inner.put_workload(workload).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ScheduleStore for Checkpointed<'_> {
+    async fn overrides(&self, workload: Option<&str>) -> StoreResult<Vec<Override>> {
+        self.inner.overrides(workload).await
+    }
+    async fn add_override(&self, o: &Override) -> StoreResult<()> {
+        self.inner.add_override(o).await
+    }
+    async fn remove_override(&self, id: &str) -> StoreResult<bool> {
+        self.inner.remove_override(id).await
+    }
+    async fn claim_event(&self, record: &EventRecord) -> StoreResult<bool> {
+        self.inner.claim_event(record).await
+    }
+    async fn update_event(&self, record: &EventRecord) -> StoreResult<()> {
+        self.inner.update_event(record).await
+    }
+    async fn event_records(
+        &self,
+        workload: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.inner.event_records(workload, limit).await
     }
 }

@@ -17,9 +17,12 @@
 //! | run index entry | `RUNS#<workload>` | `<started>#<id>` |
 //! | exemption | `EXEMPT` | `<instance>#<until or "-">` |
 //! | parked registration | `PARKED#<workload>` | `<instance>#<target JSON>` |
+//! | schedule override | `OVERRIDE` | `<id>` |
+//! | schedule event (claimed, then its outcome) | `EVENT#<workload>` | `<action>#<instant>` |
 //!
 //! A lock is taken with a conditional put (free, expired, or already ours), so two
-//! processes can never both hold it.
+//! processes can never both hold it; an event is claimed the same way, so two
+//! `serve` processes never fire one event twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,10 +35,11 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{seed_items, workload_from_items};
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::ports::{
-    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
-    stored_exemption,
+    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
+    StoreError, StoreResult, stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
 use serde_json::{Map, Value, json};
@@ -486,6 +490,118 @@ impl ConfigStore for DynamoStore {
 
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
         self.write_workload(workload).await
+    }
+}
+
+fn body<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+    what: &str,
+) -> StoreResult<T> {
+    let text = s(item, "body").unwrap_or_default();
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        key: format!("{what} {}", s(item, "sk").unwrap_or_default()),
+        message: e.to_string(),
+    })
+}
+
+fn event_item(record: &EventRecord) -> StoreResult<HashMap<String, AttributeValue>> {
+    let text = serde_json::to_string(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut item = key(
+        &format!("EVENT#{}", record.workload),
+        &format!(
+            "{}#{}",
+            record.action,
+            record.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    item.insert("body".into(), AttributeValue::S(text));
+    Ok(item)
+}
+
+#[async_trait]
+impl ScheduleStore for DynamoStore {
+    async fn overrides(&self, workload: Option<&str>) -> StoreResult<Vec<Override>> {
+        let items = self.query_all(&self.tables.state, "pk", "OVERRIDE").await?;
+        let mut out: Vec<Override> = items
+            .iter()
+            .map(|i| body::<Override>(i, "override"))
+            .collect::<StoreResult<_>>()?;
+        out.retain(|o| workload.is_none_or(|w| o.workload == w));
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn add_override(&self, o: &Override) -> StoreResult<()> {
+        let text = serde_json::to_string(o).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut item = key("OVERRIDE", &o.id);
+        item.insert("body".into(), AttributeValue::S(text));
+        self.put_state(item).await
+    }
+
+    async fn remove_override(&self, id: &str) -> StoreResult<bool> {
+        let r = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key("OVERRIDE", id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+        Ok(r.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn claim_event(&self, record: &EventRecord) -> StoreResult<bool> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(event_item(record)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("PutItem", err_text(&e))),
+        }
+    }
+
+    async fn update_event(&self, record: &EventRecord) -> StoreResult<()> {
+        self.put_state(event_item(record)?).await
+    }
+
+    async fn event_records(
+        &self,
+        workload: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let workloads: Vec<String> = match workload {
+            Some(w) => vec![w.to_string()],
+            None => self
+                .workloads()
+                .await?
+                .iter()
+                .map(|w| w.name.to_string())
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for w in workloads {
+            for i in self
+                .query_all(&self.tables.state, "pk", &format!("EVENT#{w}"))
+                .await?
+            {
+                out.push(body::<EventRecord>(&i, "event")?);
+            }
+        }
+        out.sort_by(|a, b| b.at.cmp(&a.at));
+        out.truncate(limit);
+        Ok(out)
     }
 }
 

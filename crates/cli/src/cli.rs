@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use ec2_scheduler_app::schedules;
+use ec2_scheduler_app::schedules::{self, OverrideRequest};
 use ec2_scheduler_app::workloads::{self, Preview};
 use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, StoreOpts};
 use ec2_scheduler_config::{Format, Loaded};
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_core::schedule::{EventKind, Schedule};
 use ec2_scheduler_core::{Action, Workload};
 use ec2_scheduler_engine::{RunRequest, RunStatus};
 
@@ -87,6 +89,13 @@ enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// One-off changes to a workload's schedules that expire by themselves.
+    Override {
+        #[command(subcommand)]
+        command: OverrideCommand,
+        #[command(flatten)]
+        store: StoreArg,
+    },
     /// Load workload files (any format) into the store.
     Load {
         #[arg(required = true)]
@@ -130,6 +139,64 @@ enum ScheduleCommand {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum OverrideCommand {
+    /// Add an override; say which of the four changes.
+    #[command(group(clap::ArgGroup::new("change").required(true)))]
+    Add {
+        /// The workload.
+        #[arg(long, short = 'w')]
+        workload: String,
+        /// Workload files (default: the workload stored with `load`).
+        #[arg(long, short = 'c', num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// Skip the next start or stop.
+        #[arg(long, value_parser = parse_event_kind, group = "change")]
+        skip_next: Option<EventKind>,
+        /// Postpone the next stop to --until.
+        #[arg(long, value_parser = ["stop"], group = "change", requires = "until")]
+        postpone_next: Option<String>,
+        /// The new time of the postponed stop (RFC 3339).
+        #[arg(long, value_parser = parse_time, requires = "postpone_next")]
+        until: Option<DateTime<Utc>>,
+        /// Keep running (starting it now if stopped) until this time (RFC 3339).
+        #[arg(long, value_parser = parse_time, group = "change")]
+        keep_running_until: Option<DateTime<Utc>>,
+        /// Keep stopped (stopping it now if running) until this time (RFC 3339).
+        #[arg(long, value_parser = parse_time, group = "change")]
+        keep_stopped_until: Option<DateTime<Utc>>,
+        #[arg(long, default_value = "no reason given")]
+        reason: String,
+    },
+    /// List overrides that have not expired.
+    List {
+        /// Only this workload's.
+        #[arg(long, short = 'w')]
+        workload: Option<String>,
+        /// Also the expired ones still kept.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove an override.
+    Remove { id: String },
+}
+
+fn parse_event_kind(s: &str) -> std::result::Result<EventKind, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "start" => Ok(EventKind::Start),
+        "stop" => Ok(EventKind::Stop),
+        _ => Err(format!("expected start or stop, found {s:?}")),
+    }
+}
+
+/// Who asks: the user's name when the environment tells it, and this host.
+fn caller() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("{user} ({})", ec2_scheduler_app::env::process_owner())
 }
 
 /// Whose schedules: a workload's (from files, or the store without `-c`), or a file
@@ -515,6 +582,7 @@ async fn run(cli: Cli) -> Result {
             ))
         }
         Command::Schedule { command } => schedule_cmd(command).await,
+        Command::Override { command, store } => override_cmd(command, store).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -576,25 +644,66 @@ fn scale_in(apply: bool) -> ScaleIn {
     }
 }
 
-/// The schedules `of` names.
-async fn schedules_of(of: &ScheduleOf) -> Result<Vec<ec2_scheduler_core::schedule::Schedule>> {
+/// The schedules `of` names, with the workload's overrides from the store.
+async fn schedules_of(of: &ScheduleOf) -> Result<(Vec<Schedule>, Vec<Override>)> {
     if let Some(path) = &of.schedule {
-        return Ok(vec![schedules::read_schedule(path)?]);
+        return Ok((vec![schedules::read_schedule(path)?], Vec::new()));
     }
     let name = of.workload.as_deref().unwrap_or_default();
-    if !of.config.is_empty() {
-        let loaded = load(&of.config)?;
-        return Ok(workloads::pick(&loaded, name)?.schedules.clone());
-    }
     let app = App::open(&of.store.opts(), aws(&of.store)).await?;
-    Ok(workload(&app, &[], name).await?.schedules)
+    let w = workload(&app, &of.config, name).await?;
+    let overrides = app.overrides(Some(name), true, Utc::now()).await?;
+    Ok((w.schedules, overrides))
+}
+
+async fn override_cmd(command: OverrideCommand, store: StoreArg) -> Result {
+    let app = App::open(&store.opts(), aws(&store)).await?;
+    let now = Utc::now();
+    match command {
+        OverrideCommand::Add {
+            workload: name,
+            config,
+            skip_next,
+            postpone_next: _,
+            until,
+            keep_running_until,
+            keep_stopped_until,
+            reason,
+        } => {
+            let request = match (skip_next, until, keep_running_until, keep_stopped_until) {
+                (Some(kind), _, _, _) => OverrideRequest::SkipNext(kind),
+                (_, Some(until), _, _) => OverrideRequest::PostponeNextStop { until },
+                (_, _, Some(until), _) => OverrideRequest::KeepRunning { until },
+                (_, _, _, Some(until)) => OverrideRequest::KeepStopped { until },
+                _ => {
+                    return Err(Error::Invalid(
+                        "say what to change: --skip-next start|stop, --postpone-next stop --until TIME, --keep-running-until TIME or --keep-stopped-until TIME".into(),
+                    )
+                    .into());
+                }
+            };
+            let w = workload(&app, &config, &name).await?;
+            let o = app
+                .add_override(&w, request, &caller(), &reason, now)
+                .await?;
+            term::out(format!("{o}\n"))
+        }
+        OverrideCommand::List { workload, all } => {
+            let list = app.overrides(workload.as_deref(), all, now).await?;
+            term::out(render::overrides(&list, now))
+        }
+        OverrideCommand::Remove { id } => {
+            app.remove_override(&id).await?;
+            term::out(format!("override {id} removed\n"))
+        }
+    }
 }
 
 async fn schedule_cmd(command: ScheduleCommand) -> Result {
     match command {
         ScheduleCommand::State { of, at, output } => {
-            let list = schedules_of(&of).await?;
-            let state = schedules::state(&list, at.unwrap_or_else(Utc::now));
+            let (list, overrides) = schedules_of(&of).await?;
+            let state = schedules::state(&list, &overrides, at.unwrap_or_else(Utc::now));
             match output {
                 Output::Text => term::out(render::schedule_state(&state, list.is_empty())),
                 Output::Json => term::data(serde_json::to_string_pretty(&state)? + "\n"),
@@ -606,8 +715,8 @@ async fn schedule_cmd(command: ScheduleCommand) -> Result {
             count,
             output,
         } => {
-            let list = schedules_of(&of).await?;
-            let events = schedules::next(&list, from.unwrap_or_else(Utc::now), count)?;
+            let (list, overrides) = schedules_of(&of).await?;
+            let events = schedules::next(&list, &overrides, from.unwrap_or_else(Utc::now), count)?;
             match output {
                 Output::Text => term::out(render::next_events(&events, list.is_empty())),
                 Output::Json => term::data(serde_json::to_string_pretty(&events)? + "\n"),

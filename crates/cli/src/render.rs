@@ -5,6 +5,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_app::schedules;
 use ec2_scheduler_app::status::Status;
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::plan::{PauseReason, Plan, Step};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::Run;
@@ -375,7 +376,9 @@ pub fn schedule_state(s: &schedules::State, none: bool) -> String {
     if let Some(p) = &s.profile {
         out += &format!(" with profile {p}");
     }
-    if let (Some(sc), Some(p)) = (&s.schedule, &s.period) {
+    if let Some(o) = &s.by_override {
+        out += &format!(" (held by override {o})");
+    } else if let (Some(sc), Some(p)) = (&s.schedule, &s.period) {
         out += &format!(" (schedule {sc}, {p}");
         if let Some(since) = s.since {
             out += &format!(", since {}", since.to_rfc3339());
@@ -408,7 +411,33 @@ pub fn next_events(events: &[schedules::NextEvent], none: bool) -> String {
         if let Some(why) = &e.skipped {
             out += &format!("  skipped: {why}");
         }
+        if let Some(o) = &e.by_override {
+            out += &format!("  by override {o}");
+        }
         out += "\n";
+    }
+    out
+}
+
+/// `override list`.
+pub fn overrides(list: &[Override], now: DateTime<Utc>) -> String {
+    if list.is_empty() {
+        return "no overrides\n".to_string();
+    }
+    let mut out = String::new();
+    for o in list {
+        let _ = writeln!(
+            out,
+            "{}  {}  {}{}\n    by {} at {}: {}",
+            o.id,
+            o.workload,
+            o.change,
+            if o.expired(now) { " (expired)" } else { "" },
+            o.created_by,
+            o.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            o.reason
+        );
     }
     out
 }

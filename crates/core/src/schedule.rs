@@ -707,7 +707,11 @@ impl<'a> Timetable<'a> {
                 schedule,
                 period: now.period.unwrap_or(0),
                 skipped: None,
-                by_override: now.by_override.clone(),
+                // An override makes an event fire when it changes the wish or who decides.
+                by_override: now
+                    .by_override
+                    .clone()
+                    .filter(|_| before.by_override != now.by_override || before.wish != now.wish),
             });
         }
         // The events that a skip date keeps from firing.

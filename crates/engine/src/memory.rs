@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::{Exemption, Workload};
 
 use crate::ports::{
-    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
+    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
+    StoreError, StoreResult,
 };
 use crate::run::Run;
+use ec2_scheduler_core::overrides::Override;
 
 #[derive(Default)]
 struct Inner {
@@ -19,6 +21,8 @@ struct Inner {
     exemptions: Vec<Exemption>,
     parked: BTreeMap<(String, String), Vec<LbTarget>>,
     workloads: BTreeMap<String, Workload>,
+    overrides: Vec<Override>,
+    events: BTreeMap<String, EventRecord>,
 }
 
 /// Everything in a mutex.
@@ -201,5 +205,59 @@ impl ConfigStore for MemoryStore {
                 .insert(workload.name.to_string(), workload.clone())
         });
         Ok(removed_tiers(old.as_ref(), workload))
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MemoryStore {
+    async fn overrides(&self, workload: Option<&str>) -> StoreResult<Vec<Override>> {
+        Ok(self.with(|i| {
+            i.overrides
+                .iter()
+                .filter(|o| workload.is_none_or(|w| o.workload == w))
+                .cloned()
+                .collect()
+        }))
+    }
+    async fn add_override(&self, o: &Override) -> StoreResult<()> {
+        self.with(|i| i.overrides.push(o.clone()));
+        Ok(())
+    }
+    async fn remove_override(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.with(|i| {
+            let before = i.overrides.len();
+            i.overrides.retain(|o| o.id != id);
+            i.overrides.len() < before
+        }))
+    }
+    async fn claim_event(&self, record: &EventRecord) -> StoreResult<bool> {
+        Ok(self.with(|i| match i.events.entry(record.key()) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(record.clone());
+                true
+            }
+        }))
+    }
+    async fn update_event(&self, record: &EventRecord) -> StoreResult<()> {
+        self.with(|i| i.events.insert(record.key(), record.clone()));
+        Ok(())
+    }
+    async fn event_records(
+        &self,
+        workload: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        Ok(self.with(|i| {
+            let mut all: Vec<EventRecord> = i
+                .events
+                .values()
+                .filter(|e| workload.is_none_or(|w| e.workload == w))
+                .cloned()
+                .collect();
+            all.sort_by(|a, b| b.at.cmp(&a.at));
+            all.truncate(limit);
+            all
+        }))
     }
 }

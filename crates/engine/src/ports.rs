@@ -9,6 +9,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::model::{Name, Os};
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
 use serde::{Deserialize, Serialize};
 
@@ -374,6 +375,86 @@ pub trait RunStore: Send + Sync {
     /// Where these instances were registered before they were taken out.
     async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>>;
     async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()>;
+}
+
+/// What became of a schedule's event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventOutcome {
+    /// Claimed by a process that is firing it.
+    Claimed,
+    /// A run was started for it.
+    Fired,
+    /// It did not fire: the workload is disabled, already in that state, or an
+    /// override or a skip date kept it.
+    Skipped,
+    /// It happened while no process was watching, longer ago than the grace period.
+    Missed,
+    /// Firing it failed.
+    Failed,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Claimed => "claimed",
+            EventOutcome::Fired => "fired",
+            EventOutcome::Skipped => "skipped",
+            EventOutcome::Missed => "missed",
+            EventOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// A schedule's event as a store keeps it: claimed once, then what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub workload: String,
+    /// `start` or `stop`.
+    pub action: String,
+    pub at: DateTime<Utc>,
+    pub profile: Option<String>,
+    pub outcome: EventOutcome,
+    /// The process that claimed it.
+    pub owner: String,
+    pub recorded_at: DateTime<Utc>,
+    pub run_id: Option<String>,
+    /// Why it was skipped, missed or failed.
+    pub detail: Option<String>,
+}
+
+impl EventRecord {
+    /// The key that makes an event unique: its workload, action and instant.
+    pub fn key(&self) -> String {
+        format!(
+            "{}#{}#{}",
+            self.workload,
+            self.action,
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// Overrides of schedules and the events fired from them.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Overrides, of one workload or all, oldest first.
+    async fn overrides(&self, workload: Option<&str>) -> StoreResult<Vec<Override>>;
+    async fn add_override(&self, o: &Override) -> StoreResult<()>;
+    /// `false` when no override has this id.
+    async fn remove_override(&self, id: &str) -> StoreResult<bool>;
+    /// Records an event unless one with the same key is recorded: `true` when this
+    /// call recorded it (the caller owns the event), `false` when it was already
+    /// claimed. The check and the write are one conditional write.
+    async fn claim_event(&self, record: &EventRecord) -> StoreResult<bool>;
+    /// Replaces the record of a claimed event (its outcome).
+    async fn update_event(&self, record: &EventRecord) -> StoreResult<()>;
+    /// Recorded events, of one workload or all, the latest `limit`, newest first.
+    async fn event_records(
+        &self,
+        workload: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>>;
 }
 
 /// Where workload definitions live.

@@ -12,11 +12,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{Format, export, stored_workload};
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::memory::may_take;
 use ec2_scheduler_engine::ports::{
-    ConfigStore, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, StoreError, StoreResult,
-    stored_exemption,
+    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
+    StoreError, StoreResult, stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -46,6 +47,17 @@ CREATE TABLE IF NOT EXISTS exemptions (
     instance_id TEXT NOT NULL,
     until TEXT,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    id TEXT PRIMARY KEY,
+    workload TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    key TEXT PRIMARY KEY,
+    workload TEXT NOT NULL,
+    at TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parked (
     workload TEXT NOT NULL,
@@ -370,6 +382,112 @@ impl RunStore for SqliteStore {
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)
+        })
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: String, body: &str) -> StoreResult<T> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        key,
+        message: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn overrides(&self, workload: Option<&str>) -> StoreResult<Vec<Override>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, body FROM overrides WHERE ?1 IS NULL OR workload = ?1 ORDER BY rowid",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![workload], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(backend)?;
+                out.push(decode(format!("override {id}"), &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn add_override(&self, o: &Override) -> StoreResult<()> {
+        let body = encode(o)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO overrides (id, workload, body) VALUES (?1, ?2, ?3)",
+                params![o.id, o.workload, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn remove_override(&self, id: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .execute("DELETE FROM overrides WHERE id = ?1", params![id])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn claim_event(&self, record: &EventRecord) -> StoreResult<bool> {
+        let body = encode(record)?;
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO events (key, workload, at, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![record.key(), record.workload, record.at.to_rfc3339(), body],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn update_event(&self, record: &EventRecord) -> StoreResult<()> {
+        let body = encode(record)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO events (key, workload, at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![record.key(), record.workload, record.at.to_rfc3339(), body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn event_records(
+        &self,
+        workload: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT key, body FROM events WHERE ?1 IS NULL OR workload = ?1 ORDER BY at DESC LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![workload, limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body) = row.map_err(backend)?;
+                out.push(decode(format!("event {key}"), &body)?);
+            }
+            Ok(out)
         })
     }
 }
