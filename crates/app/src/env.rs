@@ -37,8 +37,13 @@ pub struct StoreOpts {
 pub enum CloudSpec {
     /// AWS, in the workload's region, assuming its role when it has one.
     Aws { endpoint_url: Option<String> },
-    /// A simulated region loaded from a fleet snapshot file and saved back to it.
-    SimFile { fleet: PathBuf, speed: Speed },
+    /// A simulated region loaded from a fleet snapshot file and saved back to it,
+    /// whose clock starts at `start` (default: now).
+    SimFile {
+        fleet: PathBuf,
+        speed: Speed,
+        start: Option<DateTime<Utc>>,
+    },
     /// A simulated region held in memory, whose clock starts at `start`.
     SimMemory {
         instances: Vec<Instance>,
@@ -200,8 +205,12 @@ impl App {
     /// A fleet file that cannot be read.
     pub async fn connect(&self, workload: &Workload) -> Result<Cloud> {
         match &self.cloud {
-            CloudSpec::SimFile { fleet, speed } => Ok(Cloud::Sim {
-                sim: Box::new(SimCloud::load(fleet)?),
+            CloudSpec::SimFile {
+                fleet,
+                speed,
+                start,
+            } => Ok(Cloud::Sim {
+                sim: Box::new(SimCloud::load_at(fleet, start.unwrap_or_else(Utc::now))?),
                 speed: *speed,
             }),
             CloudSpec::SimMemory {

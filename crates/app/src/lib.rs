@@ -10,7 +10,8 @@
 //!   advancing by one tick, cancelling, history.
 //! - [`status`]: a workload as the cloud shows it now.
 //! - [`exemptions`]: exemptions from stop.
-//! - [`schedules`]: what schedules wish at an instant, and their next events.
+//! - [`schedules`]: what schedules wish at an instant, their next events, overrides.
+//! - [`serve`]: the always-on service that fires schedule events and drives runs.
 //! - [`error`]: [`Error`], named by meaning ([`Kind`]: invalid, not found, conflict,
 //!   forbidden, upstream, internal), keeping every source.
 //! - [`sim`]: the simulated cloud saved to a fleet file; [`files`]: bounded reads,
@@ -24,6 +25,7 @@ pub mod exemptions;
 pub mod files;
 pub mod runs;
 pub mod schedules;
+pub mod serve;
 pub mod sim;
 pub mod status;
 pub mod workloads;

@@ -287,6 +287,18 @@ impl App {
         Ok(all)
     }
 
+    /// What became of recorded events (fired, skipped, missed, failed), newest first.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn event_records(
+        &self,
+        workload: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ec2_scheduler_engine::ports::EventRecord>> {
+        Ok(self.store.event_records(workload, limit).await?)
+    }
+
     /// Removes an override.
     ///
     /// # Errors

@@ -87,9 +87,14 @@ impl Sync {
 impl SimCloud {
     /// Loads the snapshot; the region's clock starts now.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_at(path, Utc::now())
+    }
+
+    /// Loads the snapshot; the region's clock starts at `start`.
+    pub fn load_at(path: &Path, start: DateTime<Utc>) -> Result<Self> {
         let before = stamp(path);
         let instances = read_fleet(path)?;
-        let cloud = Self::new_at(Some(path), instances.clone(), Utc::now());
+        let cloud = Self::new_at(Some(path), instances.clone(), start);
         let mut sync = cloud.lock_sync();
         sync.record(instances, before);
         sync.revision = cloud.region.revision();

@@ -599,7 +599,7 @@ impl ScheduleStore for DynamoStore {
                 out.push(body::<EventRecord>(&i, "event")?);
             }
         }
-        out.sort_by(|a, b| b.at.cmp(&a.at));
+        out.sort_by_key(|e| std::cmp::Reverse(e.at));
         out.truncate(limit);
         Ok(out)
     }

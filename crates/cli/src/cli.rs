@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::signal::unix::SignalKind;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -89,6 +93,9 @@ enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// The service: fire every stored workload's schedule events at their instants
+    /// and drive the runs they start, until stopped (SIGTERM or Ctrl-C).
+    Serve(ServeArgs),
     /// One-off changes to a workload's schedules that expire by themselves.
     Override {
         #[command(subcommand)]
@@ -126,6 +133,9 @@ enum ScheduleCommand {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// What became of the events `serve` met: fired (with the run), skipped (and
+    /// why), missed, failed; newest first.
+    History(HistoryArgs),
     /// The next start and stop events, with the ones skip dates keep from firing.
     Next {
         #[command(flatten)]
@@ -139,6 +149,37 @@ enum ScheduleCommand {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    #[command(flatten)]
+    store: StoreArg,
+    /// On the simulator: virtual seconds per real second, or `max`.
+    #[arg(long, default_value = "1", value_parser = parse_speed)]
+    speed: Speed,
+    /// On the simulator: where its clock starts (RFC 3339; default: now).
+    #[arg(long, value_parser = parse_time, requires = "fleet")]
+    start: Option<DateTime<Utc>>,
+    /// Stop at this instant of the cloud's clock (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Minutes within which an event missed while the service was down is still
+    /// fired when it starts; older ones are reported as missed.
+    #[arg(long, default_value_t = 15)]
+    grace_minutes: u64,
+    /// The longest sleep, in seconds, between two looks at the store (new
+    /// workloads, overrides) when no event or run tick comes sooner.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    turn_seconds: u64,
+    /// Log level (the original's --loglevel).
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// Log records as text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +238,21 @@ fn caller() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_string());
     format!("{user} ({})", ec2_scheduler_app::env::process_owner())
+}
+
+/// `schedule history`'s arguments.
+#[derive(Debug, clap::Args)]
+struct HistoryArgs {
+    /// Only this workload's events.
+    #[arg(long, short = 'w')]
+    workload: Option<String>,
+    /// The latest this many.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 /// Whose schedules: a workload's (from files, or the store without `-c`), or a file
@@ -583,6 +639,7 @@ async fn run(cli: Cli) -> Result {
         }
         Command::Schedule { command } => schedule_cmd(command).await,
         Command::Override { command, store } => override_cmd(command, store).await,
+        Command::Serve(args) => serve_cmd(args).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -607,6 +664,7 @@ fn cloud_spec(args: &CloudArgs, store: &StoreArg, speed: Speed) -> Result<CloudS
         (CloudKind::Sim, Some(fleet)) => Ok(CloudSpec::SimFile {
             fleet: fleet.clone(),
             speed,
+            start: None,
         }),
         (CloudKind::Sim, None) => {
             Err(Error::Invalid("--cloud sim needs --fleet FLEET.json".into()).into())
@@ -656,6 +714,49 @@ async fn schedules_of(of: &ScheduleOf) -> Result<(Vec<Schedule>, Vec<Override>)>
     Ok((w.schedules, overrides))
 }
 
+async fn serve_cmd(args: ServeArgs) -> Result {
+    init_service_logging(args.log_level, args.log_format);
+    let mut cloud = cloud_spec(&args.cloud, &args.store, args.speed)?;
+    if let CloudSpec::SimFile { start, .. } = &mut cloud {
+        *start = args.start;
+    }
+    let app = App::open(&args.store.opts(), cloud).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+        let mut signal = tokio::signal::unix::signal(kind).map_err(CliError::Runtime)?;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            signal.recv().await;
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let options = ec2_scheduler_app::serve::Options {
+        grace: std::time::Duration::from_secs(args.grace_minutes.saturating_mul(60)),
+        until: args.until,
+        turn: std::time::Duration::from_secs(args.turn_seconds),
+        ..Default::default()
+    };
+    Ok(app.serve(&options, stop).await?)
+}
+
+/// The service's log: events at info and above (RUST_LOG decides when set).
+fn init_service_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.trim().is_empty() => EnvFilter::new(f),
+        _ => EnvFilter::new(level.filter()),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => logs.json().with_current_span(true).try_init(),
+    };
+}
+
 async fn override_cmd(command: OverrideCommand, store: StoreArg) -> Result {
     let app = App::open(&store.opts(), aws(&store)).await?;
     let now = Utc::now();
@@ -701,6 +802,16 @@ async fn override_cmd(command: OverrideCommand, store: StoreArg) -> Result {
 
 async fn schedule_cmd(command: ScheduleCommand) -> Result {
     match command {
+        ScheduleCommand::History(args) => {
+            let app = App::open(&args.store.opts(), aws(&args.store)).await?;
+            let records = app
+                .event_records(args.workload.as_deref(), args.limit)
+                .await?;
+            match args.output {
+                Output::Text => term::out(render::event_records(&records)),
+                Output::Json => term::data(serde_json::to_string_pretty(&records)? + "\n"),
+            }
+        }
         ScheduleCommand::State { of, at, output } => {
             let (list, overrides) = schedules_of(&of).await?;
             let state = schedules::state(&list, &overrides, at.unwrap_or_else(Utc::now));

@@ -10,7 +10,7 @@ use ec2_scheduler_core::plan::{PauseReason, Plan, Step};
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::Run;
 use ec2_scheduler_engine::notify::RunOutcome;
-use ec2_scheduler_engine::ports::RunSummaryRow;
+use ec2_scheduler_engine::ports::{EventRecord, RunSummaryRow};
 
 /// How many instance ids a line lists before summarising the rest.
 const SHOWN_IDS: usize = 8;
@@ -438,6 +438,35 @@ pub fn overrides(list: &[Override], now: DateTime<Utc>) -> String {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             o.reason
         );
+    }
+    out
+}
+
+/// `schedule history`.
+pub fn event_records(records: &[EventRecord]) -> String {
+    if records.is_empty() {
+        return "no events recorded\n".to_string();
+    }
+    let mut out = String::new();
+    for r in records {
+        let _ = write!(
+            out,
+            "{}  {:<16} {:<5} {:<8}",
+            r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            r.workload,
+            r.action,
+            r.outcome.as_str()
+        );
+        if let Some(p) = &r.profile {
+            let _ = write!(out, " profile {p}");
+        }
+        if let Some(id) = &r.run_id {
+            let _ = write!(out, " run {id}");
+        }
+        if let Some(d) = &r.detail {
+            let _ = write!(out, " ({d})");
+        }
+        out.push('\n');
     }
     out
 }

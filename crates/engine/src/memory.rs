@@ -255,7 +255,7 @@ impl ScheduleStore for MemoryStore {
                 .filter(|e| workload.is_none_or(|w| e.workload == w))
                 .cloned()
                 .collect();
-            all.sort_by(|a, b| b.at.cmp(&a.at));
+            all.sort_by_key(|e| std::cmp::Reverse(e.at));
             all.truncate(limit);
             all
         }))

@@ -1,0 +1,508 @@
+//! The always-on service: fires each workload's schedule events at their instants,
+//! drives the runs it starts, and records what became of every event.
+//!
+//! One loop, in one process: at each turn it reads the workloads and overrides from
+//! the store, claims and fires the events that came due, brings drifted workloads
+//! back when they ask for it (`enforce`), advances the runs it drives by one tick
+//! each, and sleeps until the next thing to do. Several workloads' runs go on at once
+//! (one run per workload, as always: the lock says so).
+//!
+//! Safety across processes and restarts:
+//! - an event is *claimed* with a conditional write before it is fired, so two
+//!   processes on one store never fire it twice, and a restarted process never fires
+//!   again what it fired before;
+//! - on start, unfinished runs are resumed, and the events missed while no process
+//!   ran are fired once if they are at most `grace` old, else recorded as missed;
+//! - a stop request (SIGTERM) ends the loop after the current turn: runs are saved at
+//!   every tick, and the next start resumes them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::Action;
+use ec2_scheduler_core::Workload;
+use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_core::schedule::{Event, EventKind, Timetable, Wish};
+use ec2_scheduler_engine::ports::{EventOutcome, EventRecord};
+use ec2_scheduler_engine::{Begin, RunRequest};
+use tracing::{info, warn};
+
+use crate::env::{App, Cloud, CloudSpec};
+use crate::error::{Error, Result};
+use crate::runs::{Next, Quiet};
+
+/// How the service behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A missed event at most this old is fired when the service starts.
+    pub grace: Duration,
+    /// How far back missed events are looked for when the service starts.
+    pub lookback: Duration,
+    /// The longest sleep between two turns.
+    pub turn: Duration,
+    /// How often drift is checked for workloads with `enforce`.
+    pub enforce_every: Duration,
+    /// Stop at this instant of the cloud's clock (virtual on the simulator).
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            grace: Duration::from_secs(15 * 60),
+            lookback: Duration::from_secs(24 * 3600),
+            turn: Duration::from_secs(30),
+            enforce_every: Duration::from_secs(5 * 60),
+            until: None,
+        }
+    }
+}
+
+/// A run the service drives.
+struct Active {
+    run_id: String,
+    due: DateTime<Utc>,
+}
+
+/// Where each workload acts: the simulator is one shared region; on AWS each workload
+/// has its region and role.
+enum Clouds {
+    Shared(Cloud),
+    Each(BTreeMap<String, Cloud>),
+}
+
+/// What a turn of the service did, for tests and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Turn {
+    pub fired: usize,
+    pub skipped: usize,
+    pub missed: usize,
+    pub failed: usize,
+}
+
+fn to_std(d: chrono::Duration) -> Duration {
+    d.to_std().unwrap_or(Duration::ZERO)
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl App {
+    /// Runs the service until `stop` is set (after the current turn) or the cloud's
+    /// clock passes `options.until`.
+    ///
+    /// # Errors
+    /// The store failing at the start; later failures are logged, recorded on their
+    /// events, and the service goes on.
+    pub async fn serve(&self, options: &Options, stop: Arc<AtomicBool>) -> Result<()> {
+        let mut clouds = match &self.cloud {
+            CloudSpec::Aws { .. } => Clouds::Each(BTreeMap::new()),
+            _ => {
+                let any = self.store.workloads().await?.into_iter().next();
+                let Some(w) = any else {
+                    return Err(Error::Invalid(
+                        "the store holds no workloads: load some with `ec2-scheduler load FILE`"
+                            .into(),
+                    ));
+                };
+                Clouds::Shared(self.connect(&w).await?)
+            }
+        };
+        let started = self.clock(&mut clouds).await?;
+        info!(owner = %self.owner, at = %started, "serving");
+        let mut active: BTreeMap<String, Active> = BTreeMap::new();
+        self.resume_unfinished(&mut clouds, &mut active, started)
+            .await?;
+        // Events after this instant are looked at; on start, back to the lookback.
+        let mut seen = started - to_chrono(options.lookback);
+        let mut last_enforce: Option<DateTime<Utc>> = None;
+        loop {
+            let now = self.clock(&mut clouds).await?;
+            let workloads = match self.store.workloads().await {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the workloads; trying again");
+                    self.sleep(&clouds, options.turn, &stop).await;
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let enforce_due =
+                last_enforce.is_none_or(|t| now - t >= to_chrono(options.enforce_every));
+            for w in workloads.iter().filter(|w| !w.schedules.is_empty()) {
+                if let Err(e) = self
+                    .fire_due(w, &mut clouds, &mut active, seen, now, options, started)
+                    .await
+                {
+                    warn!(workload = %w.name, error = %e, "cannot fire the events");
+                }
+                if w.enforce
+                    && enforce_due
+                    && !active.contains_key(w.name.as_str())
+                    && let Err(e) = self.enforce(w, &mut clouds, &mut active, now).await
+                {
+                    warn!(workload = %w.name, error = %e, "cannot check drift");
+                }
+            }
+            if enforce_due {
+                last_enforce = Some(now);
+            }
+            seen = now;
+            self.advance_due(&workloads, &mut clouds, &mut active).await;
+            if stop.load(Ordering::SeqCst) {
+                info!("stopping: runs are saved and resume at the next start");
+                break;
+            }
+            let now = self.clock(&mut clouds).await?;
+            if options.until.is_some_and(|u| now >= u) {
+                break;
+            }
+            // Sleep until the next event, the next tick of a run, or a turn.
+            let mut wake = now + to_chrono(options.turn);
+            for w in workloads.iter().filter(|w| !w.schedules.is_empty()) {
+                let overrides = self
+                    .store
+                    .overrides(Some(w.name.as_str()))
+                    .await
+                    .unwrap_or_default();
+                if let Some(e) = Timetable::new(&w.schedules)
+                    .with_overrides(&overrides)
+                    .next_events(now, 1, 2)
+                    .first()
+                {
+                    wake = wake.min(e.at);
+                }
+            }
+            for a in active.values() {
+                wake = wake.min(a.due);
+            }
+            if let Some(u) = options.until {
+                wake = wake.min(u);
+            }
+            self.sleep(
+                &clouds,
+                to_std(wake - now).max(Duration::from_millis(1)),
+                &stop,
+            )
+            .await;
+        }
+        if let Clouds::Shared(c) = &clouds {
+            c.save()?;
+        }
+        Ok(())
+    }
+
+    /// The cloud's clock (virtual on the simulator).
+    async fn clock(&self, clouds: &mut Clouds) -> Result<DateTime<Utc>> {
+        Ok(match clouds {
+            Clouds::Shared(c) => c.now(),
+            Clouds::Each(_) => Utc::now(),
+        })
+    }
+
+    /// Lets `d` pass, in slices short enough to notice a stop request soon.
+    async fn sleep(&self, clouds: &Clouds, d: Duration, stop: &AtomicBool) {
+        match clouds {
+            // The simulator sleeps at most 2 s of real time per wait.
+            Clouds::Shared(c) => c.wait(d).await,
+            Clouds::Each(_) => {
+                let end = tokio::time::Instant::now() + d;
+                while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < end {
+                    let left = end - tokio::time::Instant::now();
+                    tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+                }
+            }
+        }
+    }
+
+    async fn cloud<'c>(&self, clouds: &'c mut Clouds, w: &Workload) -> Result<&'c Cloud> {
+        match clouds {
+            Clouds::Shared(c) => Ok(c),
+            Clouds::Each(map) => {
+                if !map.contains_key(w.name.as_str()) {
+                    let c = self.connect(w).await?;
+                    map.insert(w.name.to_string(), c);
+                }
+                Ok(&map[w.name.as_str()])
+            }
+        }
+    }
+
+    /// Picks up the unfinished runs of the stored workloads.
+    async fn resume_unfinished(
+        &self,
+        clouds: &mut Clouds,
+        active: &mut BTreeMap<String, Active>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for w in self.store.workloads().await? {
+            let Some(run) = self.store.unfinished_run(w.name.as_str()).await? else {
+                continue;
+            };
+            let req = RunRequest {
+                action: run.action,
+                profile: run.profile.clone(),
+                scale_in: ScaleIn::ReportOnly,
+            };
+            let cloud = self.cloud(clouds, &w).await?;
+            match self
+                .begin_run(cloud, &w, &req, Some(&run.id), &mut Quiet)
+                .await
+            {
+                Ok(Begin::Resumed(r) | Begin::Started(r)) => {
+                    info!(workload = %w.name, run = %r.id, "resuming an unfinished run");
+                    active.insert(
+                        w.name.to_string(),
+                        Active {
+                            run_id: r.id.clone(),
+                            due: now,
+                        },
+                    );
+                }
+                Ok(Begin::NothingToDo(_)) => {}
+                Err(Error::Busy(lock)) => {
+                    info!(workload = %w.name, owner = %lock.owner, "another process drives its run");
+                }
+                Err(e) => warn!(workload = %w.name, error = %e, "cannot resume its run"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims and fires (or records as skipped or missed) `w`'s events in
+    /// `(seen, now]`.
+    #[allow(clippy::too_many_arguments)]
+    async fn fire_due(
+        &self,
+        w: &Workload,
+        clouds: &mut Clouds,
+        active: &mut BTreeMap<String, Active>,
+        seen: DateTime<Utc>,
+        now: DateTime<Utc>,
+        options: &Options,
+        started: DateTime<Utc>,
+    ) -> Result<()> {
+        let overrides = self.store.overrides(Some(w.name.as_str())).await?;
+        let events = Timetable::new(&w.schedules)
+            .with_overrides(&overrides)
+            .events(seen, now);
+        for e in events {
+            let mut record = EventRecord {
+                workload: w.name.to_string(),
+                action: e.kind.as_str().to_string(),
+                at: e.at,
+                profile: e.profile.clone(),
+                outcome: EventOutcome::Claimed,
+                owner: self.owner.clone(),
+                recorded_at: now,
+                run_id: None,
+                detail: None,
+            };
+            if let Some(why) = &e.skipped {
+                record.outcome = EventOutcome::Skipped;
+                record.detail = Some(why.to_string());
+                if self.store.claim_event(&record).await? {
+                    info!(workload = %w.name, action = %e.kind, at = %e.at, why = %why, "event skipped");
+                }
+                continue;
+            }
+            // Missed while no process ran: fired when recent enough, else reported.
+            let late = now - e.at;
+            if e.at < started && late > to_chrono(options.grace) {
+                record.outcome = EventOutcome::Missed;
+                record.detail = Some(format!(
+                    "{} min late, more than the grace period ({} min)",
+                    late.num_minutes(),
+                    options.grace.as_secs() / 60
+                ));
+                if self.store.claim_event(&record).await? {
+                    warn!(workload = %w.name, action = %e.kind, at = %e.at, "event missed");
+                }
+                continue;
+            }
+            if !self.store.claim_event(&record).await? {
+                continue;
+            }
+            self.fire(w, &e, record, clouds, active, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Fires one claimed event: begins its run.
+    async fn fire(
+        &self,
+        w: &Workload,
+        e: &Event,
+        mut record: EventRecord,
+        clouds: &mut Clouds,
+        active: &mut BTreeMap<String, Active>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let action = match e.kind {
+            EventKind::Start => Action::Start,
+            EventKind::Stop => Action::Stop,
+        };
+        let req = RunRequest {
+            action,
+            profile: e.profile.clone(),
+            scale_in: ScaleIn::ReportOnly,
+        };
+        if let Some(a) = active.get(w.name.as_str()) {
+            record.outcome = EventOutcome::Skipped;
+            record.detail = Some(format!("run {} of the workload is still going", a.run_id));
+        } else {
+            let cloud = self.cloud(clouds, w).await?;
+            match self.begin_run(cloud, w, &req, None, &mut Quiet).await {
+                Ok(Begin::Started(r) | Begin::Resumed(r)) => {
+                    record.outcome = EventOutcome::Fired;
+                    record.run_id = Some(r.id.clone());
+                    active.insert(
+                        w.name.to_string(),
+                        Active {
+                            run_id: r.id.clone(),
+                            due: now,
+                        },
+                    );
+                }
+                Ok(Begin::NothingToDo(plan)) => {
+                    record.outcome = EventOutcome::Skipped;
+                    record.detail = Some(if w.disabled {
+                        "the workload is disabled (kill switch)".to_string()
+                    } else {
+                        format!(
+                            "nothing to do: the workload is already {}",
+                            match plan.action {
+                                Action::Start => "started",
+                                Action::Stop => "stopped",
+                            }
+                        )
+                    });
+                }
+                Err(Error::Busy(lock)) => {
+                    record.outcome = EventOutcome::Skipped;
+                    record.detail = Some(format!(
+                        "the workload is busy with run {} of {}",
+                        lock.run_id, lock.owner
+                    ));
+                }
+                Err(err) => {
+                    record.outcome = EventOutcome::Failed;
+                    record.detail = Some(err.to_string());
+                }
+            }
+        }
+        info!(
+            workload = %w.name, action = %e.kind, at = %e.at,
+            outcome = record.outcome.as_str(), run = record.run_id.as_deref().unwrap_or("-"),
+            detail = record.detail.as_deref().unwrap_or("-"), "event"
+        );
+        self.store.update_event(&record).await?;
+        Ok(())
+    }
+
+    /// Brings `w` back to what its schedules wish when it drifted.
+    async fn enforce(
+        &self,
+        w: &Workload,
+        clouds: &mut Clouds,
+        active: &mut BTreeMap<String, Active>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let overrides = self.store.overrides(Some(w.name.as_str())).await?;
+        let desired = Timetable::new(&w.schedules)
+            .with_overrides(&overrides)
+            .state(now);
+        let (action, kind) = match desired.wish {
+            Wish::Running => (Action::Start, EventKind::Start),
+            Wish::Stopped => (Action::Stop, EventKind::Stop),
+            Wish::Any => return Ok(()),
+        };
+        let req = RunRequest {
+            action,
+            profile: desired.profile.clone(),
+            scale_in: ScaleIn::ReportOnly,
+        };
+        let cloud = self.cloud(clouds, w).await?;
+        if self.dry_run(cloud, w, &req).await?.is_empty() {
+            return Ok(());
+        }
+        info!(workload = %w.name, wish = %desired.wish, "drifted: bringing it back");
+        let e = Event {
+            at: now,
+            local: now.naive_utc(),
+            kind,
+            profile: desired.profile,
+            schedule: 0,
+            period: 0,
+            skipped: None,
+            by_override: None,
+        };
+        let record = EventRecord {
+            workload: w.name.to_string(),
+            action: kind.as_str().to_string(),
+            at: now,
+            profile: e.profile.clone(),
+            outcome: EventOutcome::Claimed,
+            owner: self.owner.clone(),
+            recorded_at: now,
+            run_id: None,
+            detail: Some("enforce: the workload drifted from its schedule".into()),
+        };
+        if self.store.claim_event(&record).await? {
+            self.fire(w, &e, record, clouds, active, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Advances by one tick each run that is due.
+    async fn advance_due(
+        &self,
+        workloads: &[Workload],
+        clouds: &mut Clouds,
+        active: &mut BTreeMap<String, Active>,
+    ) {
+        let names: Vec<String> = active.keys().cloned().collect();
+        for name in names {
+            let Some(w) = workloads.iter().find(|w| w.name.as_str() == name) else {
+                continue;
+            };
+            let now = match clouds {
+                Clouds::Shared(c) => c.now(),
+                Clouds::Each(_) => Utc::now(),
+            };
+            let Some(a) = active.get(&name) else { continue };
+            if a.due > now {
+                continue;
+            }
+            let run_id = a.run_id.clone();
+            let cloud = match self.cloud(clouds, w).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(workload = %name, error = %e, "cannot reach the cloud");
+                    continue;
+                }
+            };
+            match self.advance(cloud, w, &run_id).await {
+                Ok(Next::Wait(d, _)) => {
+                    if let Some(a) = active.get_mut(&name) {
+                        a.due = now + to_chrono(d);
+                    }
+                }
+                Ok(Next::Done(run)) => {
+                    info!(workload = %name, run = %run.id, status = ?run.status, "run finished");
+                    active.remove(&name);
+                }
+                Err(e) => {
+                    warn!(workload = %name, run = %run_id, error = %e, "the run cannot go on here");
+                    active.remove(&name);
+                }
+            }
+        }
+    }
+}
