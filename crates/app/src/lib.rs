@@ -11,6 +11,7 @@
 //! - [`status`]: a workload as the cloud shows it now.
 //! - [`exemptions`]: exemptions from stop.
 //! - [`schedules`]: what schedules wish at an instant, their next events, overrides.
+//! - [`savings`]: what schedules save against running always, with prices.
 //! - [`serve`]: the always-on service that fires schedule events and drives runs.
 //! - [`error`]: [`Error`], named by meaning ([`Kind`]: invalid, not found, conflict,
 //!   forbidden, upstream, internal), keeping every source.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod exemptions;
 pub mod files;
 pub mod runs;
+pub mod savings;
 pub mod schedules;
 pub mod serve;
 pub mod sim;

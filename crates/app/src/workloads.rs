@@ -149,6 +149,14 @@ impl App {
         }
     }
 
+    /// Every workload in the store, sorted by name.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn stored_workloads(&self) -> Result<Vec<Workload>> {
+        Ok(self.store.workloads().await?)
+    }
+
     /// Writes loaded workloads into the store.
     pub async fn store_workloads(&self, loaded: &Loaded) -> Result<Vec<Stored>> {
         let mut out = Vec::new();

@@ -10,6 +10,7 @@ use tokio::signal::unix::SignalKind;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use ec2_scheduler_app::savings::Prices;
 use ec2_scheduler_app::schedules::{self, OverrideRequest};
 use ec2_scheduler_app::workloads::{self, Preview};
 use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, StoreOpts};
@@ -96,6 +97,10 @@ enum Command {
     /// The service: fire every stored workload's schedule events at their instants
     /// and drive the runs they start, until stopped (SIGTERM or Ctrl-C).
     Serve(ServeArgs),
+    /// Instance-hours and money the schedules save against running always, per
+    /// workload, tier and instance type (a forecast from the schedules and the
+    /// instances the cloud shows now).
+    Savings(SavingsArgs),
     /// One-off changes to a workload's schedules that expire by themselves.
     Override {
         #[command(subcommand)]
@@ -149,6 +154,36 @@ enum ScheduleCommand {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct SavingsArgs {
+    /// Only this workload (default: every workload).
+    #[arg(long, short = 'w')]
+    workload: Option<String>,
+    /// Workload files (default: the workloads stored with `load`).
+    #[arg(long, short = 'c', num_args = 1..)]
+    config: Vec<PathBuf>,
+    /// First day (YYYY-MM-DD, UTC; default: today).
+    #[arg(long, value_parser = parse_day)]
+    from: Option<NaiveDate>,
+    /// Day after the last (YYYY-MM-DD, UTC; default: 30 days after --from).
+    #[arg(long, value_parser = parse_day)]
+    to: Option<NaiveDate>,
+    /// Prices over the bundled table: {as_of, currency, regions: {REGION: {TYPE: PRICE}}}.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    cloud: CloudArgs,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+fn parse_day(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("expected a date such as 2026-12-01, found {s:?}"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -640,6 +675,7 @@ async fn run(cli: Cli) -> Result {
         Command::Schedule { command } => schedule_cmd(command).await,
         Command::Override { command, store } => override_cmd(command, store).await,
         Command::Serve(args) => serve_cmd(args).await,
+        Command::Savings(args) => savings_cmd(args).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -712,6 +748,38 @@ async fn schedules_of(of: &ScheduleOf) -> Result<(Vec<Schedule>, Vec<Override>)>
     let w = workload(&app, &of.config, name).await?;
     let overrides = app.overrides(Some(name), true, Utc::now()).await?;
     Ok((w.schedules, overrides))
+}
+
+async fn savings_cmd(args: SavingsArgs) -> Result {
+    let prices = match &args.prices {
+        Some(p) => Prices::with_file(p)?,
+        None => Prices::bundled(),
+    };
+    let from = args.from.unwrap_or_else(|| Utc::now().date_naive());
+    let to = args.to.unwrap_or(from + chrono::Duration::days(30));
+    let (from, to) = (
+        from.and_time(chrono::NaiveTime::MIN).and_utc(),
+        to.and_time(chrono::NaiveTime::MIN).and_utc(),
+    );
+    let app = App::open(
+        &args.store.opts(),
+        cloud_spec(&args.cloud, &args.store, Speed::Max)?,
+    )
+    .await?;
+    let workloads: Vec<Workload> = match (&args.workload, args.config.is_empty()) {
+        (Some(name), _) => vec![workload(&app, &args.config, name).await?],
+        (None, false) => load(&args.config)?.workloads,
+        (None, true) => app.stored_workloads().await?,
+    };
+    let mut report = Vec::new();
+    for w in &workloads {
+        let cloud = app.connect(w).await?;
+        report.push(app.savings(&cloud, w, from, to, &prices).await?);
+    }
+    match args.output {
+        Output::Text => term::out(render::savings(&report)),
+        Output::Json => term::data(serde_json::to_string_pretty(&report)? + "\n"),
+    }
 }
 
 async fn serve_cmd(args: ServeArgs) -> Result {

@@ -470,3 +470,43 @@ pub fn event_records(records: &[EventRecord]) -> String {
     }
     out
 }
+
+/// `savings`.
+pub fn savings(report: &[ec2_scheduler_app::savings::Savings]) -> String {
+    let mut out = String::new();
+    for s in report {
+        let _ = writeln!(
+            out,
+            "{}: {:.1} % saved against always-on ({:.0} of {:.0} hours stopped, {} to {})",
+            s.workload,
+            s.percent_saved,
+            s.stopped_hours,
+            s.hours,
+            s.from.date_naive(),
+            s.to.date_naive()
+        );
+        for l in &s.lines {
+            let money = match (l.saved, l.hourly_price) {
+                (Some(m), Some(p)) => format!("{m:.2} {} at {p}/h", s.currency),
+                _ => "no price".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<12} {:>4} x  {:>9.1} instance-hours  {money}",
+                l.tier, l.instance_type, l.instances, l.instance_hours_saved
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  total: {:.2} {} (prices as of {})",
+            s.saved, s.currency, s.prices_as_of
+        );
+        if !s.unpriced.is_empty() {
+            let _ = writeln!(out, "  no price for: {}", s.unpriced.join(", "));
+        }
+    }
+    if report.is_empty() {
+        out.push_str("no workloads\n");
+    }
+    out
+}

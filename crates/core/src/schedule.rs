@@ -677,6 +677,31 @@ impl<'a> Timetable<'a> {
         }
     }
 
+    /// The wish at `from`, then at each instant in `(from, to]` where it changes.
+    pub fn changes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Desired)> {
+        self.timeline(from, to).0
+    }
+
+    /// How long in `[from, to)` the schedules let the workload stop: the time they
+    /// wish it stopped. No wish counts as running (nothing stops it).
+    pub fn stopped_for(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+        let mut total = Duration::zero();
+        let mut lo = from;
+        // A week at a time, so that long ranges stay cheap.
+        while lo < to {
+            let hi = (lo + Duration::days(7)).min(to);
+            let line = self.changes(lo, hi);
+            for (i, (t, d)) in line.iter().enumerate() {
+                let end = line.get(i + 1).map_or(hi, |(n, _)| *n);
+                if d.wish == Wish::Stopped && end > *t {
+                    total += end - *t;
+                }
+            }
+            lo = hi;
+        }
+        total
+    }
+
     /// What the schedules wish at `at`.
     pub fn state(&self, at: DateTime<Utc>) -> Desired {
         self.timeline(at, at).0.remove(0).1

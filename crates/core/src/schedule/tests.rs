@@ -809,3 +809,29 @@ mod with_overrides {
         }
     }
 }
+
+/// The original README's benefit table: 8 hours a weekday saves 76 % against
+/// always-on, 18 hours a weekday 46 %, 24 hours Monday to Friday 28 %.
+#[test]
+fn the_originals_benefit_table() {
+    let four_weeks = |s: &Schedule| {
+        // From Monday 2026-11-30 00:00 local, 28 days.
+        let from = at(s, "2026-11-30 00:00");
+        let to = at(s, "2026-12-28 00:00");
+        let stopped = Timetable::new(std::slice::from_ref(s)).stopped_for(from, to);
+        stopped.num_seconds() as f64 / (to - from).num_seconds() as f64 * 100.0
+    };
+    // The README's figures, within a point.
+    for (start, stop, saved) in [
+        ("09:00", "17:00", 76.0),
+        ("06:00", "00:00", 46.0),
+        ("00:00", "23:59", 28.0),
+    ] {
+        let s = schedule("Europe/Berlin", vec![period(start, stop, WEEKDAYS)]);
+        let got = four_weeks(&s);
+        assert!(
+            (got - saved).abs() <= 1.0,
+            "{start}-{stop}: {got:.2} % against {saved} %"
+        );
+    }
+}
