@@ -339,6 +339,15 @@ async fn the_dynamodb_store_reads_the_original_tables_as_they_are() {
 }
 
 #[tokio::test]
+async fn the_dynamodb_state_table_holds_overrides_and_claims_events_once() {
+    let moto = Moto::start();
+    let conf = moto.config(REGION).await;
+    let store = DynamoStore::new(&conf, Tables::default());
+    store.ensure_state_table().await.unwrap();
+    ec2_scheduler_engine::contract::schedule_store(&store).await;
+}
+
+#[tokio::test]
 async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations() {
     let moto = Moto::start();
     let conf = moto.config(REGION).await;

@@ -11,6 +11,7 @@
 //! **Architecture invariant:** no SDK, HTTP or database type appears here; adapters
 //! live in their own crates.
 
+pub mod contract;
 pub mod exec;
 pub mod memory;
 pub mod notify;

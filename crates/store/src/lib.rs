@@ -698,4 +698,10 @@ mod tests {
             ["Role_Batch"]
         );
     }
+
+    #[test]
+    fn overrides_and_event_claims_keep_the_contract() {
+        let s = SqliteStore::in_memory().unwrap();
+        pollster::block_on(ec2_scheduler_engine::contract::schedule_store(&s));
+    }
 }
