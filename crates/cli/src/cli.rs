@@ -610,7 +610,17 @@ async fn run(cli: Cli) -> Result {
             let workload = workload(&app, &args.config, &args.workload).await?;
             let cloud = app.connect(&workload).await?;
             let status = app.status(&cloud, &workload).await?;
-            term::out(render::status(&workload, &status))
+            let mut text = render::status(&workload, &status);
+            if !workload.schedules.is_empty() {
+                let now = cloud.now();
+                let overrides = app
+                    .overrides(Some(workload.name.as_str()), false, now)
+                    .await?;
+                let state = schedules::state(&workload.schedules, &overrides, now);
+                let next = schedules::next(&workload.schedules, &overrides, now, 2)?;
+                text += &render::schedule_summary(&state, &next, &overrides, now);
+            }
+            term::out(text)
         }
         Command::Runs {
             workload,

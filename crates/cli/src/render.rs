@@ -369,10 +369,10 @@ pub fn schedule_state(s: &schedules::State, none: bool) -> String {
     if none {
         return format!(
             "{}: any (the workload has no schedules)\n",
-            s.at.to_rfc3339()
+            s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
         );
     }
-    let mut out = format!("{}: {}", s.at.to_rfc3339(), s.wish);
+    let mut out = format!("{}: {}", s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false), s.wish);
     if let Some(p) = &s.profile {
         out += &format!(" with profile {p}");
     }
@@ -507,6 +507,29 @@ pub fn savings(report: &[ec2_scheduler_app::savings::Savings]) -> String {
     }
     if report.is_empty() {
         out.push_str("no workloads\n");
+    }
+    out
+}
+
+/// The schedule part of `status`: the wish now, the next events, the overrides.
+pub fn schedule_summary(
+    state: &schedules::State,
+    next: &[schedules::NextEvent],
+    overrides: &[Override],
+    now: DateTime<Utc>,
+) -> String {
+    let mut out = format!("\nSchedule now: {}", schedule_state(state, false));
+    if !next.is_empty() {
+        out += "Next events:\n";
+        for line in next_events(next, false).lines() {
+            out += &format!("  {line}\n");
+        }
+    }
+    if !overrides.is_empty() {
+        out += "Overrides:\n";
+        for line in self::overrides(overrides, now).lines() {
+            out += &format!("  {line}\n");
+        }
     }
     out
 }
