@@ -33,6 +33,32 @@ pub fn read_schedule(path: &Path) -> Result<Schedule> {
     })?)
 }
 
+/// A calendar from an iCalendar (`.ics`) file, as the `calendars` part of a workload
+/// file (YAML).
+///
+/// # Errors
+/// A file that cannot be read, is not iCalendar, or has events that cannot be skip
+/// dates.
+pub fn import_ics(path: &Path, name: &str) -> Result<String> {
+    let text = read_text(path, ec2_scheduler_config::MAX_SOURCE_BYTES as u64)?;
+    let source = path.display().to_string();
+    let calendar = ec2_scheduler_config::schedules::calendar_from_ics(
+        Source {
+            name: &source,
+            text: &text,
+        },
+        name,
+    )?;
+    #[derive(Serialize)]
+    struct Doc {
+        calendars: Vec<ec2_scheduler_config::schedules::CalendarDoc>,
+    }
+    serde_yaml_ng::to_string(&Doc {
+        calendars: vec![calendar],
+    })
+    .map_err(|e| Error::Invalid(format!("cannot write the calendar: {e}")))
+}
+
 /// What the schedules wish at an instant.
 #[derive(Debug, Clone, Serialize)]
 pub struct State {

@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Shared calendars of skip dates.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// The service: fire every stored workload's schedule events at their instants
     /// and drive the runs they start, until stopped (SIGTERM or Ctrl-C).
     Serve(ServeArgs),
@@ -215,6 +220,20 @@ struct ServeArgs {
     /// Log records as text or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum CalendarCommand {
+    /// Print a calendar (YAML, for a workload file's `calendars`) made from an
+    /// iCalendar file's events: their dates, each year's for yearly events.
+    Import {
+        /// The iCalendar (.ics) file.
+        #[arg(long)]
+        ics: PathBuf,
+        /// The calendar's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -685,6 +704,9 @@ async fn run(cli: Cli) -> Result {
         Command::Schedule { command } => schedule_cmd(command).await,
         Command::Override { command, store } => override_cmd(command, store).await,
         Command::Serve(args) => serve_cmd(args).await,
+        Command::Calendar {
+            command: CalendarCommand::Import { ics, name },
+        } => term::data(schedules::import_ics(&ics, &name)?),
         Command::Savings(args) => savings_cmd(args).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),

@@ -372,7 +372,11 @@ pub fn schedule_state(s: &schedules::State, none: bool) -> String {
             s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
         );
     }
-    let mut out = format!("{}: {}", s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false), s.wish);
+    let mut out = format!(
+        "{}: {}",
+        s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        s.wish
+    );
     if let Some(p) = &s.profile {
         out += &format!(" with profile {p}");
     }

@@ -223,3 +223,73 @@ fn savings_reproduce_the_originals_benefit_table() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_calendar_is_imported_from_an_ics_file() {
+    let yaml = ok(&[
+        "calendar",
+        "import",
+        "--ics",
+        "examples/calendars/holidays.ics",
+        "--name",
+        "holidays",
+    ]);
+    expect![[r#"
+        calendars:
+        - name: holidays
+          dates:
+          - date: 12-25
+            name: Christmas
+          - date: 12-26
+            name: Christmas
+          - date: 2027-03-26
+            name: Good Friday
+          - date: 2027-06-15
+            name: Team offsite
+    "#]]
+    .assert_eq(&yaml);
+    // What it prints is a calendar a workload file takes.
+    let dir = std::env::temp_dir().join(format!("ec2s-ics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("w.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\n{yaml}workloads:\n  - name: w\n    region: eu-west-1\n    workload_tag: {{ key: a, value: b }}\n    tier_tag_key: t\n    schedules:\n      - timezone: UTC\n        calendars: [holidays]\n        periods: [{{ start: \"08:00\", stop: \"18:00\" }}]\n    tiers: [{{ name: x, start: {{ order: 0 }} }}]\n"
+        ),
+    )
+    .unwrap();
+    let state = ok(&[
+        "schedule",
+        "state",
+        "-c",
+        file.to_str().unwrap(),
+        "-w",
+        "w",
+        "--at",
+        "2027-12-26T12:00:00Z",
+    ]);
+    assert!(state.contains("stopped"), "{state}");
+    // A repetition other than yearly cannot be skip dates.
+    let bad = dir.join("weekly.ics");
+    std::fs::write(
+        &bad,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:1\r\nDTSTART;VALUE=DATE:20261207\r\nRRULE:FREQ=WEEKLY\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "calendar",
+        "import",
+        "--ics",
+        bad.to_str().unwrap(),
+        "--name",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("VEVENT[0].RRULE: repeats as \"FREQ=WEEKLY\""),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

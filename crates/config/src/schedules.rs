@@ -813,3 +813,109 @@ pub fn encode_calendars(workloads: &[Workload]) -> Vec<CalendarDoc> {
         .map(|(name, dates)| CalendarDoc { name, dates })
         .collect()
 }
+
+/// A calendar named `name` from an iCalendar (`.ics`) file: each event's dates (every
+/// day of an all-day event that spans several), with its summary as their name; an
+/// event repeating every year (`RRULE:FREQ=YEARLY`) becomes a yearly date.
+///
+/// # Errors
+/// A file that is not iCalendar, or that has no event with a date; an event with
+/// another kind of repetition is an error naming it (its other dates would be lost).
+pub fn calendar_from_ics(
+    src: crate::Source<'_>,
+    name: &str,
+) -> Result<CalendarDoc, crate::Diagnostics> {
+    use icalendar::{CalendarComponent, Component, DatePerhapsTime};
+    let mut cx = Cx::new(src.name);
+    let text = crate::doc::strip_bom(src.text);
+    let calendar: icalendar::Calendar = match text.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            cx.file_error(format!("not an iCalendar file: {e}"));
+            return Err(crate::Diagnostics(cx.diags));
+        }
+    };
+    let mut dates = Vec::new();
+    for (i, event) in calendar
+        .components
+        .iter()
+        .filter_map(|c| match c {
+            CalendarComponent::Event(e) => Some(e),
+            _ => None,
+        })
+        .enumerate()
+    {
+        let path = format!("VEVENT[{i}]");
+        let label = event.get_summary().map(str::to_string);
+        let day = |d: Option<DatePerhapsTime>| match d? {
+            DatePerhapsTime::Date(d) => Some(d),
+            // A time: its date as written.
+            DatePerhapsTime::DateTime(t) => Some(match t {
+                icalendar::CalendarDateTime::Floating(n) => n.date(),
+                icalendar::CalendarDateTime::WithTimezone { date_time, .. } => date_time.date(),
+                icalendar::CalendarDateTime::Utc(u) => u.date_naive(),
+            }),
+        };
+        let Some(start) = day(event.get_start()) else {
+            cx.error(&path, "the event has no start date (DTSTART)");
+            continue;
+        };
+        // DTEND of an all-day event is the day after its last.
+        let end = day(event.get_end())
+            .filter(|e| *e > start)
+            .unwrap_or(start + Duration::days(1));
+        let yearly = match event.property_value("RRULE") {
+            None => false,
+            Some(rule) => {
+                let parts: Vec<&str> = rule.split(';').collect();
+                if parts.iter().any(|p| p.eq_ignore_ascii_case("FREQ=YEARLY"))
+                    && parts.iter().all(|p| {
+                        let k = p.split('=').next().unwrap_or_default().to_ascii_uppercase();
+                        matches!(
+                            k.as_str(),
+                            "FREQ" | "INTERVAL" | "BYMONTH" | "BYMONTHDAY" | "WKST"
+                        ) && (k != "INTERVAL" || p.ends_with("=1"))
+                    })
+                {
+                    true
+                } else {
+                    cx.error(
+                        &format!("{path}.RRULE"),
+                        format!(
+                            "repeats as {rule:?}: only the same date every year (FREQ=YEARLY) can be a skip date; list the other dates instead"
+                        ),
+                    );
+                    continue;
+                }
+            }
+        };
+        let mut d = start;
+        while d < end && (end - start).num_days() <= 366 {
+            use chrono::Datelike;
+            let text = if yearly {
+                format!("{:02}-{:02}", d.month(), d.day())
+            } else {
+                d.to_string()
+            };
+            dates.push(match &label {
+                Some(l) => SkipDoc::Named(NamedSkipDoc {
+                    date: text,
+                    name: Some(l.clone()),
+                    calendar: None,
+                }),
+                None => SkipDoc::Date(text),
+            });
+            d += Duration::days(1);
+        }
+    }
+    if dates.is_empty() && cx.error_count() == 0 {
+        cx.file_error("the file has no event with a date");
+    }
+    if cx.error_count() > 0 {
+        return Err(crate::Diagnostics(cx.diags));
+    }
+    Ok(CalendarDoc {
+        name: name.to_string(),
+        dates,
+    })
+}
