@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::env::{App, Cloud};
 use crate::error::{Error, Result};
 use crate::files::read_text;
+use crate::status::Status;
 
 /// The bundled price table.
 const BUNDLED: &str = include_str!("../data/prices.json");
@@ -99,7 +100,17 @@ pub struct Line {
     pub saved: Option<f64>,
 }
 
-/// A workload's forecast savings over a range.
+/// What the run history shows was saved: instance-hours between each instance's
+/// stop by a run and its next start by a run, up to now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Actual {
+    pub lines: Vec<Line>,
+    pub instance_hours_saved: f64,
+    pub saved: f64,
+}
+
+/// A workload's savings over a range: the forecast from its schedules, and what the
+/// run history shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Savings {
     pub workload: String,
@@ -118,6 +129,8 @@ pub struct Savings {
     pub prices_as_of: String,
     /// Instance types without a price in the table.
     pub unpriced: Vec<String>,
+    /// From the run history, up to now.
+    pub actual: Actual,
 }
 
 impl App {
@@ -176,7 +189,11 @@ impl App {
                 });
             }
         }
+        let actual = self
+            .actual(workload, &status, from, to.min(cloud.now()), prices)
+            .await?;
         Ok(Savings {
+            actual,
             workload: workload.name.to_string(),
             from,
             to,
@@ -189,5 +206,169 @@ impl App {
             prices_as_of: prices.as_of.clone(),
             unpriced,
         })
+    }
+}
+
+impl App {
+    /// Instance-hours each instance spent stopped by a run until the next run started
+    /// it, within `[from, to)`.
+    async fn actual(
+        &self,
+        workload: &Workload,
+        status: &Status,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        prices: &Prices,
+    ) -> Result<Actual> {
+        // (instance, tier) -> [(when, stopped?)]
+        let mut changes: BTreeMap<(String, String), Vec<(DateTime<Utc>, bool)>> = BTreeMap::new();
+        for row in self.store.list_runs(Some(workload.name.as_str())).await? {
+            let Some(run) = self.store.load_run(&row.id).await? else {
+                continue;
+            };
+            let when_stopped = run.finished.unwrap_or(run.started);
+            for (id, tier) in &run.stopped_ids {
+                changes
+                    .entry((id.clone(), tier.clone()))
+                    .or_default()
+                    .push((when_stopped, true));
+            }
+            for (id, tier) in &run.started_ids {
+                changes
+                    .entry((id.clone(), tier.clone()))
+                    .or_default()
+                    .push((run.started, false));
+            }
+        }
+        let type_of = |id: &str| {
+            status
+                .tiers
+                .iter()
+                .flat_map(|t| &t.members)
+                .find(|m| m.instance.id == id)
+                .map_or_else(
+                    || "unknown".to_string(),
+                    |m| m.instance.instance_type.clone(),
+                )
+        };
+        let mut hours: BTreeMap<(String, String), (usize, f64)> = BTreeMap::new();
+        for ((id, tier), mut list) in changes {
+            let total = hours_stopped(list, from, to);
+            let e = hours.entry((tier, type_of(&id))).or_default();
+            e.0 += 1;
+            e.1 += total;
+        }
+        let lines: Vec<Line> = hours
+            .into_iter()
+            .map(|((tier, t), (n, h))| {
+                let price = prices.price(workload.region.as_str(), &t);
+                Line {
+                    tier,
+                    instances: n,
+                    instance_hours_saved: h,
+                    hourly_price: price,
+                    saved: price.map(|p| p * h),
+                    instance_type: t,
+                }
+            })
+            .collect();
+        Ok(Actual {
+            instance_hours_saved: lines.iter().map(|l| l.instance_hours_saved).sum(),
+            saved: lines.iter().filter_map(|l| l.saved).sum(),
+            lines,
+        })
+    }
+}
+
+/// Hours in `[from, to)` between each stop and the next start of one instance, given
+/// its stops (`true`) and starts (`false`) in any order; a stop without a later start
+/// lasts until `to`.
+fn hours_stopped(
+    mut list: Vec<(DateTime<Utc>, bool)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> f64 {
+    list.sort();
+    let mut stopped_at: Option<DateTime<Utc>> = None;
+    let mut total = 0.0;
+    for (t, stopped) in list.into_iter().chain(std::iter::once((to, false))) {
+        match (stopped, stopped_at) {
+            (true, None) => stopped_at = Some(t),
+            (false, Some(s)) => {
+                let (a, b) = (s.max(from), t.min(to));
+                if b > a {
+                    total += (b - a).num_seconds() as f64 / 3600.0;
+                }
+                stopped_at = None;
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn stopped_hours_are_counted_between_a_stop_and_the_next_start_within_the_range() {
+        let list = vec![
+            (t("2026-12-02T08:00:00Z"), false),
+            (t("2026-12-01T18:00:00Z"), true),
+            (t("2026-12-02T18:00:00Z"), true),
+            // A second stop while stopped changes nothing.
+            (t("2026-12-02T20:00:00Z"), true),
+        ];
+        // 18:00 to 08:00 (14 h), then 18:00 to the end of the range (6 h).
+        let h = hours_stopped(
+            list.clone(),
+            t("2026-12-01T00:00:00Z"),
+            t("2026-12-03T00:00:00Z"),
+        );
+        assert_eq!(h, 20.0);
+        // Clipped to the range.
+        let h = hours_stopped(list, t("2026-12-02T00:00:00Z"), t("2026-12-02T20:00:00Z"));
+        assert_eq!(h, 10.0);
+        assert_eq!(
+            hours_stopped(vec![], t("2026-12-01T00:00:00Z"), t("2026-12-02T00:00:00Z")),
+            0.0
+        );
+    }
+
+    #[test]
+    fn the_bundled_table_reads_and_a_user_file_goes_over_it() {
+        let p = Prices::bundled();
+        assert_eq!(p.price("us-west-2", "t2.nano"), Some(0.0058));
+        let dir = std::env::temp_dir().join(format!("ec2s-prices-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("p.json");
+        std::fs::write(&f, r#"{"as_of": "mine", "currency": "USD", "regions": {"us-west-2": {"t2.nano": 1.5}, "eu-west-1": {"m5.large": 0.107}}}"#).unwrap();
+        let p = Prices::with_file(&f).unwrap();
+        assert_eq!(p.price("us-west-2", "t2.nano"), Some(1.5));
+        assert_eq!(p.price("us-west-2", "t2.large"), Some(0.0928));
+        assert_eq!(p.price("eu-west-1", "m5.large"), Some(0.107));
+        std::fs::write(
+            &f,
+            r#"{"as_of": "x", "currency": "USD", "regions": {"r": {"t": -1}}}"#,
+        )
+        .unwrap();
+        let e = Prices::with_file(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("regions.r.t: expected a price of 0 or more"),
+            "{e}"
+        );
+        std::fs::write(&f, "{").unwrap();
+        assert!(
+            Prices::with_file(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -481,7 +481,7 @@ pub fn savings(report: &[ec2_scheduler_app::savings::Savings]) -> String {
     for s in report {
         let _ = writeln!(
             out,
-            "{}: {:.1} % saved against always-on ({:.0} of {:.0} hours stopped, {} to {})",
+            "{}: forecast {:.1} % saved against always-on ({:.0} of {:.0} hours stopped, {} to {})",
             s.workload,
             s.percent_saved,
             s.stopped_hours,
@@ -508,6 +508,11 @@ pub fn savings(report: &[ec2_scheduler_app::savings::Savings]) -> String {
         if !s.unpriced.is_empty() {
             let _ = writeln!(out, "  no price for: {}", s.unpriced.join(", "));
         }
+        let _ = writeln!(
+            out,
+            "  actual, from the run history so far: {:.1} instance-hours, {:.2} {}",
+            s.actual.instance_hours_saved, s.actual.saved, s.currency
+        );
     }
     if report.is_empty() {
         out.push_str("no workloads\n");
