@@ -209,6 +209,9 @@ impl App {
     }
 }
 
+/// An instance's stops (`true`) and starts (`false`) by runs.
+type Changes = Vec<(DateTime<Utc>, bool)>;
+
 impl App {
     /// Instance-hours each instance spent stopped by a run until the next run started
     /// it, within `[from, to)`.
@@ -220,8 +223,7 @@ impl App {
         to: DateTime<Utc>,
         prices: &Prices,
     ) -> Result<Actual> {
-        // (instance, tier) -> [(when, stopped?)]
-        let mut changes: BTreeMap<(String, String), Vec<(DateTime<Utc>, bool)>> = BTreeMap::new();
+        let mut changes: BTreeMap<(String, String), Changes> = BTreeMap::new();
         for row in self.store.list_runs(Some(workload.name.as_str())).await? {
             let Some(run) = self.store.load_run(&row.id).await? else {
                 continue;
@@ -252,7 +254,7 @@ impl App {
                 )
         };
         let mut hours: BTreeMap<(String, String), (usize, f64)> = BTreeMap::new();
-        for ((id, tier), mut list) in changes {
+        for ((id, tier), list) in changes {
             let total = hours_stopped(list, from, to);
             let e = hours.entry((tier, type_of(&id))).or_default();
             e.0 += 1;
