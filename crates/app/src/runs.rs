@@ -173,9 +173,8 @@ impl App {
     /// Advances the run `run_id` by one tick and saves it: for drivers that wait
     /// between ticks themselves. Progress inside a step is not kept between calls: the
     /// step re-observes (its pause and deadlines hold: they count from when it
-    /// began). One wait does not survive between calls: after a deregistration, the
-    /// next call finds the instances out of their load balancers and goes on without
-    /// waiting for their connections to drain; [`App::run`] does wait.
+    /// began; a deregistration goes on draining the load balancers the store says its
+    /// instances were taken out of).
     ///
     /// # Errors
     /// No such run, the workload is busy with another run, the store or the cloud

@@ -91,6 +91,20 @@ async fn a_run_advanced_one_tick_at_a_time_ends_as_one_driven_to_the_end() {
         "{:#?}",
         run.history
     );
+    // Both waited for the web tier's connections to drain (30 s on the simulator)
+    // between taking its instances out of the load balancer and stopping them.
+    let drained = |run: &ec2_scheduler_engine::Run| {
+        let at = |what: &str| {
+            run.history
+                .iter()
+                .find(|e| e.tier.as_deref() == Some("Role_Web") && e.text().contains(what))
+                .unwrap_or_else(|| panic!("no {what} in {:#?}", run.history))
+                .at
+        };
+        (at("StopInstances") - at("deregistered")).num_seconds()
+    };
+    assert!(drained(&driven) >= 30, "driven: {}", drained(&driven));
+    assert!(drained(&run) >= 30, "advanced: {}", drained(&run));
     // The run is in the store as the driver left it.
     assert_eq!(
         b.run_record(&run.id).await.unwrap().status,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::InstanceState;
 
-use super::{Cx, Poll, Seen, api_name};
+use super::{Began, Cx, Poll, Seen, api_name};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::{Health, LbTarget};
@@ -27,6 +27,7 @@ pub(crate) struct Deregister {
     ids: Vec<String>,
     phase: Phase,
     tries: Tries,
+    began: Began,
 }
 
 enum Phase {
@@ -45,12 +46,13 @@ enum Phase {
 }
 
 impl Deregister {
-    pub fn new(ids: &[String], _cx: &mut Cx<'_, '_>) -> Self {
+    pub fn new(ids: &[String], _cx: &mut Cx<'_, '_>, began: Began) -> Self {
         Deregister {
             ids: ids.to_vec(),
             phase: Phase::Find,
             // Bounded by attempts; the drain timeout is for draining.
             tries: Tries::unbounded_in_time(),
+            began,
         }
     }
 
@@ -84,14 +86,29 @@ impl Deregister {
                 }
             };
             self.tries.failures = 0;
-            cx.ports.store.park(&cx.run.workload, &members).await?;
-            self.phase = Phase::Take {
-                pending: by_target(members)
-                    .into_iter()
-                    .map(|(t, ids)| (t, ids, 0))
-                    .collect(),
-                done: Vec::new(),
+            // Picked up after its instances were taken out (by an earlier tick of
+            // this run, in this process or another): the store says from where; the
+            // draining goes on, counted from when the step began.
+            let parked = if members.is_empty() && !self.began.first {
+                cx.ports.store.parked(&cx.run.workload, &live).await?
+            } else {
+                Vec::new()
             };
+            if parked.is_empty() {
+                cx.ports.store.park(&cx.run.workload, &members).await?;
+                self.phase = Phase::Take {
+                    pending: by_target(members)
+                        .into_iter()
+                        .map(|(t, ids)| (t, ids, 0))
+                        .collect(),
+                    done: Vec::new(),
+                };
+            } else {
+                self.phase = Phase::Drain {
+                    targets: by_target(parked).into_iter().collect(),
+                    deadline: after(self.began.at, cx.settings.drain_timeout),
+                };
+            }
         }
         if let Phase::Take { pending, done } = &mut self.phase {
             while let Some((target, tids, attempts)) = pending.pop_front() {

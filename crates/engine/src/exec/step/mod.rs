@@ -247,7 +247,7 @@ impl Active {
                 instances,
             } => Active::Probe(probe::Probe::new(path, *os, instances, cx, at)),
             Step::Deregister { instances } => {
-                Active::Deregister(lb::Deregister::new(instances, cx))
+                Active::Deregister(lb::Deregister::new(instances, cx, began))
             }
             Step::Register { instances } => Active::Register(lb::Register::new(instances, cx, at)),
             Step::Ready {
