@@ -24,6 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Action;
 use ec2_scheduler_core::Workload;
+use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::plan::ScaleIn;
 use ec2_scheduler_core::schedule::{Event, EventKind, Timetable, Wish};
 use ec2_scheduler_engine::ports::{EventOutcome, EventRecord};
@@ -74,13 +75,14 @@ enum Clouds {
     Each(BTreeMap<String, Cloud>),
 }
 
-/// What a turn of the service did, for tests and logs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Turn {
-    pub fired: usize,
-    pub skipped: usize,
-    pub missed: usize,
-    pub failed: usize,
+impl Clouds {
+    /// The cloud's clock (virtual on the simulator).
+    fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clouds::Shared(c) => c.now(),
+            Clouds::Each(_) => Utc::now(),
+        }
+    }
 }
 
 fn to_std(d: chrono::Duration) -> Duration {
@@ -112,7 +114,7 @@ impl App {
                 Clouds::Shared(self.connect(&w).await?)
             }
         };
-        let started = self.clock(&mut clouds).await?;
+        let started = clouds.now();
         info!(owner = %self.owner, at = %started, "serving");
         let mut active: BTreeMap<String, Active> = BTreeMap::new();
         self.resume_unfinished(&mut clouds, &mut active, started)
@@ -121,7 +123,7 @@ impl App {
         let mut seen = started - to_chrono(options.lookback);
         let mut last_enforce: Option<DateTime<Utc>> = None;
         loop {
-            let now = self.clock(&mut clouds).await?;
+            let now = clouds.now();
             let workloads = match self.store.workloads().await {
                 Ok(w) => w,
                 Err(e) => {
@@ -135,9 +137,26 @@ impl App {
             };
             let enforce_due =
                 last_enforce.is_none_or(|t| now - t >= to_chrono(options.enforce_every));
+            // Each scheduled workload with its overrides, read once a turn.
+            let mut scheduled: Vec<(&Workload, Vec<Override>)> = Vec::new();
             for w in workloads.iter().filter(|w| !w.schedules.is_empty()) {
+                match self.store.overrides(Some(w.name.as_str())).await {
+                    Ok(o) => scheduled.push((w, o)),
+                    Err(e) => warn!(workload = %w.name, error = %e, "cannot read its overrides"),
+                }
+            }
+            for (w, overrides) in &scheduled {
                 if let Err(e) = self
-                    .fire_due(w, &mut clouds, &mut active, seen, now, options, started)
+                    .fire_due(
+                        w,
+                        overrides,
+                        &mut clouds,
+                        &mut active,
+                        seen,
+                        now,
+                        options,
+                        started,
+                    )
                     .await
                 {
                     warn!(workload = %w.name, error = %e, "cannot fire the events");
@@ -145,7 +164,9 @@ impl App {
                 if w.enforce
                     && enforce_due
                     && !active.contains_key(w.name.as_str())
-                    && let Err(e) = self.enforce(w, &mut clouds, &mut active, now).await
+                    && let Err(e) = self
+                        .enforce(w, overrides, &mut clouds, &mut active, now)
+                        .await
                 {
                     warn!(workload = %w.name, error = %e, "cannot check drift");
                 }
@@ -159,20 +180,15 @@ impl App {
                 info!("stopping: runs are saved and resume at the next start");
                 break;
             }
-            let now = self.clock(&mut clouds).await?;
+            let now = clouds.now();
             if options.until.is_some_and(|u| now >= u) {
                 break;
             }
             // Sleep until the next event, the next tick of a run, or a turn.
             let mut wake = now + to_chrono(options.turn);
-            for w in workloads.iter().filter(|w| !w.schedules.is_empty()) {
-                let overrides = self
-                    .store
-                    .overrides(Some(w.name.as_str()))
-                    .await
-                    .unwrap_or_default();
+            for (w, overrides) in &scheduled {
                 if let Some(e) = Timetable::new(&w.schedules)
-                    .with_overrides(&overrides)
+                    .with_overrides(overrides)
                     .next_events(now, 1, 2)
                     .first()
                 {
@@ -196,14 +212,6 @@ impl App {
             c.save()?;
         }
         Ok(())
-    }
-
-    /// The cloud's clock (virtual on the simulator).
-    async fn clock(&self, clouds: &mut Clouds) -> Result<DateTime<Utc>> {
-        Ok(match clouds {
-            Clouds::Shared(c) => c.now(),
-            Clouds::Each(_) => Utc::now(),
-        })
     }
 
     /// Lets `d` pass, in slices short enough to notice a stop request soon.
@@ -281,6 +289,7 @@ impl App {
     async fn fire_due(
         &self,
         w: &Workload,
+        overrides: &[Override],
         clouds: &mut Clouds,
         active: &mut BTreeMap<String, Active>,
         seen: DateTime<Utc>,
@@ -288,9 +297,8 @@ impl App {
         options: &Options,
         started: DateTime<Utc>,
     ) -> Result<()> {
-        let overrides = self.store.overrides(Some(w.name.as_str())).await?;
         let events = Timetable::new(&w.schedules)
-            .with_overrides(&overrides)
+            .with_overrides(overrides)
             .events(seen, now);
         for e in events {
             let mut record = EventRecord {
@@ -410,13 +418,13 @@ impl App {
     async fn enforce(
         &self,
         w: &Workload,
+        overrides: &[Override],
         clouds: &mut Clouds,
         active: &mut BTreeMap<String, Active>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let overrides = self.store.overrides(Some(w.name.as_str())).await?;
         let desired = Timetable::new(&w.schedules)
-            .with_overrides(&overrides)
+            .with_overrides(overrides)
             .state(now);
         let (action, kind) = match desired.wish {
             Wish::Running => (Action::Start, EventKind::Start),
@@ -472,10 +480,7 @@ impl App {
             let Some(w) = workloads.iter().find(|w| w.name.as_str() == name) else {
                 continue;
             };
-            let now = match clouds {
-                Clouds::Shared(c) => c.now(),
-                Clouds::Each(_) => Utc::now(),
-            };
+            let now = clouds.now();
             let Some(a) = active.get(&name) else { continue };
             if a.due > now {
                 continue;

@@ -426,17 +426,25 @@ impl LogLevel {
 }
 
 /// Sends log records to standard error: at `level` (RUST_LOG, when set, decides
-/// instead), as text or JSON.
+/// instead), as text or JSON. In text, a run's live progress already shows its
+/// events, so log records are added only at debug.
 fn init_logging(level: LogLevel, format: LogFormat) {
+    let quiet_text =
+        format == LogFormat::Text && !matches!(level, LogLevel::Debug | LogLevel::Notset);
+    install_logs(if quiet_text { "off" } else { level.filter() }, format);
+}
+
+/// The service's log: at `level` (RUST_LOG decides when set), as text or JSON.
+fn init_service_logging(level: LogLevel, format: LogFormat) {
+    install_logs(level.filter(), format);
+}
+
+/// Installs the log subscriber: `RUST_LOG` when set, else `filter`.
+fn install_logs(filter: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.trim().is_empty() => EnvFilter::new(f),
-        _ => match (format, level) {
-            // In text, the progress display already shows the events at info.
-            (LogFormat::Text, LogLevel::Debug | LogLevel::Notset) => EnvFilter::new(level.filter()),
-            (LogFormat::Text, _) => EnvFilter::new("off"),
-            (LogFormat::Json, _) => EnvFilter::new(level.filter()),
-        },
+        _ => EnvFilter::new(filter),
     };
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -837,24 +845,6 @@ async fn serve_cmd(args: ServeArgs) -> Result {
         ..Default::default()
     };
     Ok(app.serve(&options, stop).await?)
-}
-
-/// The service's log: events at info and above (RUST_LOG decides when set).
-fn init_service_logging(level: LogLevel, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.trim().is_empty() => EnvFilter::new(f),
-        _ => EnvFilter::new(level.filter()),
-    };
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => logs.json().with_current_span(true).try_init(),
-    };
 }
 
 async fn override_cmd(command: OverrideCommand, store: StoreArg) -> Result {

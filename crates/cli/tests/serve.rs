@@ -284,19 +284,25 @@ fn a_week_of_two_workloads_fires_every_event_at_its_instant_and_only_then() {
     );
 }
 
-#[test]
-fn after_a_sigkill_a_restart_within_the_grace_period_fires_the_event_once() {
-    let env = Env::new("kill");
+/// A store with both workloads (no holiday), and the next start of `office` at
+/// least a day ahead.
+fn loaded_with_next_start(name: &str) -> (Env, DateTime<Utc>) {
+    let env = Env::new(name);
     fleet(&env.path("fleet.json"));
     workloads(&env.path("w.yaml"), "2000-01-01");
     env.ok(&["load", "w.yaml"]);
-    // The next start of `office` at least a day ahead.
     let from = now_minute() + chrono::Duration::days(1);
     let t = listed(&env, "office", from, from + chrono::Duration::days(7))
         .into_iter()
         .find(|e| e.1 == "start" && !e.2)
         .unwrap()
         .0;
+    (env, t)
+}
+
+#[test]
+fn after_a_sigkill_a_restart_within_the_grace_period_fires_the_event_once() {
+    let (env, t) = loaded_with_next_start("kill");
     // A service at real speed, a minute before the start, killed before it.
     let mut child = env
         .cmd(&[
@@ -358,16 +364,7 @@ fn after_a_sigkill_a_restart_within_the_grace_period_fires_the_event_once() {
 
 #[test]
 fn an_event_missed_longer_than_the_grace_period_is_reported_not_fired() {
-    let env = Env::new("missed");
-    fleet(&env.path("fleet.json"));
-    workloads(&env.path("w.yaml"), "2000-01-01");
-    env.ok(&["load", "w.yaml"]);
-    let from = now_minute() + chrono::Duration::days(1);
-    let t = listed(&env, "office", from, from + chrono::Duration::days(7))
-        .into_iter()
-        .find(|e| e.1 == "start" && !e.2)
-        .unwrap()
-        .0;
+    let (env, t) = loaded_with_next_start("missed");
     env.serve(
         t + chrono::Duration::minutes(20),
         t + chrono::Duration::minutes(25),

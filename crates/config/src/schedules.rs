@@ -236,78 +236,75 @@ fn time(cx: &mut Cx, v: &Value, path: &str) -> Option<NaiveTime> {
 
 const WEEK: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-fn weekday_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<WeekdaySpec>> {
-    let items = list(cx, v, path, "weekdays")?;
+/// Every entry of a list, each read by `entry` (which reports its own errors and
+/// may give several values); `None` when any entry failed.
+fn entries<T>(
+    cx: &mut Cx,
+    v: &Value,
+    path: &str,
+    what: &str,
+    mut entry: impl FnMut(&mut Cx, &Value, &str) -> Option<Vec<T>>,
+) -> Option<Vec<T>> {
+    let items = list(cx, v, path, what)?;
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        let p = walk::index(path, i);
-        let Some(s) = walk::string(cx, item, &p) else {
-            ok = false;
-            continue;
-        };
+        match entry(cx, item, &walk::index(path, i)) {
+            Some(values) => out.extend(values),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn weekday_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<WeekdaySpec>> {
+    entries(cx, v, path, "weekdays", |cx, item, p| {
+        let s = walk::string(cx, item, p)?;
         // A range of weekdays: `mon-fri`, `fri-mon`.
         if let Some((a, b)) = s.split_once('-') {
             let pos = |d: &str| {
                 let d = d.trim().to_ascii_lowercase();
                 WEEK.iter().position(|w| d.starts_with(w) && w.len() >= 3)
             };
-            match (pos(a), pos(b)) {
-                (Some(a), Some(b)) => {
-                    let mut k = a;
-                    loop {
-                        out.push(WEEK[k].parse().expect("a weekday name"));
-                        if k == b {
-                            break;
-                        }
-                        k = (k + 1) % 7;
-                    }
+            let (Some(a), Some(b)) = (pos(a), pos(b)) else {
+                cx.error(
+                    p,
+                    format!("{s:?}: expected a range of weekdays such as mon-fri"),
+                );
+                return None;
+            };
+            let mut out = Vec::new();
+            let mut k = a;
+            loop {
+                out.push(WEEK[k].parse().expect("a weekday name"));
+                if k == b {
+                    return Some(out);
                 }
-                _ => {
-                    cx.error(
-                        &p,
-                        format!("{s:?}: expected a range of weekdays such as mon-fri"),
-                    );
-                    ok = false;
-                }
-            }
-            continue;
-        }
-        match s.parse::<WeekdaySpec>() {
-            Ok(w) => out.push(w),
-            Err(e) => {
-                cx.error(&p, e.to_string());
-                ok = false;
+                k = (k + 1) % 7;
             }
         }
-    }
-    ok.then_some(out)
+        s.parse::<WeekdaySpec>()
+            .map(|w| vec![w])
+            .map_err(|e| cx.error(p, e.to_string()))
+            .ok()
+    })
 }
 
 fn monthday_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<MonthDaySpec>> {
-    let items = list(cx, v, path, "days of the month")?;
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let p = walk::index(path, i);
+    entries(cx, v, path, "days of the month", |cx, item, p| {
         let text = match item {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             other => {
-                cx.error(&p, format!("expected a day of the month, {}", found(other)));
-                ok = false;
-                continue;
+                cx.error(p, format!("expected a day of the month, {}", found(other)));
+                return None;
             }
         };
-        match text.parse::<MonthDaySpec>() {
-            Ok(m) => out.push(m),
-            Err(e) => {
-                cx.error(&p, e.to_string());
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(out)
+        text.parse::<MonthDaySpec>()
+            .map(|m| vec![m])
+            .map_err(|e| cx.error(p, e.to_string()))
+            .ok()
+    })
 }
 
 fn month_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<u8>> {
@@ -325,11 +322,7 @@ fn month_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<u8>> {
         "november",
         "december",
     ];
-    let items = list(cx, v, path, "months")?;
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let p = walk::index(path, i);
+    entries(cx, v, path, "months", |cx, item, p| {
         let m = match item {
             Value::Number(n) => n.as_u64().filter(|m| (1..=12).contains(m)).map(|m| m as u8),
             Value::String(s) => {
@@ -341,18 +334,14 @@ fn month_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<u8>> {
             }
             _ => None,
         };
-        match m {
-            Some(m) => out.push(m),
-            None => {
-                cx.error(
-                    &p,
-                    format!("expected a month, 1 to 12 or jan to dec, {}", found(item)),
-                );
-                ok = false;
-            }
+        if m.is_none() {
+            cx.error(
+                p,
+                format!("expected a month, 1 to 12 or jan to dec, {}", found(item)),
+            );
         }
-    }
-    ok.then_some(out)
+        m.map(|m| vec![m])
+    })
 }
 
 fn day_filter(cx: &mut Cx, o: &Obj<'_>) -> Option<DayFilter> {
@@ -503,16 +492,9 @@ fn skip_date(cx: &mut Cx, v: &Value, path: &str, calendar: Option<&str>) -> Opti
 }
 
 fn skip_dates(cx: &mut Cx, v: &Value, path: &str, calendar: Option<&str>) -> Option<Vec<SkipDate>> {
-    let items = list(cx, v, path, "dates")?;
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match skip_date(cx, item, &walk::index(path, i), calendar) {
-            Some(d) => out.push(d),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+    entries(cx, v, path, "dates", |cx, item, p| {
+        skip_date(cx, item, p, calendar).map(|d| vec![d])
+    })
 }
 
 /// The `calendars` of a document.
