@@ -119,8 +119,11 @@ impl App {
         let mut active: BTreeMap<String, Active> = BTreeMap::new();
         self.resume_unfinished(&mut clouds, &mut active, started)
             .await?;
-        // Events after this instant are looked at; on start, back to the lookback.
-        let mut seen = started - to_chrono(options.lookback);
+        // Events after this instant are looked at: the previous turn's, or on start
+        // back to the lookback. A workload whose events could not be looked at keeps
+        // its own, so that they are looked at again at the next turn.
+        let mut last_turn = started - to_chrono(options.lookback);
+        let mut seen: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         let mut last_enforce: Option<DateTime<Utc>> = None;
         loop {
             let now = clouds.now();
@@ -142,24 +145,35 @@ impl App {
             for w in workloads.iter().filter(|w| !w.schedules.is_empty()) {
                 match self.store.overrides(Some(w.name.as_str())).await {
                     Ok(o) => scheduled.push((w, o)),
-                    Err(e) => warn!(workload = %w.name, error = %e, "cannot read its overrides"),
+                    Err(e) => {
+                        // Its events are looked at again from here at the next turn.
+                        seen.entry(w.name.to_string()).or_insert(last_turn);
+                        warn!(workload = %w.name, error = %e, "cannot read its overrides");
+                    }
                 }
             }
             for (w, overrides) in &scheduled {
-                if let Err(e) = self
+                let from = seen.get(w.name.as_str()).copied().unwrap_or(last_turn);
+                match self
                     .fire_due(
                         w,
                         overrides,
                         &mut clouds,
                         &mut active,
-                        seen,
+                        from,
                         now,
                         options,
                         started,
                     )
                     .await
                 {
-                    warn!(workload = %w.name, error = %e, "cannot fire the events");
+                    Ok(()) => {
+                        seen.remove(w.name.as_str());
+                    }
+                    Err(e) => {
+                        seen.insert(w.name.to_string(), from);
+                        warn!(workload = %w.name, error = %e, "cannot fire the events; trying again");
+                    }
                 }
                 if w.enforce
                     && enforce_due
@@ -174,7 +188,7 @@ impl App {
             if enforce_due {
                 last_enforce = Some(now);
             }
-            seen = now;
+            last_turn = now;
             self.advance_due(&workloads, &mut clouds, &mut active).await;
             if stop.load(Ordering::SeqCst) {
                 info!("stopping: runs are saved and resume at the next start");
