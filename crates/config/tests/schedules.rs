@@ -167,6 +167,9 @@ workloads:
           - { start: "08:00", stop: "08:00" }
           - { start: "08:00", stop: "18:00", profile: huge }
           - { start: "08:00", stop: "18:00", weekdays: [mon], stop_days: { monthdays: [30], months: [2] } }
+          # A fifth Friday in February: only when the 29th is a Friday (2008, 2036):
+          # rare, not never.
+          - { start: "08:00", stop: "18:00", weekdays: ["fri#5"], months: [feb] }
     tiers: [{ name: web, start: { order: 0 }, profiles: { small: { instance_type: t3.small } } }]
 "#;
     let l = load_one("lint.yaml", text).unwrap();
