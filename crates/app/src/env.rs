@@ -315,9 +315,13 @@ pub(crate) fn owner_is_dead(owner: &str) -> bool {
 
 /// A new run id: time and process, unique enough for one store.
 pub(crate) fn new_run_id() -> String {
-    let now = Utc::now();
+    new_id("run", Utc::now())
+}
+
+/// A new id: `prefix`, the time and this process, unique enough for one store.
+pub(crate) fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
     format!(
-        "run-{}-{:05}",
+        "{prefix}-{}-{:05}",
         now.format("%Y%m%dT%H%M%S%.3f"),
         std::process::id() % 100_000
     )

@@ -9,7 +9,7 @@ use ec2_scheduler_core::overrides::{Change, Override};
 use ec2_scheduler_core::schedule::{Desired, Event, EventKind, Schedule, Timetable, Wish};
 use serde::Serialize;
 
-use crate::env::App;
+use crate::env::{App, new_id};
 use crate::error::{Error, Result};
 use crate::files::read_text;
 
@@ -275,11 +275,7 @@ impl App {
             ));
         }
         let o = Override {
-            id: format!(
-                "ovr-{}-{:05}",
-                now.format("%Y%m%dT%H%M%S%.3f"),
-                std::process::id() % 100_000
-            ),
+            id: new_id("ovr", now),
             workload: name.to_string(),
             change,
             created_at: now,
