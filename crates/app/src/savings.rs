@@ -2,10 +2,12 @@
 //! always, per tier and instance type.
 //!
 //! The forecast comes from the schedules (overrides applied) and the instances the
-//! cloud shows now. Prices come from a table bundled with the program (its date is
-//! in the report), which a user file overrides or extends.
+//! cloud shows now. Prices come, in this order of precedence, from a user file, from
+//! the AWS Price List API when the workload is on AWS, and from a table bundled with
+//! the program (its date is in the report; `prices update` refreshes it).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +32,12 @@ pub struct Prices {
     pub as_of: String,
     pub currency: String,
     pub regions: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Ask the AWS Price List API for the prices of workloads on AWS.
+    #[serde(skip)]
+    pub price_list: bool,
+    /// Region and type of the prices a user file gave, which nothing replaces.
+    #[serde(skip)]
+    pinned: BTreeSet<(String, String)>,
 }
 
 impl Prices {
@@ -69,6 +77,7 @@ impl Prices {
                         path.display()
                     )));
                 }
+                out.pinned.insert((region.clone(), t.clone()));
                 out.regions.entry(region.clone()).or_default().insert(t, p);
             }
         }
@@ -85,6 +94,65 @@ impl Prices {
     pub fn price(&self, region: &str, instance_type: &str) -> Option<f64> {
         self.regions.get(region)?.get(instance_type).copied()
     }
+
+    /// This table with `fetched` prices of `region` (from the Price List API on
+    /// `day`) over it, except those a user file gave.
+    fn with_fetched(&self, region: &str, fetched: BTreeMap<String, f64>, day: &str) -> Prices {
+        let mut out = self.clone();
+        let n = fetched.len();
+        for (t, p) in fetched {
+            if !self.pinned.contains(&(region.to_string(), t.clone())) {
+                out.regions
+                    .entry(region.to_string())
+                    .or_default()
+                    .insert(t, p);
+            }
+        }
+        out.as_of = format!(
+            "{day} (AWS Price List API, {n} type{} in {region}), otherwise {}",
+            if n == 1 { "" } else { "s" },
+            self.as_of
+        );
+        out
+    }
+}
+
+/// The on-demand prices the Price List API gives for `types` in each region, as a
+/// table dated `day` (what `prices update` writes).
+///
+/// # Errors
+/// The API's errors; a region for which the API prices none of the types.
+pub async fn fetch_prices(
+    endpoint_url: Option<String>,
+    types: &BTreeMap<String, Vec<String>>,
+    day: &str,
+) -> Result<Prices> {
+    let conf = ec2_scheduler_aws::sdk_config(&ec2_scheduler_aws::Connect {
+        region: Some(ec2_scheduler_aws::pricing::ENDPOINT_REGION.to_string()),
+        endpoint_url,
+        ..Default::default()
+    })
+    .await;
+    let client = ec2_scheduler_aws::pricing::PriceList::new(&conf, Default::default());
+    let mut regions = BTreeMap::new();
+    for (region, list) in types {
+        let prices = client.on_demand(region, list).await?;
+        if prices.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the AWS Price List API has no Linux on-demand price in {region} for {}",
+                list.join(", ")
+            )));
+        }
+        regions.insert(region.clone(), prices);
+    }
+    Ok(Prices {
+        note: Prices::bundled().note,
+        as_of: day.to_string(),
+        currency: "USD".into(),
+        regions,
+        price_list: false,
+        pinned: BTreeSet::new(),
+    })
 }
 
 /// Savings of one tier's instances of one type.
@@ -129,6 +197,9 @@ pub struct Savings {
     pub prices_as_of: String,
     /// Instance types without a price in the table.
     pub unpriced: Vec<String>,
+    /// What did not go as asked (prices not read from AWS, for one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// From the run history, up to now.
     pub actual: Actual,
 }
@@ -161,6 +232,9 @@ impl App {
         let hours = (to - from).num_seconds() as f64 / 3600.0;
         let stopped_hours = stopped.num_seconds() as f64 / 3600.0;
         let status = self.status(cloud, workload).await?;
+        let mut warnings = Vec::new();
+        let prices = live_prices(cloud, workload, &status, prices, &mut warnings).await;
+        let prices = prices.as_ref();
         let mut lines = Vec::new();
         let mut unpriced = Vec::new();
         for tier in &status.tiers {
@@ -205,7 +279,50 @@ impl App {
             currency: prices.currency.clone(),
             prices_as_of: prices.as_of.clone(),
             unpriced,
+            warnings,
         })
+    }
+}
+
+/// `prices` with the Price List API's prices of the instance types in `status` over
+/// it, when asked for and the cloud is AWS; `prices` alone, with a warning, when the
+/// API cannot be read.
+async fn live_prices<'a>(
+    cloud: &Cloud,
+    workload: &Workload,
+    status: &Status,
+    prices: &'a Prices,
+    warnings: &mut Vec<String>,
+) -> Cow<'a, Prices> {
+    let Cloud::Aws(aws) = cloud else {
+        return Cow::Borrowed(prices);
+    };
+    if !prices.price_list {
+        return Cow::Borrowed(prices);
+    }
+    let types: BTreeSet<String> = status
+        .tiers
+        .iter()
+        .flat_map(|t| &t.members)
+        .map(|m| m.instance.instance_type.clone())
+        .collect();
+    if types.is_empty() {
+        return Cow::Borrowed(prices);
+    }
+    let types: Vec<String> = types.into_iter().collect();
+    match aws.on_demand_prices(&types).await {
+        Ok(fetched) => Cow::Owned(prices.with_fetched(
+            workload.region.as_str(),
+            fetched,
+            &cloud.now().date_naive().to_string(),
+        )),
+        Err(e) => {
+            warnings.push(format!(
+                "prices are from the table of {}: the AWS Price List API could not be read ({e})",
+                prices.as_of
+            ));
+            Cow::Borrowed(prices)
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub const ACTIONS: &[&str] = &[
     "ssm:SendCommand",
     "ssm:GetCommandInvocation",
     "sns:Publish",
+    "pricing:GetProducts",
     "sts:GetCallerIdentity",
     "sts:AssumeRole",
 ];

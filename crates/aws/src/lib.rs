@@ -7,12 +7,14 @@
 //! - [`AwsCloud`]: EC2, classic and v2 load balancers, the SSM override-file probe and
 //!   SNS, for one region and (optionally) one assumed role; clients built once.
 //! - [`dynamo`]: the DynamoDB store, reading the original tool's tables as they are.
+//! - [`pricing`]: on-demand prices from the Price List API.
 //! - [`calls`]: the list of API actions the adapters call, for the IAM policy.
 
 pub mod calls;
 pub mod dynamo;
 mod ec2;
 mod elb;
+pub mod pricing;
 mod sns;
 mod ssm;
 
@@ -87,6 +89,7 @@ pub struct AwsCloud {
     ssm: aws_sdk_ssm::Client,
     sns: aws_sdk_sns::Client,
     sts: aws_sdk_sts::Client,
+    prices: pricing::PriceList,
     region: String,
     /// SNS topic ARNs by name, resolved once.
     topics: Mutex<BTreeMap<String, String>>,
@@ -123,6 +126,7 @@ impl AwsCloud {
             ssm: client!(aws_sdk_ssm),
             sns: client!(aws_sdk_sns),
             sts: client!(aws_sdk_sts),
+            prices: pricing::PriceList::new(config, counter.clone()),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             topics: Mutex::new(BTreeMap::new()),
             counter,
@@ -134,6 +138,18 @@ impl AwsCloud {
     /// The region these clients talk to.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// Hourly on-demand prices in USD of `types` in this region, from the Price List
+    /// API (see [`pricing`]).
+    ///
+    /// # Errors
+    /// The API's errors.
+    pub async fn on_demand_prices(
+        &self,
+        types: &[String],
+    ) -> Result<BTreeMap<String, f64>, ApiError> {
+        self.prices.on_demand(&self.region, types).await
     }
 }
 

@@ -106,6 +106,11 @@ enum Command {
     /// workload, tier and instance type (a forecast from the schedules and the
     /// instances the cloud shows now).
     Savings(SavingsArgs),
+    /// On-demand price tables for `savings`.
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
     /// One-off changes to a workload's schedules that expire by themselves.
     Override {
         #[command(subcommand)]
@@ -175,9 +180,17 @@ struct SavingsArgs {
     /// Day after the last (YYYY-MM-DD, UTC; default: 30 days after --from).
     #[arg(long, value_parser = parse_day)]
     to: Option<NaiveDate>,
-    /// Prices over the bundled table: {as_of, currency, regions: {REGION: {TYPE: PRICE}}}.
+    /// Prices over all others: {as_of, currency, regions: {REGION: {TYPE: PRICE}}}.
     #[arg(long)]
     prices: Option<PathBuf>,
+    /// Do not ask the AWS Price List API for prices (default: ask it for workloads on
+    /// AWS, and use the bundled table for what it does not answer).
+    #[arg(long)]
+    no_price_list: bool,
+    /// On the simulator: its clock, up to which the actual savings are counted
+    /// (RFC 3339; default: now), for a region whose clock `serve --speed` ran ahead.
+    #[arg(long, value_parser = parse_time)]
+    sim_clock: Option<DateTime<Utc>>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
     #[command(flatten)]
@@ -220,6 +233,30 @@ struct ServeArgs {
     /// Log records as text or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum PricesCommand {
+    /// Print a price table (the shape of `savings --prices` and of the bundled table)
+    /// with today's on-demand prices from the AWS Price List API: by default for the
+    /// regions and instance types of the bundled table.
+    Update {
+        /// Only these regions (repeat the option; default: the bundled table's).
+        #[arg(long)]
+        region: Vec<String>,
+        /// These instance types in every region (repeat the option; default: the
+        /// bundled table's types of each region).
+        #[arg(long = "type")]
+        instance_type: Vec<String>,
+        /// Write here instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Endpoint of the Price List API (default: AWS's).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+    },
+    /// Print the bundled price table.
+    Bundled,
 }
 
 #[derive(Debug, Subcommand)]
@@ -716,6 +753,7 @@ async fn run(cli: Cli) -> Result {
             command: CalendarCommand::Import { ics, name },
         } => term::data(schedules::import_ics(&ics, &name)?),
         Command::Savings(args) => savings_cmd(args).await,
+        Command::Prices { command } => prices_cmd(command).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -791,21 +829,22 @@ async fn schedules_of(of: &ScheduleOf) -> Result<(Vec<Schedule>, Vec<Override>)>
 }
 
 async fn savings_cmd(args: SavingsArgs) -> Result {
-    let prices = match &args.prices {
+    let mut prices = match &args.prices {
         Some(p) => Prices::with_file(p)?,
         None => Prices::bundled(),
     };
+    prices.price_list = !args.no_price_list;
     let from = args.from.unwrap_or_else(|| Utc::now().date_naive());
     let to = args.to.unwrap_or(from + chrono::Duration::days(30));
     let (from, to) = (
         from.and_time(chrono::NaiveTime::MIN).and_utc(),
         to.and_time(chrono::NaiveTime::MIN).and_utc(),
     );
-    let app = App::open(
-        &args.store.opts(),
-        cloud_spec(&args.cloud, &args.store, Speed::Max)?,
-    )
-    .await?;
+    let mut cloud = cloud_spec(&args.cloud, &args.store, Speed::Max)?;
+    if let CloudSpec::SimFile { start, .. } = &mut cloud {
+        *start = args.sim_clock;
+    }
+    let app = App::open(&args.store.opts(), cloud).await?;
     let workloads: Vec<Workload> = match (&args.workload, args.config.is_empty()) {
         (Some(name), _) => vec![workload(&app, &args.config, name).await?],
         (None, false) => load(&args.config)?.workloads,
@@ -819,6 +858,64 @@ async fn savings_cmd(args: SavingsArgs) -> Result {
     match args.output {
         Output::Text => term::out(render::savings(&report)),
         Output::Json => term::data(serde_json::to_string_pretty(&report)? + "\n"),
+    }
+}
+
+async fn prices_cmd(command: PricesCommand) -> Result {
+    let (region, instance_type, output, endpoint_url) = match command {
+        PricesCommand::Bundled => {
+            return term::data(serde_json::to_string_pretty(&Prices::bundled())? + "\n");
+        }
+        PricesCommand::Update {
+            region,
+            instance_type,
+            output,
+            endpoint_url,
+        } => (region, instance_type, output, endpoint_url),
+    };
+    let bundled = Prices::bundled();
+    let regions: Vec<String> = if region.is_empty() {
+        bundled.regions.keys().cloned().collect()
+    } else {
+        region
+    };
+    let types = regions
+        .into_iter()
+        .map(|r| {
+            let list = if instance_type.is_empty() {
+                bundled
+                    .regions
+                    .get(&r)
+                    .map(|t| t.keys().cloned().collect())
+                    .unwrap_or_default()
+            } else {
+                instance_type.clone()
+            };
+            (r, list)
+        })
+        .collect::<std::collections::BTreeMap<String, Vec<String>>>();
+    if let Some((r, _)) = types.iter().find(|(_, l)| l.is_empty()) {
+        return Err(Error::Invalid(format!(
+            "--region {r}: the bundled table has no types there; name them with --type"
+        ))
+        .into());
+    }
+    let today = Utc::now().date_naive().to_string();
+    let table = ec2_scheduler_app::savings::fetch_prices(endpoint_url, &types, &today).await?;
+    let text = serde_json::to_string_pretty(&table)? + "\n";
+    match output {
+        Some(path) => {
+            ec2_scheduler_app::files::write_atomic(&path, text.as_bytes())?;
+            let n: usize = table.regions.values().map(|t| t.len()).sum();
+            term::out(format!(
+                "wrote {n} price{} in {} region{} to {}\n",
+                if n == 1 { "" } else { "s" },
+                table.regions.len(),
+                if table.regions.len() == 1 { "" } else { "s" },
+                path.display()
+            ))
+        }
+        None => term::data(text),
     }
 }
 

@@ -508,6 +508,9 @@ pub fn savings(report: &[ec2_scheduler_app::savings::Savings]) -> String {
         if !s.unpriced.is_empty() {
             let _ = writeln!(out, "  no price for: {}", s.unpriced.join(", "));
         }
+        for w in &s.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
         let _ = writeln!(
             out,
             "  actual, from the run history so far: {:.1} instance-hours, {:.2} {}",

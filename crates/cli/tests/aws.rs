@@ -266,6 +266,48 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
     let sns = moto.data()["sns"].to_string();
     assert!(sns.contains("stop of ExampleTestCase succeeded"), "{sns}");
     assert!(sns.contains("start of ExampleTestCase succeeded"), "{sns}");
+
+    // Savings on AWS: the emulator has no Price List API, so the prices come from the
+    // bundled table, with a warning; the actual savings come from the two runs.
+    let report: Value = serde_json::from_str(&ok(&cli(
+        &moto,
+        &[
+            "savings",
+            "-w",
+            "ExampleTestCase",
+            "-r",
+            REGION,
+            "-o",
+            "json",
+        ],
+    )))
+    .unwrap();
+    let s = &report[0];
+    assert!(
+        s["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("the AWS Price List API could not be read (pricing:GetProducts: "),
+        "{s:#}"
+    );
+    let lines = s["actual"]["lines"].as_array().unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["instances"].as_u64().unwrap())
+            .sum::<u64>(),
+        300,
+        "{s:#}"
+    );
+    assert!(
+        s["actual"]["instance_hours_saved"].as_f64().unwrap() > 0.0,
+        "{s:#}"
+    );
+    // Priced from the bundled table (c4.large, r4.large in us-west-2).
+    assert!(
+        lines.iter().all(|l| l["hourly_price"].as_f64().is_some()),
+        "{s:#}"
+    );
 }
 
 #[test]

@@ -224,6 +224,103 @@ fn savings_reproduce_the_originals_benefit_table() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `prices update` makes a table from the Price List API (a loopback stand-in here)
+/// that `savings --prices` then uses.
+#[test]
+fn prices_update_writes_a_table_that_savings_reads() {
+    use ec2_scheduler_testkit::price_list::{product, serve};
+    let (endpoint, seen) = serve(vec![serde_json::json!({
+        "FormatVersion": "aws_v1",
+        "PriceList": [product("t2.nano", "us-west-2", "Linux", "0.0061000000")]
+    })]);
+    let dir = std::env::temp_dir().join(format!("ec2s-prices-update-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"))
+            .args(args)
+            .current_dir(&dir)
+            .env("EC2_SCHEDULER_STORE", "memory")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    let o = cmd(&[
+        "prices",
+        "update",
+        "--region",
+        "us-west-2",
+        "--type",
+        "t2.nano",
+        "--endpoint-url",
+        &endpoint,
+        "-o",
+        "prices.json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "wrote 1 price in 1 region to prices.json\n"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let table: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("prices.json")).unwrap()).unwrap();
+    assert_eq!(table["regions"]["us-west-2"]["t2.nano"], 0.0061);
+    assert_eq!(table["currency"], "USD");
+    std::fs::copy(
+        root.join("examples/seed/fleet-stopped.json"),
+        dir.join("fleet.json"),
+    )
+    .unwrap();
+    let o = cmd(&[
+        "savings",
+        "-c",
+        root.join("examples/office-hours.yaml").to_str().unwrap(),
+        "-w",
+        "ExampleTestCase",
+        "--cloud",
+        "sim",
+        "--fleet",
+        "fleet.json",
+        "--prices",
+        "prices.json",
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let web = v[0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["instance_type"] == "t2.nano")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(web["hourly_price"], 0.0061, "{v:#}");
+    // An answer without any price is an error that says for what.
+    let (endpoint, _) = serve(vec![serde_json::json!({"PriceList": []})]);
+    let o = cmd(&[
+        "prices",
+        "update",
+        "--region",
+        "eu-west-1",
+        "--type",
+        "x9.huge",
+        "--endpoint-url",
+        &endpoint,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no Linux on-demand price in eu-west-1 for x9.huge"),
+        "{o:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_calendar_is_imported_from_an_ics_file() {
     let yaml = ok(&[

@@ -282,6 +282,72 @@ fn a_week_of_two_workloads_fires_every_event_at_its_instant_and_only_then() {
             .any(|r| r.1 == "stop" && r.2 == "skipped" && r.3.contains("override")),
         "{office:?}"
     );
+
+    // The actual savings come from the runs serve made: each batch instance was
+    // stopped from each stop that stopped it to the next start (or the end of the
+    // week), give or take the minutes a stop run takes.
+    let mut expected_hours = 0.0;
+    let mut pairs = 0;
+    let mut stopped_at: Option<DateTime<Utc>> = None;
+    for (at, action, outcome, detail, _) in env.history("batch") {
+        if outcome != "fired" || detail.starts_with("nothing to do") {
+            continue;
+        }
+        match (action.as_str(), stopped_at) {
+            ("stop", None) => stopped_at = Some(at),
+            ("start", Some(s)) => {
+                expected_hours += (at - s).num_seconds() as f64 / 3600.0;
+                pairs += 1;
+                stopped_at = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = stopped_at {
+        expected_hours += (end - s).num_seconds() as f64 / 3600.0;
+        pairs += 1;
+    }
+    assert!(pairs >= 3, "{:?}", env.history("batch"));
+    let report = env.json(&[
+        "savings",
+        "-w",
+        "batch",
+        "--cloud",
+        "sim",
+        "--fleet",
+        "fleet.json",
+        "--from",
+        &start.date_naive().to_string(),
+        "--to",
+        &(end.date_naive() + chrono::Duration::days(1)).to_string(),
+        "--sim-clock",
+        &end.to_rfc3339(),
+        "-o",
+        "json",
+    ]);
+    let actual = &report[0]["actual"];
+    let lines = actual["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{actual:#}");
+    assert_eq!(
+        (
+            &lines[0]["tier"],
+            &lines[0]["instance_type"],
+            &lines[0]["instances"]
+        ),
+        (&json!("Worker"), &json!("c5.large"), &json!(3)),
+        "{actual:#}"
+    );
+    let per_instance = actual["instance_hours_saved"].as_f64().unwrap() / 3.0;
+    assert!(
+        (per_instance - expected_hours).abs() <= 0.1 * pairs as f64,
+        "actual {per_instance} h per instance, expected {expected_hours} h\n{actual:#}"
+    );
+    let price = lines[0]["hourly_price"].as_f64().unwrap();
+    let saved = actual["saved"].as_f64().unwrap();
+    assert!(
+        (saved - price * per_instance * 3.0).abs() < 1e-6,
+        "{actual:#}"
+    );
 }
 
 /// A store with both workloads (no holiday), and the next start of `office` at
