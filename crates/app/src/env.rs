@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
 use ec2_scheduler_aws::{AwsCloud, CallCounter, Connect, sdk_config};
 use ec2_scheduler_core::{Instance, Workload};
-use ec2_scheduler_engine::ports::{Clock, ConfigStore, RunStore, ScheduleStore};
+use ec2_scheduler_engine::ports::{AccessStore, Clock, ConfigStore, RunStore, ScheduleStore};
 use ec2_scheduler_engine::{Ports, Settings};
 use ec2_scheduler_store::SqliteStore;
 
@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::sim::SimCloud;
 
 /// A store that holds runs, workloads, and schedules' overrides and events.
-pub trait Store: RunStore + ConfigStore + ScheduleStore {}
-impl<T: RunStore + ConfigStore + ScheduleStore> Store for T {}
+pub trait Store: RunStore + ConfigStore + ScheduleStore + AccessStore {}
+impl<T: RunStore + ConfigStore + ScheduleStore + AccessStore> Store for T {}
 
 /// Which store to open.
 #[derive(Debug, Clone, Default)]

@@ -20,6 +20,8 @@
 //!
 //! No argument parser, HTTP framework or Lambda type appears here.
 
+pub mod access;
+pub mod clouds;
 pub mod env;
 pub mod error;
 pub mod exemptions;

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::sim::Checkpointed;
 
 /// What a driver shows while a run goes.
-pub trait Watch {
+pub trait Watch: Send {
     /// A note for the user: a run resumed, a lock taken over.
     fn note(&mut self, _text: &str) {}
     /// The run began (or was resumed) with this plan.
@@ -222,6 +222,14 @@ impl App {
         self.store.save_run(&run).await?;
         self.store.release(&run.workload, &run.owner).await?;
         Ok(run)
+    }
+
+    /// The unfinished run of `workload`, if any.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn unfinished_run(&self, workload: &str) -> Result<Option<Run>> {
+        Ok(self.store.unfinished_run(workload).await?)
     }
 
     /// The runs, newest first; only `workload`'s when given.

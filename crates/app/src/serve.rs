@@ -31,7 +31,8 @@ use ec2_scheduler_engine::ports::{EventOutcome, EventRecord};
 use ec2_scheduler_engine::{Begin, RunRequest};
 use tracing::{info, warn};
 
-use crate::env::{App, Cloud, CloudSpec};
+use crate::clouds::Clouds;
+use crate::env::App;
 use crate::error::{Error, Result};
 use crate::runs::{Next, Quiet};
 
@@ -68,20 +69,26 @@ struct Active {
     due: DateTime<Utc>,
 }
 
-/// Where each workload acts: the simulator is one shared region; on AWS each workload
-/// has its region and role.
-enum Clouds {
-    Shared(Cloud),
-    Each(BTreeMap<String, Cloud>),
+/// Runs begun elsewhere in the process (by the HTTP API) for the service to drive.
+#[derive(Default)]
+pub struct Inbox {
+    runs: std::sync::Mutex<Vec<(String, String)>>,
+    wake: AtomicBool,
 }
 
-impl Clouds {
-    /// The cloud's clock (virtual on the simulator).
-    fn now(&self) -> DateTime<Utc> {
-        match self {
-            Clouds::Shared(c) => c.now(),
-            Clouds::Each(_) => Utc::now(),
-        }
+impl Inbox {
+    /// Hands the run `run_id` of `workload` to the service, and wakes it.
+    pub fn push(&self, workload: &str, run_id: &str) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((workload.to_string(), run_id.to_string()));
+        self.wake.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> Vec<(String, String)> {
+        self.wake.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.runs.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -101,24 +108,36 @@ impl App {
     /// The store failing at the start; later failures are logged, recorded on their
     /// events, and the service goes on.
     pub async fn serve(&self, options: &Options, stop: Arc<AtomicBool>) -> Result<()> {
-        let mut clouds = match &self.cloud {
-            CloudSpec::Aws { .. } => Clouds::Each(BTreeMap::new()),
-            _ => {
-                let any = self.store.workloads().await?.into_iter().next();
-                let Some(w) = any else {
-                    return Err(Error::Invalid(
-                        "the store holds no workloads: load some with `ec2-scheduler load FILE`"
-                            .into(),
-                    ));
-                };
-                Clouds::Shared(self.connect(&w).await?)
-            }
-        };
+        let clouds = Clouds::new(self);
+        if clouds.simulated() {
+            let any = self.store.workloads().await?.into_iter().next();
+            let Some(w) = any else {
+                return Err(Error::Invalid(
+                    "the store holds no workloads: load some with `ec2-scheduler load FILE`".into(),
+                ));
+            };
+            clouds.get(self, &w).await?;
+        }
+        self.serve_with(&clouds, &Inbox::default(), options, stop)
+            .await
+    }
+
+    /// [`App::serve`] on `clouds` shared with other parts of the process, which hand
+    /// the runs they begin to `inbox`.
+    ///
+    /// # Errors
+    /// The store failing at the start.
+    pub async fn serve_with(
+        &self,
+        clouds: &Clouds,
+        inbox: &Inbox,
+        options: &Options,
+        stop: Arc<AtomicBool>,
+    ) -> Result<()> {
         let started = clouds.now();
         info!(owner = %self.owner, at = %started, "serving");
         let mut active: BTreeMap<String, Active> = BTreeMap::new();
-        self.resume_unfinished(&mut clouds, &mut active, started)
-            .await?;
+        self.resume_unfinished(clouds, &mut active, started).await?;
         // Events after this instant are looked at: the previous turn's, or on start
         // back to the lookback. A workload whose events could not be looked at keeps
         // its own, so that they are looked at again at the next turn.
@@ -127,11 +146,14 @@ impl App {
         let mut last_enforce: Option<DateTime<Utc>> = None;
         loop {
             let now = clouds.now();
+            for (workload, run_id) in inbox.take() {
+                active.insert(workload, Active { run_id, due: now });
+            }
             let workloads = match self.store.workloads().await {
                 Ok(w) => w,
                 Err(e) => {
                     warn!(error = %e, "cannot read the workloads; trying again");
-                    self.sleep(&clouds, options.turn, &stop).await;
+                    clouds.sleep(options.turn, &stop, &inbox.wake).await;
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
@@ -158,7 +180,7 @@ impl App {
                     .fire_due(
                         w,
                         overrides,
-                        &mut clouds,
+                        clouds,
                         &mut active,
                         from,
                         now,
@@ -178,9 +200,7 @@ impl App {
                 if w.enforce
                     && enforce_due
                     && !active.contains_key(w.name.as_str())
-                    && let Err(e) = self
-                        .enforce(w, overrides, &mut clouds, &mut active, now)
-                        .await
+                    && let Err(e) = self.enforce(w, overrides, clouds, &mut active, now).await
                 {
                     warn!(workload = %w.name, error = %e, "cannot check drift");
                 }
@@ -189,7 +209,7 @@ impl App {
                 last_enforce = Some(now);
             }
             last_turn = now;
-            self.advance_due(&workloads, &mut clouds, &mut active).await;
+            self.advance_due(&workloads, clouds, &mut active).await;
             if stop.load(Ordering::SeqCst) {
                 info!("stopping: runs are saved and resume at the next start");
                 break;
@@ -215,51 +235,23 @@ impl App {
             if let Some(u) = options.until {
                 wake = wake.min(u);
             }
-            self.sleep(
-                &clouds,
-                to_std(wake - now).max(Duration::from_millis(1)),
-                &stop,
-            )
-            .await;
-        }
-        if let Clouds::Shared(c) = &clouds {
-            c.save()?;
-        }
-        Ok(())
-    }
-
-    /// Lets `d` pass, in slices short enough to notice a stop request soon.
-    async fn sleep(&self, clouds: &Clouds, d: Duration, stop: &AtomicBool) {
-        match clouds {
-            // The simulator sleeps at most 2 s of real time per wait.
-            Clouds::Shared(c) => c.wait(d).await,
-            Clouds::Each(_) => {
-                let end = tokio::time::Instant::now() + d;
-                while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < end {
-                    let left = end - tokio::time::Instant::now();
-                    tokio::time::sleep(left.min(Duration::from_millis(500))).await;
-                }
+            if !inbox.wake.load(Ordering::SeqCst) {
+                clouds
+                    .sleep(
+                        to_std(wake - now).max(Duration::from_millis(1)),
+                        &stop,
+                        &inbox.wake,
+                    )
+                    .await;
             }
         }
-    }
-
-    async fn cloud<'c>(&self, clouds: &'c mut Clouds, w: &Workload) -> Result<&'c Cloud> {
-        match clouds {
-            Clouds::Shared(c) => Ok(c),
-            Clouds::Each(map) => {
-                if !map.contains_key(w.name.as_str()) {
-                    let c = self.connect(w).await?;
-                    map.insert(w.name.to_string(), c);
-                }
-                Ok(&map[w.name.as_str()])
-            }
-        }
+        clouds.save()
     }
 
     /// Picks up the unfinished runs of the stored workloads.
     async fn resume_unfinished(
         &self,
-        clouds: &mut Clouds,
+        clouds: &Clouds,
         active: &mut BTreeMap<String, Active>,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -272,9 +264,9 @@ impl App {
                 profile: run.profile.clone(),
                 scale_in: ScaleIn::ReportOnly,
             };
-            let cloud = self.cloud(clouds, &w).await?;
+            let cloud = clouds.get(self, &w).await?;
             match self
-                .begin_run(cloud, &w, &req, Some(&run.id), &mut Quiet)
+                .begin_run(&cloud, &w, &req, Some(&run.id), &mut Quiet)
                 .await
             {
                 Ok(Begin::Resumed(r) | Begin::Started(r)) => {
@@ -304,7 +296,7 @@ impl App {
         &self,
         w: &Workload,
         overrides: &[Override],
-        clouds: &mut Clouds,
+        clouds: &Clouds,
         active: &mut BTreeMap<String, Active>,
         seen: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -362,7 +354,7 @@ impl App {
         w: &Workload,
         e: &Event,
         mut record: EventRecord,
-        clouds: &mut Clouds,
+        clouds: &Clouds,
         active: &mut BTreeMap<String, Active>,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -379,8 +371,8 @@ impl App {
             record.outcome = EventOutcome::Skipped;
             record.detail = Some(format!("run {} of the workload is still going", a.run_id));
         } else {
-            let cloud = self.cloud(clouds, w).await?;
-            match self.begin_run(cloud, w, &req, None, &mut Quiet).await {
+            let cloud = clouds.get(self, w).await?;
+            match self.begin_run(&cloud, w, &req, None, &mut Quiet).await {
                 Ok(Begin::Started(r) | Begin::Resumed(r)) => {
                     record.outcome = EventOutcome::Fired;
                     record.run_id = Some(r.id.clone());
@@ -433,7 +425,7 @@ impl App {
         &self,
         w: &Workload,
         overrides: &[Override],
-        clouds: &mut Clouds,
+        clouds: &Clouds,
         active: &mut BTreeMap<String, Active>,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -450,8 +442,8 @@ impl App {
             profile: desired.profile.clone(),
             scale_in: ScaleIn::ReportOnly,
         };
-        let cloud = self.cloud(clouds, w).await?;
-        if self.dry_run(cloud, w, &req).await?.is_empty() {
+        let cloud = clouds.get(self, w).await?;
+        if self.dry_run(&cloud, w, &req).await?.is_empty() {
             return Ok(());
         }
         info!(workload = %w.name, wish = %desired.wish, "drifted: bringing it back");
@@ -486,7 +478,7 @@ impl App {
     async fn advance_due(
         &self,
         workloads: &[Workload],
-        clouds: &mut Clouds,
+        clouds: &Clouds,
         active: &mut BTreeMap<String, Active>,
     ) {
         let names: Vec<String> = active.keys().cloned().collect();
@@ -500,14 +492,14 @@ impl App {
                 continue;
             }
             let run_id = a.run_id.clone();
-            let cloud = match self.cloud(clouds, w).await {
+            let cloud = match clouds.get(self, w).await {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(workload = %name, error = %e, "cannot reach the cloud");
                     continue;
                 }
             };
-            match self.advance(cloud, w, &run_id).await {
+            match self.advance(&cloud, w, &run_id).await {
                 Ok(Next::Wait(d, _)) => {
                     if let Some(a) = active.get_mut(&name) {
                         a.due = now + to_chrono(d);

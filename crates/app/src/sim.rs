@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
 use ec2_scheduler_engine::Ports;
 use ec2_scheduler_engine::ports::{
-    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
-    StoreError, StoreResult,
+    AccessStore, ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow,
+    ScheduleStore, StoreError, StoreResult,
 };
 use ec2_scheduler_engine::run::Run;
 use ec2_scheduler_sim::{Region, SimConfig};
@@ -309,6 +310,22 @@ impl ConfigStore for Checkpointed<'_> {
     }
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
         self.inner.put_workload(workload).await
+    }
+    async fn delete_workload(&self, name: &str) -> StoreResult<bool> {
+        self.inner.delete_workload(name).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AccessStore for Checkpointed<'_> {
+    async fn token(&self, id: &str) -> StoreResult<Option<Token>> {
+        self.inner.token(id).await
+    }
+    async fn tokens(&self) -> StoreResult<Vec<Token>> {
+        self.inner.tokens().await
+    }
+    async fn put_token(&self, token: &Token) -> StoreResult<()> {
+        self.inner.put_token(token).await
     }
 }
 

@@ -10,14 +10,14 @@ use crate::env::{App, Cloud};
 use crate::error::Result;
 
 /// A workload as it is now.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct Status {
     pub tiers: Vec<TierStatus>,
     pub last_run: Option<RunSummaryRow>,
 }
 
 /// One tier's members.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct TierStatus {
     pub name: String,
     pub members: Vec<Member>,
@@ -35,7 +35,7 @@ impl TierStatus {
 
 /// A member, and what would keep it from a stop (an exemption tag, a stored
 /// exemption, ...), if anything.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct Member {
     pub instance: Instance,
     pub kept_by: Option<String>,

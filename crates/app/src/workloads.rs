@@ -157,6 +157,70 @@ impl App {
         Ok(self.store.workloads().await?)
     }
 
+    /// The stored workload `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the store has none of that name; the store's errors.
+    pub async fn stored_workload(&self, name: &str) -> Result<Workload> {
+        self.store
+            .workload(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no workload is named {name:?}")))
+    }
+
+    /// Decodes one document (any format: ec2-scheduler YAML or JSON, the original's
+    /// Loader YAML or DynamoDB items) that must define exactly the workload `name`,
+    /// and stores it. `source` names the document in errors.
+    ///
+    /// # Errors
+    /// Every problem of the document (with field paths), a document that defines
+    /// another workload or several; the store's errors.
+    pub async fn put_workload_text(
+        &self,
+        name: &str,
+        source: &str,
+        text: &str,
+    ) -> Result<(Workload, Stored, Loaded)> {
+        let loaded = ec2_scheduler_config::load(&[Source { name: source, text }])?;
+        let names: Vec<&str> = loaded.workloads.iter().map(|w| w.name.as_str()).collect();
+        if names != [name] {
+            return Err(Error::Invalid(format!(
+                "{source}: expected one workload named {name:?}, found {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        let w = loaded.workloads[0].clone();
+        let removed_tiers = self.store.put_workload(&w).await?;
+        let stored = Stored {
+            name: name.to_string(),
+            removed_tiers,
+        };
+        Ok((w, stored, loaded))
+    }
+
+    /// Removes the stored workload `name`; its runs, exemptions and overrides stay in
+    /// the history.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] while a run of it is unfinished.
+    pub async fn delete_workload(&self, name: &str) -> Result<()> {
+        if let Some(run) = self.store.unfinished_run(name).await? {
+            return Err(Error::Conflict(format!(
+                "workload {name} has an unfinished run ({}); cancel it or let it finish first",
+                run.id
+            )));
+        }
+        if self.store.delete_workload(name).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("no workload is named {name:?}")))
+        }
+    }
+
     /// Writes loaded workloads into the store.
     pub async fn store_workloads(&self, loaded: &Loaded) -> Result<Vec<Stored>> {
         let mut out = Vec::new();

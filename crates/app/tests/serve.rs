@@ -13,12 +13,13 @@ use ec2_scheduler_app::sim::read_fleet;
 use ec2_scheduler_app::workloads::{load_files, pick};
 use ec2_scheduler_app::{App, CloudSpec, Speed};
 use ec2_scheduler_core::Workload;
+use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::exemption::Exemption;
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_engine::memory::MemoryStore;
 use ec2_scheduler_engine::ports::{
-    ConfigStore, EventOutcome, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow,
-    ScheduleStore, StoreError, StoreResult,
+    AccessStore, ConfigStore, EventOutcome, EventRecord, LbTarget, Lock, LockOutcome, RunStore,
+    RunSummaryRow, ScheduleStore, StoreError, StoreResult,
 };
 use ec2_scheduler_engine::run::Run;
 
@@ -120,6 +121,22 @@ impl ConfigStore for Flaky {
     }
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
         self.inner.put_workload(workload).await
+    }
+    async fn delete_workload(&self, name: &str) -> StoreResult<bool> {
+        self.inner.delete_workload(name).await
+    }
+}
+
+#[async_trait]
+impl AccessStore for Flaky {
+    async fn token(&self, id: &str) -> StoreResult<Option<Token>> {
+        self.inner.token(id).await
+    }
+    async fn tokens(&self) -> StoreResult<Vec<Token>> {
+        self.inner.tokens().await
+    }
+    async fn put_token(&self, token: &Token) -> StoreResult<()> {
+        self.inner.put_token(token).await
     }
 }
 

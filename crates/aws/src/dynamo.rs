@@ -19,6 +19,7 @@
 //! | parked registration | `PARKED#<workload>` | `<instance>#<target JSON>` |
 //! | schedule override | `OVERRIDE` | `<id>` |
 //! | schedule event (claimed, then its outcome) | `EVENT#<workload>` | `<action>#<instant>` |
+//! | API token (its hash, role, expiry) | `TOKEN` | `<id>` |
 //!
 //! A lock is taken with a conditional put (free, expired, or already ours), so two
 //! processes can never both hold it; an event is claimed the same way, so two
@@ -35,11 +36,12 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{seed_items, workload_from_items};
+use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::ports::{
-    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
-    StoreError, StoreResult, stored_exemption,
+    AccessStore, ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow,
+    ScheduleStore, StoreError, StoreResult, stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
 use serde_json::{Map, Value, json};
@@ -490,6 +492,65 @@ impl ConfigStore for DynamoStore {
 
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
         self.write_workload(workload).await
+    }
+
+    async fn delete_workload(&self, name: &str) -> StoreResult<bool> {
+        for item in self.query_all(&self.tables.tiers, "SpecName", name).await? {
+            let Some(tier) = s(&item, "TierTagValue") else {
+                continue;
+            };
+            self.client
+                .delete_item()
+                .table_name(&self.tables.tiers)
+                .key("SpecName", AttributeValue::S(name.into()))
+                .key("TierTagValue", AttributeValue::S(tier))
+                .send()
+                .await
+                .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+        }
+        let r = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.workloads)
+            .key("SpecName", AttributeValue::S(name.into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+        Ok(r.attributes().is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[async_trait]
+impl AccessStore for DynamoStore {
+    async fn token(&self, id: &str) -> StoreResult<Option<Token>> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key("TOKEN", id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        got.item().map(|i| body::<Token>(i, "token")).transpose()
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<Token>> {
+        let items = self.query_all(&self.tables.state, "pk", "TOKEN").await?;
+        let mut out: Vec<Token> = items
+            .iter()
+            .map(|i| body::<Token>(i, "token"))
+            .collect::<StoreResult<_>>()?;
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn put_token(&self, token: &Token) -> StoreResult<()> {
+        let text = serde_json::to_string(token).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut item = key("TOKEN", &token.id);
+        item.insert("body".into(), AttributeValue::S(text));
+        self.put_state(item).await
     }
 }
 

@@ -336,6 +336,17 @@ async fn the_dynamodb_store_reads_the_original_tables_as_they_are() {
     store.write_workload(&w).await.unwrap();
     store.write_workload(&w).await.unwrap();
     assert_eq!(store.workload("ExampleTestCase").await.unwrap().unwrap(), w);
+    // Deleting removes the workload item and its tier items.
+    assert!(store.delete_workload("ExampleTestCase").await.unwrap());
+    assert_eq!(store.workload("ExampleTestCase").await.unwrap(), None);
+    assert!(!store.delete_workload("ExampleTestCase").await.unwrap());
+    let tiers = aws_sdk_dynamodb::Client::new(&conf)
+        .scan()
+        .table_name("TierSpecification")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tiers.count(), 0);
 }
 
 #[tokio::test]
@@ -345,6 +356,7 @@ async fn the_dynamodb_state_table_holds_overrides_and_claims_events_once() {
     let store = DynamoStore::new(&conf, Tables::default());
     store.ensure_state_table().await.unwrap();
     ec2_scheduler_engine::contract::schedule_store(&store).await;
+    ec2_scheduler_engine::contract::access_store(&store).await;
 }
 
 #[tokio::test]

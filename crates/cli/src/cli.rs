@@ -15,6 +15,7 @@ use ec2_scheduler_app::schedules::{self, OverrideRequest};
 use ec2_scheduler_app::workloads::{self, Preview};
 use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, StoreOpts};
 use ec2_scheduler_config::{Format, Loaded};
+use ec2_scheduler_core::access::Role;
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::plan::ScaleIn;
 use ec2_scheduler_core::schedule::{EventKind, Schedule};
@@ -61,6 +62,8 @@ enum Command {
     },
     /// Print the JSON Schema of ec2-scheduler's YAML format.
     Schema,
+    /// Print the OpenAPI 3.1 document of the HTTP API (`serve --listen`).
+    Openapi,
     /// Stop and start the original README's example workload on a simulated region
     /// (no AWS account needed).
     Demo {
@@ -115,6 +118,13 @@ enum Command {
     Override {
         #[command(subcommand)]
         command: OverrideCommand,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Bearer tokens for the HTTP API, with their roles.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -233,6 +243,72 @@ struct ServeArgs {
     /// Log records as text or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080; port 0 picks a free
+    /// one, printed on start). Without it, no API is served.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Browser origins allowed to call the API (CORS; repeat the option). Default:
+    /// none, no CORS headers.
+    #[arg(long, requires = "listen")]
+    cors_origin: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token; it is printed once (only its hash is stored).
+    Create {
+        /// Who or what uses it (recorded on what it changes as `token:NAME`).
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), operator (also runs, exemptions, overrides) or admin (also
+        /// workloads and tokens).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// When it stops working: an RFC 3339 instant, or a duration from now
+        /// (`90d`, `12h`, `30m`). Default: until revoked.
+        #[arg(long, value_parser = parse_expiry)]
+        expires: Option<DateTime<Utc>>,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Every token: id, name, role, creation, expiry, revocation.
+    List {
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Revoke a token by id: refused from now on.
+    Revoke { id: String },
+}
+
+fn parse_role(s: &str) -> std::result::Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("expected viewer, operator or admin, found {s:?}"))
+}
+
+fn parse_expiry(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(t) = parse_time(s) {
+        return Ok(t);
+    }
+    let (n, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=36_500).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "expected an RFC 3339 instant or a duration such as 90d, 12h or 30m, found {s:?}"
+            )
+        })?;
+    let d = match unit {
+        "d" => chrono::Duration::days(n),
+        "h" => chrono::Duration::hours(n),
+        "m" => chrono::Duration::minutes(n),
+        _ => {
+            return Err(format!(
+                "expected an RFC 3339 instant or a duration such as 90d, 12h or 30m, found {s:?}"
+            ));
+        }
+    };
+    Ok(Utc::now() + d)
 }
 
 #[derive(Debug, Subcommand)]
@@ -754,6 +830,7 @@ async fn run(cli: Cli) -> Result {
         } => term::data(schedules::import_ics(&ics, &name)?),
         Command::Savings(args) => savings_cmd(args).await,
         Command::Prices { command } => prices_cmd(command).await,
+        Command::Token { command, store } => token_cmd(command, store).await,
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_cmd(args),
         Command::Export {
@@ -763,6 +840,7 @@ async fn run(cli: Cli) -> Result {
             files,
         } => export(&files, format, workload.as_deref(), output.as_deref()),
         Command::Schema => term::data(ec2_scheduler_config::native::schema_json()),
+        Command::Openapi => term::data(ec2_scheduler_api::openapi_json()),
     }
 }
 
@@ -861,6 +939,50 @@ async fn savings_cmd(args: SavingsArgs) -> Result {
     }
 }
 
+async fn token_cmd(command: TokenCommand, store: StoreArg) -> Result {
+    let app = App::open(&store.opts(), aws(&store)).await?;
+    let now = Utc::now();
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            expires,
+            output,
+        } => {
+            let t = app
+                .create_token(&name, role, expires, &caller(), now)
+                .await?;
+            match output {
+                Output::Json => term::data(serde_json::to_string_pretty(&t)? + "\n"),
+                Output::Text => term::out(format!(
+                    "{}\n\nid {}, {}, role {}, {}. This is the only time the token is shown.\n",
+                    t.token,
+                    t.record.id,
+                    t.record.name,
+                    t.record.role,
+                    t.record
+                        .expires
+                        .map_or("no expiry".to_string(), |e| format!(
+                            "expires {}",
+                            e.to_rfc3339()
+                        ))
+                )),
+            }
+        }
+        TokenCommand::List { output } => {
+            let list = app.tokens().await?;
+            match output {
+                Output::Json => term::data(serde_json::to_string_pretty(&list)? + "\n"),
+                Output::Text => term::out(render::tokens(&list, now)),
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let t = app.revoke_token(&id, now).await?;
+            term::out(format!("revoked token {} ({})\n", t.id, t.name))
+        }
+    }
+}
+
 async fn prices_cmd(command: PricesCommand) -> Result {
     let (region, instance_type, output, endpoint_url) = match command {
         PricesCommand::Bundled => {
@@ -925,7 +1047,7 @@ async fn serve_cmd(args: ServeArgs) -> Result {
     if let CloudSpec::SimFile { start, .. } = &mut cloud {
         *start = args.start;
     }
-    let app = App::open(&args.store.opts(), cloud).await?;
+    let app = Arc::new(App::open(&args.store.opts(), cloud).await?);
     let stop = Arc::new(AtomicBool::new(false));
     for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
         let mut signal = tokio::signal::unix::signal(kind).map_err(CliError::Runtime)?;
@@ -941,7 +1063,41 @@ async fn serve_cmd(args: ServeArgs) -> Result {
         turn: std::time::Duration::from_secs(args.turn_seconds),
         ..Default::default()
     };
-    Ok(app.serve(&options, stop).await?)
+    let Some(addr) = &args.listen else {
+        return Ok(app.serve(&options, stop).await?);
+    };
+    // The API and the scheduler share the clouds (one simulated region) and the
+    // runs: those the API begins are handed to the scheduler to drive.
+    let clouds = Arc::new(ec2_scheduler_app::clouds::Clouds::new(&app));
+    if let Some(w) = app.stored_workloads().await?.first() {
+        clouds.get(&app, w).await?;
+    }
+    let inbox = Arc::new(ec2_scheduler_app::serve::Inbox::default());
+    let state = ec2_scheduler_api::State::new(app.clone(), clouds.clone(), inbox.clone());
+    let router = ec2_scheduler_api::app(
+        state,
+        &ec2_scheduler_api::Limits {
+            cors_origins: args.cors_origin.clone(),
+            ..Default::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Invalid(format!("--listen {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(CliError::Runtime)?;
+    tracing::info!(address = %bound, "API listening");
+    term::note(format!("API listening on http://{bound}"));
+    let http = tokio::spawn(ec2_scheduler_api::serve_http(
+        listener,
+        router,
+        stop.clone(),
+    ));
+    let served = app
+        .serve_with(&clouds, &inbox, &options, stop.clone())
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = http.await;
+    Ok(served?)
 }
 
 async fn override_cmd(command: OverrideCommand, store: StoreArg) -> Result {

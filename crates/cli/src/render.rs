@@ -475,6 +475,32 @@ pub fn event_records(records: &[EventRecord]) -> String {
     out
 }
 
+/// `token list`.
+pub fn tokens(list: &[ec2_scheduler_core::access::Token], now: DateTime<Utc>) -> String {
+    if list.is_empty() {
+        return "no tokens\n".into();
+    }
+    let mut out = String::new();
+    for t in list {
+        let state = match (t.revoked_at, t.expires) {
+            (Some(r), _) => format!("revoked {}", r.to_rfc3339()),
+            (None, Some(e)) if e <= now => format!("expired {}", e.to_rfc3339()),
+            (None, Some(e)) => format!("expires {}", e.to_rfc3339()),
+            (None, None) => "no expiry".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{}  {:<8}  {}  (made {} by {}; {state})",
+            t.id,
+            t.role,
+            t.name,
+            t.created_at.to_rfc3339(),
+            t.created_by
+        );
+    }
+    out
+}
+
 /// `savings`.
 pub fn savings(report: &[ec2_scheduler_app::savings::Savings]) -> String {
     let mut out = String::new();

@@ -10,6 +10,7 @@
 //! `(workload, observed instances, action, profile, exemptions, now)`, which is what
 //! lets the same plan be computed by the CLI, the engine, the simulator and tests.
 
+pub mod access;
 pub mod calendar;
 pub mod cron;
 pub mod exemption;

@@ -4,7 +4,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ec2_scheduler_core::overrides::{Change, Override};
 use ec2_scheduler_core::schedule::EventKind;
 
-use crate::ports::{EventOutcome, EventRecord, ScheduleStore};
+use ec2_scheduler_core::access::{Role, Token};
+
+use crate::ports::{AccessStore, EventOutcome, EventRecord, ScheduleStore};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("a time").to_utc()
@@ -80,10 +82,37 @@ pub async fn schedule_store(store: &dyn ScheduleStore) {
     assert!(store.event_records(Some("B"), 10).await.unwrap().is_empty());
 }
 
+/// Tokens are kept by id, listed oldest first, and replaced by id (to revoke them).
+///
+/// # Panics
+/// When the store does not do what it must.
+pub async fn access_store(store: &dyn AccessStore) {
+    let token = |id: &str, minutes: i64| Token {
+        id: id.into(),
+        name: format!("name of {id}"),
+        role: Role::Operator,
+        hash: "ab".repeat(32),
+        created_at: t("2026-12-01T00:00:00Z") + TimeDelta::minutes(minutes),
+        created_by: "admin".into(),
+        expires: None,
+        revoked_at: None,
+    };
+    assert!(store.tokens().await.unwrap().is_empty());
+    assert_eq!(store.token("t1").await.unwrap(), None);
+    store.put_token(&token("t1", 0)).await.unwrap();
+    store.put_token(&token("t2", 1)).await.unwrap();
+    let mut revoked = token("t1", 0);
+    revoked.revoked_at = Some(t("2026-12-02T00:00:00Z"));
+    store.put_token(&revoked).await.unwrap();
+    assert_eq!(store.token("t1").await.unwrap(), Some(revoked.clone()));
+    assert_eq!(store.tokens().await.unwrap(), vec![revoked, token("t2", 1)]);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_memory_store_keeps_the_contract() {
         pollster::block_on(super::schedule_store(&crate::memory::MemoryStore::new()));
+        pollster::block_on(super::access_store(&crate::memory::MemoryStore::new()));
     }
 }

@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::{Exemption, Workload};
 
 use crate::ports::{
-    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
-    StoreError, StoreResult,
+    AccessStore, ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow,
+    ScheduleStore, StoreError, StoreResult,
 };
 use crate::run::Run;
+use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::overrides::Override;
 
 #[derive(Default)]
@@ -23,6 +24,7 @@ struct Inner {
     workloads: BTreeMap<String, Workload>,
     overrides: Vec<Override>,
     events: BTreeMap<String, EventRecord>,
+    tokens: Vec<Token>,
 }
 
 /// Everything in a mutex.
@@ -205,6 +207,27 @@ impl ConfigStore for MemoryStore {
                 .insert(workload.name.to_string(), workload.clone())
         });
         Ok(removed_tiers(old.as_ref(), workload))
+    }
+
+    async fn delete_workload(&self, name: &str) -> StoreResult<bool> {
+        Ok(self.with(|i| i.workloads.remove(name).is_some()))
+    }
+}
+
+#[async_trait]
+impl AccessStore for MemoryStore {
+    async fn token(&self, id: &str) -> StoreResult<Option<Token>> {
+        Ok(self.with(|i| i.tokens.iter().find(|t| t.id == id).cloned()))
+    }
+    async fn tokens(&self) -> StoreResult<Vec<Token>> {
+        Ok(self.with(|i| i.tokens.clone()))
+    }
+    async fn put_token(&self, token: &Token) -> StoreResult<()> {
+        self.with(|i| match i.tokens.iter_mut().find(|t| t.id == token.id) {
+            Some(t) => *t = token.clone(),
+            None => i.tokens.push(token.clone()),
+        });
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::model::{Name, Os};
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
@@ -466,4 +467,16 @@ pub trait ConfigStore: Send + Sync {
     /// Adds or replaces a workload; returns the names of tiers the store held for it
     /// and no longer does.
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>>;
+    /// Removes a workload; `false` when there was none of that name.
+    async fn delete_workload(&self, name: &str) -> StoreResult<bool>;
+}
+
+/// API tokens (their hashes, never their secrets).
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    async fn token(&self, id: &str) -> StoreResult<Option<Token>>;
+    /// Every token, revoked ones included, oldest first.
+    async fn tokens(&self) -> StoreResult<Vec<Token>>;
+    /// Adds a token or replaces the one with its id (to revoke it).
+    async fn put_token(&self, token: &Token) -> StoreResult<()>;
 }

@@ -12,12 +12,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{Format, export, stored_workload};
+use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Workload};
 use ec2_scheduler_engine::memory::may_take;
 use ec2_scheduler_engine::ports::{
-    ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow, ScheduleStore,
-    StoreError, StoreResult, stored_exemption,
+    AccessStore, ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow,
+    ScheduleStore, StoreError, StoreResult, stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -57,6 +58,10 @@ CREATE TABLE IF NOT EXISTS events (
     key TEXT PRIMARY KEY,
     workload TEXT NOT NULL,
     at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parked (
@@ -537,6 +542,59 @@ impl ConfigStore for SqliteStore {
             workload,
         ))
     }
+
+    async fn delete_workload(&self, name: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .execute("DELETE FROM workloads WHERE name = ?1", params![name])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+}
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn token(&self, id: &str) -> StoreResult<Option<Token>> {
+        let body: Option<String> = self.with(|c| {
+            c.query_row("SELECT body FROM tokens WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)
+        })?;
+        body.map(|b| decode(format!("token {id}"), &b)).transpose()
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<Token>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT id, body FROM tokens ORDER BY rowid")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(backend)?;
+                out.push(decode(format!("token {id}"), &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn put_token(&self, token: &Token) -> StoreResult<()> {
+        let body = encode(token)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tokens (id, body) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET body = ?2",
+                params![token.id, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
 }
 
 fn decode_workload(name: &str, yaml: &str) -> StoreResult<Workload> {
@@ -697,11 +755,18 @@ mod tests {
             pollster::block_on(s.put_workload(&w2)).unwrap(),
             ["Role_Batch"]
         );
+        assert!(pollster::block_on(s.delete_workload(w2.name.as_str())).unwrap());
+        assert_eq!(
+            pollster::block_on(s.workload(w2.name.as_str())).unwrap(),
+            None
+        );
+        assert!(!pollster::block_on(s.delete_workload(w2.name.as_str())).unwrap());
     }
 
     #[test]
     fn overrides_and_event_claims_keep_the_contract() {
         let s = SqliteStore::in_memory().unwrap();
         pollster::block_on(ec2_scheduler_engine::contract::schedule_store(&s));
+        pollster::block_on(ec2_scheduler_engine::contract::access_store(&s));
     }
 }

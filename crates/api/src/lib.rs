@@ -1,0 +1,385 @@
+//! The HTTP API: REST over the application layer under `/v1`, bearer tokens with
+//! roles, RFC 9457 problems, an OpenAPI 3.1 document, Prometheus metrics, and the
+//! original serverless variant's routes.
+//!
+//! [`app`] builds the router from a [`State`]; `ec2-scheduler serve --listen` mounts
+//! it beside the scheduler, and a Lambda handler can wrap the same router. Handlers
+//! call only the application layer (`ec2_scheduler_app`).
+
+mod handlers;
+mod legacy;
+pub mod metrics;
+pub mod problem;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use ec2_scheduler_app::App;
+use ec2_scheduler_app::clouds::Clouds;
+use ec2_scheduler_core::access::{Caller, Role};
+use tower_http::cors::CorsLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+
+pub use problem::{Problem, ProblemDocument, ProblemKind};
+
+/// Who drives the runs the API begins: the scheduler loop of `serve`, a spawned
+/// task, or a state machine.
+pub trait Driver: Send + Sync {
+    /// The run `run_id` of `workload` was begun and must be driven to its end.
+    fn started(&self, workload: &str, run_id: &str);
+}
+
+impl Driver for ec2_scheduler_app::serve::Inbox {
+    fn started(&self, workload: &str, run_id: &str) {
+        self.push(workload, run_id);
+    }
+}
+
+/// Drives each run in a task of its own (for an API without the scheduler loop).
+pub struct Spawn {
+    pub app: Arc<App>,
+    pub clouds: Arc<Clouds>,
+}
+
+impl Driver for Spawn {
+    fn started(&self, workload: &str, run_id: &str) {
+        let (app, clouds) = (self.app.clone(), self.clouds.clone());
+        let (workload, run_id) = (workload.to_string(), run_id.to_string());
+        tokio::spawn(async move {
+            let drive = async {
+                let w = app.stored_workload(&workload).await?;
+                let cloud = clouds.get(&app, &w).await?;
+                loop {
+                    match app.advance(&cloud, &w, &run_id).await? {
+                        ec2_scheduler_app::Next::Wait(d, _) => cloud.wait(d).await,
+                        ec2_scheduler_app::Next::Done(_) => {
+                            return Ok::<_, ec2_scheduler_app::Error>(());
+                        }
+                    }
+                }
+            };
+            if let Err(e) = drive.await {
+                tracing::warn!(workload = %workload, run = %run_id, error = %e, "cannot drive the run");
+            }
+        });
+    }
+}
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub body_bytes: usize,
+    /// Longest a request may take.
+    pub timeout: Duration,
+    /// Origins allowed to call from a browser (none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 16 << 20,
+            timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct State {
+    pub app: Arc<App>,
+    pub clouds: Arc<Clouds>,
+    pub driver: Arc<dyn Driver>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Runs begun by `Idempotency-Key`: (workload, key) -> run id.
+    idempotency: Arc<Mutex<HashMap<(String, String), String>>>,
+    /// Held while a run is begun, so two requests never both begin one.
+    begin_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl State {
+    pub fn new(app: Arc<App>, clouds: Arc<Clouds>, driver: Arc<dyn Driver>) -> State {
+        State {
+            app,
+            clouds,
+            driver,
+            metrics: Arc::default(),
+            idempotency: Arc::default(),
+            begin_lock: Arc::default(),
+        }
+    }
+}
+
+/// Where the authenticated caller's name is left for the access log.
+#[derive(Clone, Default)]
+struct CallerSlot(Arc<Mutex<Option<String>>>);
+
+/// The authenticated caller of a request.
+pub struct Auth(pub Caller);
+
+impl Auth {
+    /// `Ok` when the caller's role allows what `needed` may do, else a 403 problem.
+    pub fn need(&self, needed: Role) -> Result<&Caller, Problem> {
+        if self.0.role.allows(needed) {
+            Ok(&self.0)
+        } else {
+            Err(Problem::new(
+                ProblemKind::Forbidden,
+                format!(
+                    "{} has the role {}; this needs {needed}",
+                    self.0.name, self.0.role
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<State> for Auth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Auth, Problem> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let bearer = match header {
+            None => None,
+            Some(h) => match h.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token),
+                _ => Some(""),
+            },
+        };
+        let bearer = match (header, bearer) {
+            (Some(_), Some("")) => {
+                return Err(Problem::new(
+                    ProblemKind::Unauthenticated,
+                    "the Authorization header must be `Bearer TOKEN`",
+                ));
+            }
+            (_, b) => b,
+        };
+        let caller = state
+            .app
+            .authenticate(bearer, chrono::Utc::now())
+            .await
+            .map_err(|e| match e {
+                Ok(error) => Problem::from(error),
+                Err(refused) => Problem::from(refused),
+            })?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            *slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(caller.name.clone());
+        }
+        Ok(Auth(caller))
+    }
+}
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ec2-scheduler API",
+        description = "Manage workloads, schedules, exemptions and runs of ec2-scheduler. Every route but /healthz, /readyz, /metrics and /openapi.json needs `Authorization: Bearer TOKEN` (from `ec2-scheduler token create`). Errors are RFC 9457 problem documents.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        handlers::healthz,
+        handlers::readyz,
+        handlers::list_workloads,
+        handlers::get_workload,
+        handlers::put_workload,
+        handlers::delete_workload,
+        handlers::workload_status,
+        handlers::plan,
+        handlers::start_run,
+        handlers::list_runs,
+        handlers::get_run,
+        handlers::cancel_run,
+        handlers::list_exemptions,
+        handlers::add_exemption,
+        handlers::remove_exemption,
+        handlers::list_overrides,
+        handlers::add_override,
+        handlers::remove_override,
+        handlers::schedule_next,
+        handlers::savings,
+        handlers::list_tokens,
+        handlers::create_token,
+        handlers::revoke_token,
+        legacy::list,
+        legacy::act_get,
+        legacy::act_post,
+    ),
+    components(schemas(ProblemDocument, handlers::RunBody, handlers::ExemptionBody, handlers::OverrideBody, handlers::TokenBody)),
+    modifiers(&Security),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document as served at `/openapi.json` (and committed as
+/// `docs/openapi.json`).
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+        + "\n"
+}
+
+/// The API's router.
+pub fn app(state: State, limits: &Limits) -> Router {
+    use handlers as h;
+    let mut router = Router::new()
+        .route("/healthz", get(h::healthz))
+        .route("/readyz", get(h::readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(h::openapi))
+        .route("/v1/workloads", get(h::list_workloads))
+        .route(
+            "/v1/workloads/{workload}",
+            get(h::get_workload)
+                .put(h::put_workload)
+                .delete(h::delete_workload),
+        )
+        .route("/v1/workloads/{workload}/status", get(h::workload_status))
+        .route("/v1/workloads/{workload}/plan", get(h::plan))
+        .route("/v1/workloads/{workload}/runs", post(h::start_run))
+        .route(
+            "/v1/workloads/{workload}/overrides",
+            get(h::list_overrides).post(h::add_override),
+        )
+        .route(
+            "/v1/workloads/{workload}/schedule/next",
+            get(h::schedule_next),
+        )
+        .route("/v1/workloads/{workload}/savings", get(h::savings))
+        .route(
+            "/v1/overrides/{id}",
+            axum::routing::delete(h::remove_override),
+        )
+        .route("/v1/runs", get(h::list_runs))
+        .route("/v1/runs/{id}", get(h::get_run))
+        .route("/v1/runs/{id}/cancel", post(h::cancel_run))
+        .route(
+            "/v1/exemptions",
+            get(h::list_exemptions).post(h::add_exemption),
+        )
+        .route(
+            "/v1/exemptions/{instance}",
+            axum::routing::delete(h::remove_exemption),
+        )
+        .route("/v1/tokens", get(h::list_tokens).post(h::create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(h::revoke_token))
+        .route("/workloads", get(legacy::list))
+        .route(
+            "/workloads/{workload}",
+            get(legacy::act_get).post(legacy::act_post),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .fallback(h::not_found)
+        .layer(RequestBodyLimitLayer::new(limits.body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            limits.timeout,
+        ));
+    if !limits.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = limits
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::IF_MATCH,
+                ]),
+        );
+    }
+    router.with_state(state)
+}
+
+/// Serves `router` on `listener` until `stop` is set; requests in flight finish.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+}
+
+/// The access log and the request metrics: one line per request with its id,
+/// route, status, latency and caller.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<State>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let slot = CallerSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let id = state.metrics.next_request_id();
+    let mut response = next.run(req).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.observe(&method, &route, status, latency);
+    let caller = slot
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default();
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        caller = %caller,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}

@@ -1,0 +1,106 @@
+//! The clouds a long-lived process acts on, shared by its parts (the scheduler loop
+//! and the HTTP API): on the simulator one region for every workload (its state and
+//! clock are the process's), on AWS one set of clients per workload, built once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::Workload;
+use tokio::sync::Mutex;
+
+use crate::env::{App, Cloud, CloudSpec};
+use crate::error::Result;
+
+/// Clouds by workload, made on first use.
+pub struct Clouds {
+    simulated: bool,
+    shared: Mutex<Option<Arc<Cloud>>>,
+    each: Mutex<BTreeMap<String, Arc<Cloud>>>,
+    /// A copy of the shared cloud's clock source, once it exists.
+    clock: std::sync::Mutex<Option<Arc<Cloud>>>,
+}
+
+impl Clouds {
+    /// Clouds for `app`'s cloud spec.
+    pub fn new(app: &App) -> Clouds {
+        Clouds {
+            simulated: !matches!(app.cloud, CloudSpec::Aws { .. }),
+            shared: Mutex::new(None),
+            each: Mutex::new(BTreeMap::new()),
+            clock: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether every workload shares one simulated region.
+    pub fn simulated(&self) -> bool {
+        self.simulated
+    }
+
+    /// The cloud of `w`.
+    ///
+    /// # Errors
+    /// A fleet file that cannot be read.
+    pub async fn get(&self, app: &App, w: &Workload) -> Result<Arc<Cloud>> {
+        if self.simulated {
+            let mut shared = self.shared.lock().await;
+            if let Some(c) = shared.as_ref() {
+                return Ok(c.clone());
+            }
+            let c = Arc::new(app.connect(w).await?);
+            *shared = Some(c.clone());
+            *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+            return Ok(c);
+        }
+        let mut each = self.each.lock().await;
+        if let Some(c) = each.get(w.name.as_str()) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(app.connect(w).await?);
+        each.insert(w.name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Forgets `w`'s clients (after its definition changed: region or role).
+    pub async fn forget(&self, workload: &str) {
+        self.each.lock().await.remove(workload);
+    }
+
+    /// The clock: the simulated region's once it exists, else the system's.
+    pub fn now(&self) -> DateTime<Utc> {
+        let clock = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        clock.as_ref().map_or_else(Utc::now, |c| c.now())
+    }
+
+    /// Lets `d` pass on the clock, in slices short enough to notice `stop` or
+    /// `wake` soon.
+    pub async fn sleep(&self, d: Duration, stop: &AtomicBool, wake: &AtomicBool) {
+        let shared = self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(c) = shared {
+            // The simulator sleeps at most 2 s of real time per wait.
+            return c.wait(d).await;
+        }
+        let end = tokio::time::Instant::now() + d;
+        while !stop.load(Ordering::SeqCst)
+            && !wake.load(Ordering::SeqCst)
+            && tokio::time::Instant::now() < end
+        {
+            let left = end - tokio::time::Instant::now();
+            tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+        }
+    }
+
+    /// Saves the simulated region (its fleet file), if there is one.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn save(&self) -> Result<()> {
+        let shared = self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match shared {
+            Some(c) => c.save(),
+            None => Ok(()),
+        }
+    }
+}
