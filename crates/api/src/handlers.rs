@@ -354,6 +354,7 @@ pub(crate) async fn begin(
     req: &RunRequest,
     dry_run: bool,
     key: Option<&str>,
+    by: &str,
 ) -> Reply {
     let cloud = state.clouds.get(&state.app, w).await?;
     if dry_run {
@@ -392,6 +393,7 @@ pub(crate) async fn begin(
         .await?
     {
         Begin::Started(run) | Begin::Resumed(run) => {
+            state.app.attribute_run(&run.id, by).await?;
             state.driver.started(&run.workload, &run.id);
             if let Some(k) = key {
                 state
@@ -435,7 +437,7 @@ pub async fn start_run(
     headers: HeaderMap,
     body: Result<Json<RunBody>, axum::extract::rejection::JsonRejection>,
 ) -> Reply {
-    auth.need(Role::Operator)?;
+    let by = auth.need(Role::Operator)?.name.clone();
     let Json(body) = body.map_err(|e| invalid(e.body_text()))?;
     let req = run_request(&body.action, body.profile, body.scale_in)?;
     let w = workload(&state, &name).await?;
@@ -443,7 +445,7 @@ pub async fn start_run(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    begin(&state, &w, &req, body.dry_run, key.as_deref()).await
+    begin(&state, &w, &req, body.dry_run, key.as_deref(), &by).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -49,7 +49,7 @@ async fn act(state: State, auth: Auth, name: String, q: ActQuery) -> Reply {
     let Some(action) = q.action else {
         return reply(items(std::slice::from_ref(&w)));
     };
-    auth.need(Role::Operator)?;
+    let by = auth.need(Role::Operator)?.name.clone();
     let action: ec2_scheduler_core::Action = action
         .parse()
         .map_err(|e: String| Problem::new(ProblemKind::Invalid, e))?;
@@ -58,7 +58,7 @@ async fn act(state: State, auth: Auth, name: String, q: ActQuery) -> Reply {
         profile: q.profile_name.filter(|p| !p.is_empty()),
         scale_in: Default::default(),
     };
-    begin(&state, &w, &req, q.dry_run.is_some(), None).await
+    begin(&state, &w, &req, q.dry_run.is_some(), None, &by).await
 }
 
 #[utoipa::path(get, path = "/workloads/{workload}", tag = "serverless variant",

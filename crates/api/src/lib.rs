@@ -232,11 +232,39 @@ struct Security;
 impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Any route may answer an error the table does not list (401, 413, 503, ...):
+        // always a problem document.
+        let problem = ResponseBuilder::new()
+            .description("An error, as an RFC 9457 problem document")
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ProblemDocument")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("default".to_string())
+                    .or_insert_with(|| problem.clone().into());
+            }
+        }
     }
 }
 
@@ -304,7 +332,8 @@ pub fn app(state: State, limits: &Limits) -> Router {
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             limits.timeout,
-        ));
+        ))
+        .layer(middleware::map_response(as_problem));
     if !limits.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = limits
             .cors_origins
@@ -343,6 +372,43 @@ pub async fn serve_http(
         .await
 }
 
+/// An error answered by the framework (a path, query or body that cannot be read, a
+/// body too large, a timeout) as a problem document, like every other error.
+async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let kind = match status.as_u16() {
+        404 => ProblemKind::NotFound,
+        500..=599 => ProblemKind::Internal,
+        _ => ProblemKind::Invalid,
+    };
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut p = Problem::new(kind, detail);
+    p.status = status.as_u16();
+    let mut r = axum::response::IntoResponse::into_response(p);
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            r.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    r
+}
+
 /// The access log and the request metrics: one line per request with its id,
 /// route, status, latency and caller.
 async fn observe(
@@ -359,7 +425,7 @@ async fn observe(
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let id = state.metrics.next_request_id();
-    let mut response = next.run(req).await;
+    let mut response = as_problem(next.run(req).await).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe(&method, &route, status, latency);

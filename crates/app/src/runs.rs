@@ -224,6 +224,17 @@ impl App {
         Ok(run)
     }
 
+    /// Records who asked for the run `run_id` (before anything else drives it).
+    ///
+    /// # Errors
+    /// No such run; the store's errors.
+    pub async fn attribute_run(&self, run_id: &str, by: &str) -> Result<Run> {
+        let mut run = self.run_record(run_id).await?;
+        run.requested_by = Some(by.to_string());
+        self.store.save_run(&run).await?;
+        Ok(run)
+    }
+
     /// The unfinished run of `workload`, if any.
     ///
     /// # Errors

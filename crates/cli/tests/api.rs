@@ -220,6 +220,7 @@ fn a_workload_created_from_the_originals_items_starts_with_a_profile_over_http()
     };
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["profile"], "profileD");
+    assert_eq!(run["requested_by"], "token:operator");
 
     let (s, _, list) = http(addr, "GET", "/v1/runs", &viewer, &[], "");
     assert_eq!(s, 200);

@@ -278,6 +278,9 @@ pub struct Run {
     /// Why the run failed, when it failed as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Who asked for the run through the API (`token:NAME`, an IAM principal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl Run {

@@ -351,6 +351,7 @@ impl<'a> Executor<'a> {
             tiers: BTreeMap::new(),
             jitter: Jitter::new(seed_of(run_id)),
             error: None,
+            requested_by: None,
         };
         run.record(now, None, RunEvent::Started { action: req.action });
         self.save(&mut run).await?;
