@@ -96,6 +96,64 @@ impl Default for Limits {
     }
 }
 
+/// The caller's IAM identity (an ARN), as API Gateway with IAM authorization
+/// verified it. Only the process puts it on a request (the Lambda adapter, from the
+/// request context); no header can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamCaller(pub String);
+
+/// Which IAM principals have which role: ARN patterns (a trailing `*` matches any
+/// rest), the first match wins.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principals {
+    pub principals: Vec<PrincipalRole>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalRole {
+    pub arn: String,
+    pub role: Role,
+}
+
+impl Principals {
+    /// Reads a table from JSON: `{"principals": [{"arn": "...", "role": "operator"}]}`.
+    ///
+    /// # Errors
+    /// Text that is not such a table, with line and column.
+    pub fn from_json(text: &str) -> Result<Principals, String> {
+        serde_json::from_str(text)
+            .map_err(|e| format!("line {} column {}: {e}", e.line(), e.column()))
+    }
+
+    /// The role of `arn`, if a pattern matches it. An assumed-role session
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`) matches as its role
+    /// (`arn:aws:iam::ACCOUNT:role/ROLE`) too.
+    pub fn role_of(&self, arn: &str) -> Option<Role> {
+        let as_role = assumed_role(arn);
+        self.principals
+            .iter()
+            .find(|p| {
+                let m = |a: &str| match p.arn.strip_suffix('*') {
+                    Some(prefix) => a.starts_with(prefix),
+                    None => a == p.arn,
+                };
+                m(arn) || as_role.as_deref().is_some_and(m)
+            })
+            .map(|p| p.role)
+    }
+}
+
+/// `arn:aws:iam::ACCOUNT:role/ROLE` of an assumed-role session ARN.
+fn assumed_role(arn: &str) -> Option<String> {
+    let rest = arn.strip_prefix("arn:aws:sts::")?;
+    let (account, rest) = rest.split_once(':')?;
+    let rest = rest.strip_prefix("assumed-role/")?;
+    let (role, _session) = rest.split_once('/')?;
+    Some(format!("arn:aws:iam::{account}:role/{role}"))
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct State {
@@ -107,6 +165,8 @@ pub struct State {
     idempotency: Arc<Mutex<HashMap<(String, String), String>>>,
     /// Held while a run is begun, so two requests never both begin one.
     begin_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Roles of IAM principals, for requests that carry an [`IamCaller`].
+    pub principals: Arc<Principals>,
 }
 
 impl State {
@@ -118,6 +178,7 @@ impl State {
             metrics: Arc::default(),
             idempotency: Arc::default(),
             begin_lock: Arc::default(),
+            principals: Arc::default(),
         }
     }
 }
@@ -150,6 +211,18 @@ impl FromRequestParts<State> for Auth {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Auth, Problem> {
+        if let Some(IamCaller(arn)) = parts.extensions.get::<IamCaller>().cloned() {
+            let Some(role) = state.principals.role_of(&arn) else {
+                return Err(Problem::new(
+                    ProblemKind::Forbidden,
+                    format!("{arn} has no role in the principals table"),
+                ));
+            };
+            if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+                *slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(arn.clone());
+            }
+            return Ok(Auth(Caller { name: arn, role }));
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -520,3 +520,55 @@ fn the_committed_openapi_document_is_the_generated_one() {
     assert_eq!(v["openapi"], "3.1.0");
     assert!(v["paths"]["/v1/workloads/{workload}/runs"]["post"].is_object());
 }
+
+/// Behind API Gateway with IAM authorization the caller's ARN (put on the request by
+/// the Lambda adapter, never read from a header) maps to a role by the table.
+#[tokio::test]
+async fn an_iam_caller_gets_the_role_the_principals_table_gives() {
+    let mut api = Api::new().await;
+    let clouds = Arc::new(Clouds::new(&api.app));
+    let driver = Arc::new(Spawn {
+        app: api.app.clone(),
+        clouds: clouds.clone(),
+    });
+    let mut state = State::new(api.app.clone(), clouds, driver);
+    state.principals = Arc::new(
+        ec2_scheduler_api::Principals::from_json(
+            r#"{"principals": [
+                {"arn": "arn:aws:iam::111122223333:role/Platform", "role": "operator"},
+                {"arn": "arn:aws:iam::111122223333:user/*", "role": "viewer"}
+            ]}"#,
+        )
+        .unwrap(),
+    );
+    api.router = app_router(state);
+    let call = |arn: &'static str, method: &'static str, uri: &'static str, body: &'static str| {
+        let router = api.router.clone();
+        async move {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            req.extensions_mut()
+                .insert(ec2_scheduler_api::IamCaller(arn.to_string()));
+            router.oneshot(req).await.unwrap().status()
+        }
+    };
+    let session = "arn:aws:sts::111122223333:assumed-role/Platform/alice";
+    let plan = r#"{"action":"stop","dry_run":true}"#;
+    let runs = "/v1/workloads/ExampleTestCase/runs";
+    assert_eq!(call(session, "POST", runs, plan).await, StatusCode::OK);
+    let user = "arn:aws:iam::111122223333:user/bob";
+    assert_eq!(call(user, "GET", "/v1/runs", "").await, StatusCode::OK);
+    assert_eq!(call(user, "POST", runs, plan).await, StatusCode::FORBIDDEN);
+    let other = "arn:aws:iam::999999999999:user/eve";
+    assert_eq!(
+        call(other, "GET", "/v1/runs", "").await,
+        StatusCode::FORBIDDEN
+    );
+    // A header cannot claim an identity: without a token it is 401.
+    let (s, _, _) = api.call("GET", "/v1/runs", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

@@ -8,6 +8,12 @@
 //! - `cli N`: the release `ec2-scheduler run --cloud sim --speed max` on a fleet file
 //!   of N instances (stop, then start); reports wall time and peak memory. Needs
 //!   `cargo build --release -p ec2-scheduler` first.
+//! - `api N`: the release `ec2-scheduler serve --listen` with N small workloads and
+//!   one of 3,000 instances on a simulated fleet; `oha` (crates.io: `cargo install
+//!   oha --locked`) sends `GET /v1/workloads/{w}/status` and `GET /v1/workloads` from
+//!   64 connections while a stop of the large workload runs; reports throughput, p50
+//!   and p99, and the run's duration against the same stop without load. Needs the
+//!   release `ec2-scheduler` and `oha` on the PATH (or `$OHA`). Not in the default set.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -320,9 +326,226 @@ fn cli_bench(n: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One HTTP/1.1 request over loopback; (status, body).
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connects");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("writes");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("reads");
+    let (head, rest) = raw.split_once("\r\n\r\n").expect("a response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut s = rest;
+        while let Some((size, more)) = s.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&more[..n]);
+            s = &more[n + 2..];
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Begins a run of `bench` and waits for its end; its duration in virtual seconds.
+fn timed_run(addr: &str, token: &str, action: &str, during: impl FnOnce()) -> f64 {
+    let (status, v) = http(
+        addr,
+        "POST",
+        "/v1/workloads/bench/runs",
+        token,
+        &format!("{{\"action\":\"{action}\"}}"),
+    );
+    assert_eq!(status, 202, "{v}");
+    let id = v["run_id"].as_str().expect("a run id").to_string();
+    during();
+    loop {
+        let (_, run) = http(addr, "GET", &format!("/v1/runs/{id}"), token, "");
+        if run["status"] != "running" {
+            assert_eq!(run["status"], "succeeded", "{run}");
+            let t = |k: &str| {
+                chrono::DateTime::parse_from_rfc3339(run[k].as_str().expect("a time"))
+                    .expect("RFC 3339")
+            };
+            return (t("finished") - t("started")).num_milliseconds() as f64 / 1000.0;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn api_bench(n: usize) {
+    let dir = std::env::temp_dir().join(format!("ec2-scheduler-bench-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let binary = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("ec2-scheduler");
+    let oha = std::env::var("OHA").unwrap_or_else(|_| "oha".into());
+    if !binary.exists()
+        || std::process::Command::new(&oha)
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!(
+            "api: needs {} (cargo build --release -p ec2-scheduler) and oha (cargo install oha --locked)",
+            binary.display()
+        );
+        std::process::exit(1);
+    }
+    // `bench` (3,000 instances, paced) and N workloads of six instances each.
+    let mut yaml = ec2_scheduler_config::export(&[workload()], ec2_scheduler_config::Format::Yaml);
+    let mut instances = fleet(3000, InstanceState::Running);
+    for w in 0..n {
+        let name = format!("w{w:04}");
+        yaml.push_str(&format!(
+            "- name: {name}\n  region: sim\n  workload_tag: {{key: env, value: {name}}}\n  tier_tag_key: tier\n  tiers:\n  - {{name: db, start: {{order: 0}}, stop: {{order: 1}}}}\n  - {{name: web, start: {{order: 1}}, stop: {{order: 0}}}}\n"
+        ));
+        for i in 0..6 {
+            let mut inst = instances[0].clone();
+            inst.id = format!("i-w{w:04}{i}");
+            inst.tags = [
+                ("env".to_string(), name.clone()),
+                ("tier".to_string(), ["db", "web"][i % 2].to_string()),
+            ]
+            .into();
+            instances.push(inst);
+        }
+    }
+    std::fs::write(dir.join("w.yaml"), yaml).expect("workload file");
+    std::fs::write(
+        dir.join("fleet.json"),
+        serde_json::json!({ "instances": instances }).to_string(),
+    )
+    .expect("fleet file");
+    let store = format!("sqlite:{}", dir.join("state.db").display());
+    let cli = |args: &[&str]| {
+        let o = std::process::Command::new(&binary)
+            .args(args)
+            .args(["--store", &store])
+            .current_dir(&dir)
+            .output()
+            .expect("runs");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    cli(&["load", "w.yaml"]);
+    let token: serde_json::Value = serde_json::from_slice(&cli(&[
+        "token", "create", "--name", "bench", "--role", "operator", "-o", "json",
+    ]))
+    .expect("a token");
+    let token = token["token"].as_str().expect("a token").to_string();
+    let mut serve = std::process::Command::new(&binary)
+        .args([
+            "serve",
+            "--cloud",
+            "sim",
+            "--fleet",
+            "fleet.json",
+            "--speed",
+            "10",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "error",
+            "--store",
+            &store,
+        ])
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(serve.stderr.take().expect("piped")));
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address")
+            .expect("text");
+        if let Some(a) = line.strip_prefix("API listening on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let load = |path: &str, seconds: u32| -> serde_json::Value {
+        let o = std::process::Command::new(&oha)
+            .args([
+                "-c",
+                "64",
+                "-z",
+                &format!("{seconds}s"),
+                "--no-tui",
+                "--output-format",
+                "json",
+                "-H",
+            ])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .expect("oha runs");
+        assert!(
+            o.status.success(),
+            "oha: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).expect("oha's JSON")
+    };
+    let report = |what: &str, v: &serde_json::Value| {
+        let ms = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
+        let codes = &v["statusCodeDistribution"];
+        println!(
+            "api {n} {what}: {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, success {:.3}, statuses {codes}",
+            v["summary"]["requestsPerSec"].as_f64().unwrap_or(f64::NAN),
+            ms("p50"),
+            ms("p99"),
+            v["summary"]["successRate"].as_f64().unwrap_or(f64::NAN),
+        );
+    };
+    let idle = timed_run(&addr, &token, "stop", || {});
+    timed_run(&addr, &token, "start", || {});
+    let mut status = serde_json::Value::Null;
+    let mut list = serde_json::Value::Null;
+    let loaded = timed_run(&addr, &token, "stop", || {
+        status = load("/v1/workloads/w0042/status", 15);
+        list = load("/v1/workloads", 15);
+    });
+    report("GET /v1/workloads/{w}/status", &status);
+    report("GET /v1/workloads", &list);
+    println!(
+        "api {n}: a stop of 3,000 instances took {idle:.1} virtual s idle, {loaded:.1} under load"
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
+        [cmd, n] if cmd == "api" => api_bench(n.parse().expect("a number")),
         [cmd, n] if cmd == "converge" => converge(n.parse().expect("a number")),
         [cmd, n] if cmd == "plan" => plan_bench(n.parse().expect("a number")),
         [cmd, n] if cmd == "cli" => cli_bench(n.parse().expect("a number")),
@@ -343,7 +566,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: ec2-scheduler-bench [converge N | plan N | cli N]");
+            eprintln!("usage: ec2-scheduler-bench [converge N | plan N | cli N | api N]");
             std::process::exit(2);
         }
     }
