@@ -416,7 +416,9 @@ fn hours_stopped(
             (false, Some(s)) => {
                 let (a, b) = (s.max(from), t.min(to));
                 if b > a {
-                    total += (b - a).num_seconds() as f64 / 3600.0;
+                    // Milliseconds: a stop and the next start may be under a second
+                    // apart.
+                    total += (b - a).num_milliseconds() as f64 / 3_600_000.0;
                 }
                 stopped_at = None;
             }
