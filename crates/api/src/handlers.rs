@@ -199,7 +199,11 @@ pub async fn put_workload(
     body: String,
 ) -> Reply {
     auth.need(Role::Admin)?;
-    let current = state.app.stored_workload(&name).await.ok();
+    let current = match state.app.stored_workload(&name).await {
+        Ok(w) => Some(w),
+        Err(ec2_scheduler_app::Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     preconditions(&headers, current.as_ref())?;
     let (w, stored, loaded) = state
         .app

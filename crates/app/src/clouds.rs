@@ -3,8 +3,8 @@
 //! clock are the process's), on AWS one set of clients per workload, built once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,10 +17,10 @@ use crate::error::Result;
 /// Clouds by workload, made on first use.
 pub struct Clouds {
     simulated: bool,
-    shared: Mutex<Option<Arc<Cloud>>>,
+    /// The simulated region, once made; `init` is held while it is made.
+    shared: OnceLock<Arc<Cloud>>,
+    init: Mutex<()>,
     each: Mutex<BTreeMap<String, Arc<Cloud>>>,
-    /// A copy of the shared cloud's clock source, once it exists.
-    clock: std::sync::Mutex<Option<Arc<Cloud>>>,
 }
 
 impl Clouds {
@@ -28,9 +28,9 @@ impl Clouds {
     pub fn new(app: &App) -> Clouds {
         Clouds {
             simulated: !matches!(app.cloud, CloudSpec::Aws { .. }),
-            shared: Mutex::new(None),
+            shared: OnceLock::new(),
+            init: Mutex::new(()),
             each: Mutex::new(BTreeMap::new()),
-            clock: std::sync::Mutex::new(None),
         }
     }
 
@@ -45,13 +45,15 @@ impl Clouds {
     /// A fleet file that cannot be read.
     pub async fn get(&self, app: &App, w: &Workload) -> Result<Arc<Cloud>> {
         if self.simulated {
-            let mut shared = self.shared.lock().await;
-            if let Some(c) = shared.as_ref() {
+            if let Some(c) = self.shared.get() {
+                return Ok(c.clone());
+            }
+            let _making = self.init.lock().await;
+            if let Some(c) = self.shared.get() {
                 return Ok(c.clone());
             }
             let c = Arc::new(app.connect(w).await?);
-            *shared = Some(c.clone());
-            *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+            let _ = self.shared.set(c.clone());
             return Ok(c);
         }
         let mut each = self.each.lock().await;
@@ -70,15 +72,13 @@ impl Clouds {
 
     /// The clock: the simulated region's once it exists, else the system's.
     pub fn now(&self) -> DateTime<Utc> {
-        let clock = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-        clock.as_ref().map_or_else(Utc::now, |c| c.now())
+        self.shared.get().map_or_else(Utc::now, |c| c.now())
     }
 
     /// Lets `d` pass on the clock, in slices short enough to notice `stop` or
     /// `wake` soon.
     pub async fn sleep(&self, d: Duration, stop: &AtomicBool, wake: &AtomicBool) {
-        let shared = self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(c) = shared {
+        if let Some(c) = self.shared.get() {
             // The simulator sleeps at most 2 s of real time per wait.
             return c.wait(d).await;
         }
@@ -97,8 +97,7 @@ impl Clouds {
     /// # Errors
     /// The file cannot be written.
     pub fn save(&self) -> Result<()> {
-        let shared = self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match shared {
+        match self.shared.get() {
             Some(c) => c.save(),
             None => Ok(()),
         }
