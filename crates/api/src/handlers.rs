@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use ec2_scheduler_app::schedules::{self, OverrideRequest};
-use ec2_scheduler_app::{Begin, Quiet};
+use ec2_scheduler_app::{Begin, Quiet, runs};
 use ec2_scheduler_config::Format;
 use ec2_scheduler_core::access::Role;
 use ec2_scheduler_core::plan::ScaleIn;
@@ -105,23 +105,22 @@ fn tier_counts(status: &ec2_scheduler_app::status::Status) -> Vec<Value> {
 }
 
 #[utoipa::path(get, path = "/v1/workloads", tag = "workloads",
-    responses((status = 200, description = "Every stored workload with its tiers' instance counts", body = Vec<Object>),
+    responses((status = 200, description = "Every stored workload with its tiers' instance counts, as observed at most a second ago (`observed_at`)", body = Vec<Object>),
         (status = 401, description = "No valid token", body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn list_workloads(S(state): S<State>, _auth: Auth) -> Reply {
-    let mut out = Vec::new();
-    for w in state.app.stored_workloads().await? {
+    let workloads = state.app.stored_workloads().await?;
+    let statuses = state.app.statuses(&state.clouds, &workloads).await?;
+    let mut out = Vec::with_capacity(workloads.len());
+    for (w, status) in workloads.iter().zip(statuses) {
         let mut item = json!({
             "name": w.name.as_str(),
             "region": w.region.as_str(),
             "schedules": w.schedules.len(),
             "enforce": w.enforce,
         });
-        let status = async {
-            let cloud = state.clouds.get(&state.app, &w).await?;
-            state.app.status(&cloud, &w).await
-        };
-        match status.await {
+        match status {
             Ok(s) => {
+                item["observed_at"] = json!(s.observed_at);
                 item["tiers"] = Value::Array(tier_counts(&s));
                 item["last_run"] = serde_json::to_value(&s.last_run).unwrap_or(Value::Null);
             }
@@ -254,13 +253,12 @@ pub async fn delete_workload(
 
 #[utoipa::path(get, path = "/v1/workloads/{workload}/status", tag = "workloads",
     params(("workload" = String, Path, description = "Workload name")),
-    responses((status = 200, description = "Tiers and instances as the cloud shows them, exemptions, the last run, the schedules' wish and next events", body = Object),
+    responses((status = 200, description = "Tiers and instances as the cloud showed them at most a second ago (`observed_at`), exemptions, the last run, the schedules' wish and next events", body = Object),
         (status = 404, description = "No such workload", body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn workload_status(S(state): S<State>, _auth: Auth, Path(name): Path<String>) -> Reply {
     let w = workload(&state, &name).await?;
-    let cloud = state.clouds.get(&state.app, &w).await?;
-    let status = state.app.status(&cloud, &w).await?;
-    let now = cloud.now();
+    let status = state.app.status_seen(&state.clouds, &w).await?;
+    let now = state.clouds.now();
     let overrides = state
         .app
         .overrides(Some(w.name.as_str()), false, now)
@@ -280,6 +278,7 @@ pub async fn workload_status(S(state): S<State>, _auth: Auth, Path(name): Path<S
         json!({
             "workload": w.name.as_str(),
             "at": now,
+            "observed_at": status.observed_at,
             "counts": tier_counts(&status),
             "tiers": status.tiers,
             "last_run": status.last_run,
@@ -367,20 +366,15 @@ pub(crate) async fn begin(
             json!({"dry_run": true, "plan": state.app.dry_run(&cloud, w, req).await?}),
         );
     }
-    let known = key.and_then(|k| {
-        state
-            .idempotency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(w.name.to_string(), k.to_string()))
-            .cloned()
-    });
-    if let Some(id) = known {
-        return accepted(w.name.as_str(), &id, true);
-    }
     // One run per workload: this process's own unfinished run is not taken over.
     let _one_at_a_time = state.begin_lock.lock().await;
+    let keyed = key
+        .map(|k| runs::keyed_run_id(w.name.as_str(), k))
+        .transpose()?;
     if let Some(run) = state.app.unfinished_run(w.name.as_str()).await? {
+        if keyed.as_deref() == Some(run.id.as_str()) {
+            return accepted(w.name.as_str(), &run.id, true);
+        }
         let mut p = Problem::new(
             ProblemKind::Locked,
             format!(
@@ -391,21 +385,22 @@ pub(crate) async fn begin(
         p.run_id = Some(run.id);
         return Err(p);
     }
-    match state
-        .app
-        .begin_run(&cloud, w, req, None, &mut Quiet)
-        .await?
-    {
+    let begun = match key {
+        Some(k) => match state.app.begin_run_keyed(&cloud, w, req, k).await? {
+            runs::Keyed::Repeated(id) => return accepted(w.name.as_str(), &id, true),
+            runs::Keyed::Begun(b) => b,
+        },
+        None => {
+            state
+                .app
+                .begin_run(&cloud, w, req, None, &mut Quiet)
+                .await?
+        }
+    };
+    match begun {
         Begin::Started(run) | Begin::Resumed(run) => {
             state.app.attribute_run(&run.id, by).await?;
             state.driver.started(&run.workload, &run.id);
-            if let Some(k) = key {
-                state
-                    .idempotency
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((w.name.to_string(), k.to_string()), run.id.clone());
-            }
             accepted(&run.workload, &run.id, false)
         }
         Begin::NothingToDo(plan) => json_reply(
@@ -428,7 +423,7 @@ fn accepted(workload: &str, id: &str, repeated: bool) -> Reply {
 
 #[utoipa::path(post, path = "/v1/workloads/{workload}/runs", tag = "runs",
     params(("workload" = String, Path, description = "Workload name"),
-        ("Idempotency-Key" = Option<String>, Header, description = "The same key answers the run it began, without beginning another")),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters. The same key on the same workload answers the run it began (`repeated`: true), without beginning another, in every process sharing the store")),
     request_body = RunBody,
     responses((status = 202, description = "Begun; Location names the run", body = Object),
         (status = 200, description = "A dry run's plan, or nothing to do", body = Object),
@@ -541,10 +536,15 @@ pub async fn add_exemption(
 ) -> Reply {
     let caller = auth.need(Role::Operator)?;
     let Json(b) = body.map_err(|e| invalid(e.body_text()))?;
-    let reason = format!("{} (by {})", b.reason.trim(), caller.name);
     let e = state
         .app
-        .exempt(&b.instance, b.until, &reason, Utc::now())
+        .exempt(
+            &b.instance,
+            b.until,
+            b.reason.trim(),
+            &caller.name,
+            Utc::now(),
+        )
         .await?;
     json_reply(StatusCode::CREATED, e)
 }

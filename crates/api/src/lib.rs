@@ -11,7 +11,6 @@ mod legacy;
 pub mod metrics;
 pub mod problem;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -161,8 +160,6 @@ pub struct State {
     pub clouds: Arc<Clouds>,
     pub driver: Arc<dyn Driver>,
     pub metrics: Arc<metrics::Metrics>,
-    /// Runs begun by `Idempotency-Key`: (workload, key) -> run id.
-    idempotency: Arc<Mutex<HashMap<(String, String), String>>>,
     /// Held while a run is begun, so two requests never both begin one.
     begin_lock: Arc<tokio::sync::Mutex<()>>,
     /// Roles of IAM principals, for requests that carry an [`IamCaller`].
@@ -176,7 +173,6 @@ impl State {
             clouds,
             driver,
             metrics: Arc::default(),
-            idempotency: Arc::default(),
             begin_lock: Arc::default(),
             principals: Arc::default(),
         }

@@ -51,17 +51,22 @@ impl Api {
                 .unwrap();
             tokens.push((role, t.token));
         }
-        let clouds = Arc::new(Clouds::new(&app));
+        Api {
+            router: Api::router(&app),
+            app,
+            tokens,
+        }
+    }
+
+    /// A router over `app`, as each process (or Lambda instance) sharing the store
+    /// makes its own. Reads observe every time, so that each sees the last change.
+    fn router(app: &Arc<App>) -> axum::Router {
+        let clouds = Arc::new(Clouds::new(app).with_max_age(std::time::Duration::ZERO));
         let driver = Arc::new(Spawn {
             app: app.clone(),
             clouds: clouds.clone(),
         });
-        let state = State::new(app.clone(), clouds, driver);
-        Api {
-            router: app_router(state),
-            app,
-            tokens,
-        }
+        app_router(State::new(app.clone(), clouds, driver))
     }
 
     fn token(&self, role: Role) -> &str {
@@ -372,8 +377,7 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
     }
     wait_for(&api, &stop, "succeeded").await;
     let start = r#"{"action":"start","profile":"profileD"}"#;
-    let post = |key: &'static str| {
-        let api = &api;
+    let post = |key: &'static str, router: axum::Router| {
         let op = op.clone();
         async move {
             let mut req = Request::builder()
@@ -382,9 +386,7 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
                 .header(header::AUTHORIZATION, format!("Bearer {op}"))
                 .header(header::CONTENT_TYPE, "application/json");
             req = req.header("Idempotency-Key", key);
-            let res = api
-                .router
-                .clone()
+            let res = router
                 .oneshot(req.body(Body::from(start)).unwrap())
                 .await
                 .unwrap();
@@ -393,17 +395,32 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
             (status, serde_json::from_slice::<Value>(&bytes).unwrap())
         }
     };
-    let (s, v) = post("k-1").await;
+    let (s, v) = post("k-1", api.router.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["repeated"], false);
     let id = v["run_id"].as_str().unwrap().to_string();
     // The same key answers the same run.
-    let (s, again) = post("k-1").await;
+    let (s, again) = post("k-1", api.router.clone()).await;
     assert_eq!(
-        (s, again["run_id"].as_str()),
-        (StatusCode::ACCEPTED, Some(id.as_str()))
+        (s, again["run_id"].as_str(), &again["repeated"]),
+        (StatusCode::ACCEPTED, Some(id.as_str()), &Value::Bool(true))
     );
     let run = wait_for(&api, &id, "succeeded").await;
     assert_eq!(run["profile"], "profileD");
+    // After the run ended, and in another process sharing the store, the key still
+    // names that run: nothing begins again.
+    let (s, later) = post("k-1", Api::router(&api.app)).await;
+    assert_eq!(
+        (s, later["run_id"].as_str(), &later["repeated"]),
+        (StatusCode::ACCEPTED, Some(id.as_str()), &Value::Bool(true))
+    );
+    // A key that is not printable ASCII is refused, naming the header.
+    let (s, bad) = post("k 1", api.router.clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        "{bad}"
+    );
     let (_, _, list) = api
         .call(
             "GET",
@@ -571,4 +588,40 @@ async fn an_iam_caller_gets_the_role_the_principals_table_gives() {
     // A header cannot claim an identity: without a token it is 401.
     let (s, _, _) = api.call("GET", "/v1/runs", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Exemptions record who asked: the IAM session, or the token's name.
+    let body = r#"{"instance":"i-0web0001","reason":"debugging"}"#;
+    assert_eq!(
+        call(session, "POST", "/v1/exemptions", body).await,
+        StatusCode::CREATED
+    );
+    let op = api.token(Role::Operator).to_string();
+    let body = r#"{"instance":"i-0app0000","reason":"load test"}"#;
+    let (s, _, added) = api
+        .call("POST", "/v1/exemptions", Some(&op), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    let mut by: Vec<_> = api
+        .app
+        .exemptions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.instance_id, e.reason, e.created_by))
+        .collect();
+    by.sort();
+    assert_eq!(
+        by,
+        vec![
+            (
+                "i-0app0000".into(),
+                "load test".into(),
+                Some("token:operator".into())
+            ),
+            (
+                "i-0web0001".into(),
+                "debugging".into(),
+                Some(session.into())
+            ),
+        ]
+    );
 }

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::env::{App, Cloud, CloudSpec};
 use crate::error::Result;
+use crate::observed::Observations;
 
 /// Clouds by workload, made on first use.
 pub struct Clouds {
@@ -21,6 +22,8 @@ pub struct Clouds {
     shared: OnceLock<Arc<Cloud>>,
     init: Mutex<()>,
     each: Mutex<BTreeMap<String, Arc<Cloud>>>,
+    /// What readers were last shown of each workload.
+    pub(crate) observations: Observations,
 }
 
 impl Clouds {
@@ -31,7 +34,20 @@ impl Clouds {
             shared: OnceLock::new(),
             init: Mutex::new(()),
             each: Mutex::new(BTreeMap::new()),
+            observations: Observations::new(Observations::MAX_AGE),
         }
+    }
+
+    /// Serves reads observations at most `max_age` old (zero: observe every time).
+    #[must_use]
+    pub fn with_max_age(mut self, max_age: Duration) -> Clouds {
+        self.observations = Observations::new(max_age);
+        self
+    }
+
+    /// How old an observation may be when a read is answered from it.
+    pub fn max_age(&self) -> Duration {
+        self.observations.max_age()
     }
 
     /// Whether every workload shares one simulated region.
@@ -67,6 +83,7 @@ impl Clouds {
 
     /// Forgets `w`'s clients (after its definition changed: region or role).
     pub async fn forget(&self, workload: &str) {
+        self.observations.forget(workload);
         self.each.lock().await.remove(workload);
     }
 

@@ -7,7 +7,8 @@ use crate::env::App;
 use crate::error::{Error, Result};
 
 impl App {
-    /// Exempts `instance` from stops until `until` (or until removed).
+    /// Exempts `instance` from stops until `until` (or until removed), as asked by
+    /// `by`.
     ///
     /// # Errors
     /// An expiry in the past, an instance id of the wrong shape, or a store failure.
@@ -16,6 +17,7 @@ impl App {
         instance: &str,
         until: Option<DateTime<Utc>>,
         reason: &str,
+        by: &str,
         now: DateTime<Utc>,
     ) -> Result<Exemption> {
         if let Some(u) = until.filter(|u| *u <= now) {
@@ -28,6 +30,7 @@ impl App {
             instance_id: instance.to_string(),
             until,
             reason: reason.to_string(),
+            created_by: Some(by.to_string()),
         };
         e.check()?;
         self.store.add_exemption(&e).await?;

@@ -8,7 +8,8 @@
 //!   into the store, export, plans from files alone.
 //! - [`runs`]: dry runs, running to the end (the one foreground loop, [`runs::drive`]),
 //!   advancing by one tick, cancelling, history.
-//! - [`status`]: a workload as the cloud shows it now.
+//! - [`status`]: a workload as the cloud shows it now; [`observed`]: observations
+//!   shared by many readers, at most a second old.
 //! - [`exemptions`]: exemptions from stop.
 //! - [`schedules`]: what schedules wish at an instant, their next events, overrides.
 //! - [`savings`]: what schedules save against running always, with prices.
@@ -26,6 +27,7 @@ pub mod env;
 pub mod error;
 pub mod exemptions;
 pub mod files;
+pub mod observed;
 pub mod runs;
 pub mod savings;
 pub mod schedules;

@@ -11,6 +11,7 @@ use ec2_scheduler_core::plan::Plan;
 use ec2_scheduler_engine::ports::RunSummaryRow;
 use ec2_scheduler_engine::run::RunEvent;
 use ec2_scheduler_engine::{Begin, EngineError, Executor, Run, RunRequest, RunStatus, Tick};
+use sha2::{Digest, Sha256};
 
 use crate::env::{App, Cloud, Store, new_run_id, owner_is_dead};
 use crate::error::{Error, Result};
@@ -39,6 +40,40 @@ pub enum Outcome {
     NothingToDo(Box<Plan>),
     /// The run, finished (its status says how).
     Finished(Box<Run>),
+}
+
+/// What a keyed begin did.
+#[derive(Debug)]
+pub enum Keyed {
+    /// Began (or resumed, or found nothing to do) as [`App::begin_run`] does.
+    Begun(Begin),
+    /// The key began this run before; nothing was begun now.
+    Repeated(String),
+}
+
+/// The longest idempotency key taken.
+pub const KEY_MAX: usize = 255;
+
+/// The run id an idempotency `key` names on `workload`: `run-k` and 24 hex digits of
+/// a SHA-256 of both, so that the same key always names the same run and different
+/// workloads' keys never meet.
+///
+/// # Errors
+/// The key is empty, longer than [`KEY_MAX`] bytes, or not printable ASCII.
+pub fn keyed_run_id(workload: &str, key: &str) -> Result<String> {
+    if key.is_empty() || key.len() > KEY_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(format!(
+            "Idempotency-Key: expected 1 to {KEY_MAX} printable ASCII characters, found {} bytes",
+            key.len()
+        )));
+    }
+    let digest = Sha256::new()
+        .chain_update(workload.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("run-k{hex}"))
 }
 
 /// What [`App::advance`] left to do.
@@ -141,6 +176,35 @@ impl App {
         Ok(begun)
     }
 
+    /// Begins a run whose id the caller's idempotency `key` names ([`keyed_run_id`]),
+    /// unless that run exists already: then it is [`Keyed::Repeated`], and nothing
+    /// begins. The key holds in every process that shares the store, for as long as
+    /// the run is kept.
+    ///
+    /// # Errors
+    /// As [`App::begin_run`]; an empty or overlong key is invalid.
+    pub async fn begin_run_keyed(
+        &self,
+        cloud: &Cloud,
+        workload: &Workload,
+        req: &RunRequest,
+        key: &str,
+    ) -> Result<Keyed> {
+        let id = keyed_run_id(workload.name.as_str(), key)?;
+        if self.store.load_run(&id).await?.is_some() {
+            return Ok(Keyed::Repeated(id));
+        }
+        let mut slot = None;
+        let mut exec = self.executor(cloud, workload, &mut slot);
+        let begun = match self.begin_as(&mut exec, req, None, &id, &mut Quiet).await {
+            // The same request, arrived twice at once: the first one holds the lock.
+            Err(Error::Busy(lock)) if lock.run_id == id => return Ok(Keyed::Repeated(id)),
+            other => other?,
+        };
+        cloud.save()?;
+        Ok(Keyed::Begun(begun))
+    }
+
     /// Begins (or resumes) a run, taking over a lock left by a process of this host
     /// that no longer exists.
     async fn begin(
@@ -150,11 +214,23 @@ impl App {
         resume: Option<&str>,
         watch: &mut dyn Watch,
     ) -> Result<Begin> {
+        self.begin_as(exec, req, resume, &new_run_id(), watch).await
+    }
+
+    /// [`App::begin`], a new run taking the id `new_id`.
+    async fn begin_as(
+        &self,
+        exec: &mut Executor<'_>,
+        req: &RunRequest,
+        resume: Option<&str>,
+        new_id: &str,
+        watch: &mut dyn Watch,
+    ) -> Result<Begin> {
         let mut took_over = false;
         loop {
             let result = match resume {
                 Some(id) => exec.resume(id).await.map(|r| Begin::Resumed(Box::new(r))),
-                None => exec.begin(req, &new_run_id()).await,
+                None => exec.begin(req, new_id).await,
             };
             match result {
                 Err(EngineError::Busy(lock)) if !took_over && owner_is_dead(&lock.owner) => {

@@ -1,17 +1,26 @@
 //! The status of a workload: its tiers, their members as the cloud shows them now,
 //! what would keep each from a stop, and the last run.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_core::Exemption;
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::plan::Exemptions;
 use ec2_scheduler_core::{Instance, Workload};
 use ec2_scheduler_engine::ports::RunSummaryRow;
 
+use crate::clouds::Clouds;
 use crate::env::{App, Cloud};
 use crate::error::Result;
+use crate::observed::Observed;
 
 /// A workload as it is now.
 #[derive(Debug, serde::Serialize)]
 pub struct Status {
+    /// When the cloud was observed (its time).
+    pub observed_at: DateTime<Utc>,
     pub tiers: Vec<TierStatus>,
     pub last_run: Option<RunSummaryRow>,
 }
@@ -42,36 +51,105 @@ pub struct Member {
 }
 
 impl App {
+    /// The workload's instances, observed now.
+    ///
+    /// # Errors
+    /// The cloud could not be reached or refused.
+    pub async fn observe(&self, cloud: &Cloud, workload: &Workload) -> Result<Vec<Instance>> {
+        let mut slot = None;
+        Ok(self.executor(cloud, workload, &mut slot).observe().await?)
+    }
+
     /// Observes the workload.
     ///
     /// # Errors
     /// The cloud or the store failed.
     pub async fn status(&self, cloud: &Cloud, workload: &Workload) -> Result<Status> {
-        let mut slot = None;
-        let observed = self.executor(cloud, workload, &mut slot).observe().await?;
+        let observed = Observed {
+            instances: Arc::new(self.observe(cloud, workload).await?),
+            at: cloud.now(),
+        };
         let exemptions = self.store.exemptions().await?;
-        let index = Exemptions::new(workload, &exemptions, cloud.now());
-        let tiers = workload
-            .tiers()
-            .iter()
-            .map(|tier| TierStatus {
-                name: tier.name.to_string(),
-                members: observed
-                    .iter()
-                    .filter(|i| membership(workload, i) == Ok(tier.name.as_str()))
-                    .map(|i| Member {
-                        kept_by: index.stop_exclusion(tier, i).map(|r| r.describe()),
-                        instance: i.clone(),
-                    })
-                    .collect(),
-            })
-            .collect();
         let last_run = self
-            .store
-            .list_runs(Some(workload.name.as_str()))
+            .last_runs(Some(workload))
             .await?
-            .into_iter()
-            .next();
-        Ok(Status { tiers, last_run })
+            .remove(workload.name.as_str());
+        Ok(status(workload, &observed, &exemptions, last_run))
+    }
+
+    /// The workload's status from what `clouds` observed of it at most
+    /// [`Observations::max_age`](crate::observed::Observations::max_age) ago.
+    ///
+    /// # Errors
+    /// The cloud or the store failed.
+    pub async fn status_seen(&self, clouds: &Clouds, workload: &Workload) -> Result<Status> {
+        let observed = clouds.observed(self, workload).await?;
+        let exemptions = self.store.exemptions().await?;
+        let last_run = self
+            .last_runs(Some(workload))
+            .await?
+            .remove(workload.name.as_str());
+        Ok(status(workload, &observed, &exemptions, last_run))
+    }
+
+    /// The status of each of `workloads`, in order, from what `clouds` observed at
+    /// most [`Observations::max_age`](crate::observed::Observations::max_age) ago
+    /// (one tagged observation for many workloads, one read of exemptions and runs).
+    ///
+    /// # Errors
+    /// The store failed; a workload whose cloud failed has its own error.
+    pub async fn statuses(
+        &self,
+        clouds: &Clouds,
+        workloads: &[Workload],
+    ) -> Result<Vec<Result<Status>>> {
+        let exemptions = self.store.exemptions().await?;
+        let mut last = self.last_runs(None).await?;
+        let seen = clouds.observed_all(self, workloads).await;
+        Ok(workloads
+            .iter()
+            .zip(seen)
+            .map(|(w, o)| o.map(|o| status(w, &o, &exemptions, last.remove(w.name.as_str()))))
+            .collect())
+    }
+
+    /// The last run of each workload (of `only`, when given), by workload name.
+    async fn last_runs(&self, only: Option<&Workload>) -> Result<HashMap<String, RunSummaryRow>> {
+        let mut last = HashMap::new();
+        // Newest first: the first row of a workload is its last run.
+        for row in self.store.list_runs(only.map(|w| w.name.as_str())).await? {
+            last.entry(row.workload.clone()).or_insert(row);
+        }
+        Ok(last)
+    }
+}
+
+fn status(
+    workload: &Workload,
+    observed: &Observed,
+    exemptions: &[Exemption],
+    last_run: Option<RunSummaryRow>,
+) -> Status {
+    let index = Exemptions::new(workload, exemptions, observed.at);
+    let tiers = workload
+        .tiers()
+        .iter()
+        .map(|tier| TierStatus {
+            name: tier.name.to_string(),
+            members: observed
+                .instances
+                .iter()
+                .filter(|i| membership(workload, i) == Ok(tier.name.as_str()))
+                .map(|i| Member {
+                    kept_by: index.stop_exclusion(tier, i).map(|r| r.describe()),
+                    instance: i.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    Status {
+        observed_at: observed.at,
+        tiers,
+        last_run,
     }
 }

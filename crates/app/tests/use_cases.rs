@@ -164,3 +164,113 @@ async fn a_busy_workload_is_a_conflict_and_a_cancelled_run_frees_it() {
     let e = second.cancel("run-nope").await.unwrap_err();
     assert_eq!(e.kind(), Kind::NotFound, "{e}");
 }
+
+/// The example fleet twice: the second copy tagged for a second workload.
+fn two_workloads() -> (App, Workload, Workload) {
+    let first = workload();
+    let mut second = first.clone();
+    second.name = "Second".to_string().try_into().unwrap();
+    second.workload_tag.value = "ENV009".to_string().try_into().unwrap();
+    let mut fleet = read_fleet(&repo().join("examples/seed/fleet-running.json")).unwrap();
+    let copies: Vec<_> = fleet
+        .iter()
+        .map(|i| {
+            let mut c = i.clone();
+            c.id = format!("{}-b", i.id);
+            c.tags.insert("Environment".into(), "ENV009".into());
+            c
+        })
+        .collect();
+    fleet.extend(copies);
+    let app = App::new(
+        Box::new(SqliteStore::open(&temp("observed")).unwrap()),
+        CloudSpec::SimMemory {
+            instances: fleet,
+            start: ec2_scheduler_sim::epoch(),
+            speed: Speed::Max,
+        },
+        "reader".into(),
+        Arc::default(),
+    );
+    (app, first, second)
+}
+
+fn describes(cloud: &ec2_scheduler_app::Cloud) -> usize {
+    cloud
+        .sim()
+        .unwrap()
+        .region
+        .log()
+        .iter()
+        .filter(|e| {
+            matches!(e, ec2_scheduler_sim::LogEntry::Call { action, .. } if action == "ec2:DescribeInstances")
+        })
+        .count()
+}
+
+fn members(s: &ec2_scheduler_app::status::Status) -> Vec<(String, Vec<String>)> {
+    s.tiers
+        .iter()
+        .map(|t| {
+            let mut ids: Vec<_> = t.members.iter().map(|m| m.instance.id.clone()).collect();
+            ids.sort();
+            (t.name.clone(), ids)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn reads_share_one_observation_and_the_list_observes_many_workloads_in_one_call() {
+    use ec2_scheduler_app::clouds::Clouds;
+    let (app, first, second) = two_workloads();
+    let clouds = Clouds::new(&app).with_max_age(std::time::Duration::from_secs(3600));
+    let cloud = clouds.get(&app, &first).await.unwrap();
+
+    // Both workloads in one DescribeInstances call, each with only its own members.
+    let before = describes(&cloud);
+    let both = app
+        .statuses(&clouds, &[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(describes(&cloud) - before, 1);
+    let listed: Vec<_> = both.iter().map(|s| members(s.as_ref().unwrap())).collect();
+    for (w, listed) in [&first, &second].into_iter().zip(&listed) {
+        // As a fresh observation of the workload alone sees it.
+        assert_eq!(listed, &members(&app.status(&cloud, w).await.unwrap()));
+    }
+    assert!(listed[0].iter().all(|(_, ids)| !ids.is_empty()));
+    assert!(
+        listed[1]
+            .iter()
+            .all(|(_, ids)| ids.iter().all(|id| id.ends_with("-b")))
+    );
+    assert!(
+        listed[0]
+            .iter()
+            .all(|(_, ids)| ids.iter().all(|id| !id.ends_with("-b")))
+    );
+
+    // Status reads within the age are answered from that observation.
+    let before = describes(&cloud);
+    for _ in 0..5 {
+        app.status_seen(&clouds, &first).await.unwrap();
+        app.statuses(&clouds, &[first.clone(), second.clone()])
+            .await
+            .unwrap();
+    }
+    assert_eq!(describes(&cloud), before);
+
+    // A changed definition is observed again.
+    clouds.forget(first.name.as_str()).await;
+    app.status_seen(&clouds, &first).await.unwrap();
+    assert_eq!(describes(&cloud), before + 1);
+
+    // With no age allowed, every read observes.
+    let fresh = Clouds::new(&app).with_max_age(std::time::Duration::ZERO);
+    let cloud = fresh.get(&app, &first).await.unwrap();
+    let before = describes(&cloud);
+    for _ in 0..3 {
+        fresh.observed(&app, &first).await.unwrap();
+    }
+    assert_eq!(describes(&cloud) - before, 3);
+}

@@ -891,6 +891,7 @@ impl RunStore for DynamoStore {
                     exemption_instance(i),
                     s(i, "until"),
                     s(i, "reason").unwrap_or_default(),
+                    s(i, "created_by"),
                 )
             })
             .collect())
@@ -908,6 +909,9 @@ impl RunStore for DynamoStore {
         item.insert("reason".into(), AttributeValue::S(e.reason.clone()));
         if let Some(u) = until {
             item.insert("until".into(), AttributeValue::S(u));
+        }
+        if let Some(by) = &e.created_by {
+            item.insert("created_by".into(), AttributeValue::S(by.clone()));
         }
         // One exemption per instance: the new one is written first, then the
         // instance's others are removed, so that the instance is never left without.

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeValue, Filter, InstanceStateName, SummaryStatus};
 use ec2_scheduler_core::{Instance, InstanceState};
-use ec2_scheduler_engine::ports::{ApiResult, Compute, MemberFilter, StatusCheck};
+use ec2_scheduler_engine::ports::{
+    ApiResult, Compute, MemberFilter, StatusCheck, TAGGED_VALUES_MAX,
+};
 
 use crate::{AwsCloud, api_error};
 
@@ -112,6 +114,23 @@ impl Compute for AwsCloud {
             req = req.filters(filter("vpc-id", [v.clone()]));
         }
         self.describe_pages(req).await
+    }
+
+    async fn describe_tagged(&self, key: &str, values: &[String]) -> ApiResult<Vec<Instance>> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(TAGGED_VALUES_MAX) {
+            let req = self
+                .ec2
+                .describe_instances()
+                .filters(filter(&format!("tag:{key}"), chunk.iter().cloned()))
+                .filters(filter(
+                    "instance-state-name",
+                    ["pending", "running", "stopping", "stopped"].map(String::from),
+                ))
+                .max_results(self.page_size);
+            out.extend(self.describe_pages(req).await?);
+        }
+        Ok(out)
     }
 
     async fn describe_ids(&self, ids: &[String]) -> ApiResult<Vec<Instance>> {

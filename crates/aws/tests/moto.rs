@@ -110,6 +110,19 @@ async fn describe_filters_server_side_and_pages() {
     let mut asked: Vec<String> = members.iter().take(3).cloned().collect();
     asked.push("i-0123456789abcdef0".into());
     assert_eq!(cloud.describe_ids(&asked).await.unwrap().len(), 3);
+    // By workload tag values, for reading many workloads at once: every instance
+    // carrying one of the values, whatever its tier or VPC, and no other.
+    let tagged = |values: &[&str]| {
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let cloud = &cloud;
+        async move { cloud.describe_tagged("Environment", &values).await.unwrap() }
+    };
+    assert_eq!(tagged(&["ENV001"]).await.len(), 15);
+    assert_eq!(tagged(&["ENV001", "ENV002"]).await.len(), 16);
+    let other: Vec<_> = tagged(&["ENV002"]).await;
+    assert_eq!(other.len(), 1);
+    assert_eq!(decoys[0], vec![other[0].id.clone()]);
+    assert!(tagged(&["ENV404"]).await.is_empty());
 }
 
 #[tokio::test]
@@ -400,9 +413,11 @@ async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations(
         instance_id: "i-1".into(),
         until: Some(now + TimeDelta::days(1)),
         reason: "load test".into(),
+        created_by: Some("ops-token".into()),
     };
     store.add_exemption(&e).await.unwrap();
-    assert_eq!(store.exemptions().await.unwrap().len(), 1);
+    // Who asked is kept.
+    assert_eq!(store.exemptions().await.unwrap(), vec![e.clone()]);
     // One exemption per instance: a new one replaces the old (issue 7, defect 13).
     let forever = Exemption {
         until: None,

@@ -719,7 +719,14 @@ pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = tokio::runtime::Builder::new_current_thread()
+    // The HTTP API answers on every core; everything else runs on one thread.
+    let listens = matches!(&cli.command, Command::Serve(a) if a.listen.is_some());
+    let mut runtime = if listens {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let result = runtime
         .enable_all()
         .build()
         .map_err(CliError::Runtime)
@@ -790,7 +797,9 @@ async fn run(cli: Cli) -> Result {
                     until,
                     reason,
                 } => {
-                    let e = app.exempt(&instance, until, &reason, Utc::now()).await?;
+                    let e = app
+                        .exempt(&instance, until, &reason, &caller(), Utc::now())
+                        .await?;
                     term::out(render::exempted(&e))
                 }
                 ExemptCommand::Remove { instance } => {

@@ -359,7 +359,11 @@ pub fn exemptions(list: &[Exemption], now: DateTime<Utc>) -> String {
                 format!("until {}", u.to_rfc3339())
             });
             let expired = if e.active(now) { "" } else { " (expired)" };
-            format!("{} {until}{expired}: {}\n", e.instance_id, e.reason)
+            let by = e
+                .created_by
+                .as_ref()
+                .map_or(String::new(), |b| format!(" (by {b})"));
+            format!("{} {until}{expired}: {}{by}\n", e.instance_id, e.reason)
         })
         .collect()
 }

@@ -86,7 +86,13 @@ fn issue7_1_and_13_exemptions_are_checked_before_they_are_stored() {
     assert!(o.status.success(), "{}", err(&o));
     let o = e.run(&["exempt", "list"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(out(&o), "i-0web0003 until removed: load test\n");
+    // Who asked is shown: the user and this host.
+    assert!(
+        out(&o).starts_with("i-0web0003 until removed: load test (by ")
+            && out(&o).lines().count() == 1,
+        "{}",
+        out(&o)
+    );
     let fleet = e.fleet();
     let o = e.run(&[
         "status",

@@ -19,6 +19,10 @@ pub struct Exemption {
     pub until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub reason: String,
+    /// Who asked for it (a token's name, an IAM principal, `user@host` on the
+    /// command line), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// The latest expiry an exemption may have: the end of year 9999, the last instant
@@ -190,6 +194,7 @@ mod tests {
             instance_id: id.into(),
             until: until.map(|u| u.parse().unwrap()),
             reason: String::new(),
+            created_by: None,
         };
         assert_eq!(
             e("i-0abc1234", Some("9999-12-31T23:59:59Z")).check(),
@@ -217,6 +222,7 @@ mod tests {
             instance_id: "i-1".into(),
             until: None,
             reason: "demo".into(),
+            created_by: None,
         };
         assert!(e.active(now()));
         e.until = Some("2026-11-26T12:00:00Z".parse().unwrap());

@@ -220,16 +220,19 @@ fn stored_exemptions_apply_until_they_expire() {
             instance_id: "i-1".into(),
             until: None,
             reason: "load test".into(),
+            created_by: None,
         },
         Exemption {
             instance_id: "i-2".into(),
             until: Some("2026-11-26T11:00:00Z".parse().unwrap()),
             reason: "expired".into(),
+            created_by: None,
         },
         Exemption {
             instance_id: "i-3".into(),
             until: Some("2026-11-26T13:00:00Z".parse().unwrap()),
             reason: "demo".into(),
+            created_by: None,
         },
     ];
     expect![[r#"

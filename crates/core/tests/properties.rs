@@ -171,6 +171,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                             _ => Some(now() - Duration::hours(1)),
                         },
                         reason: "test".into(),
+                        created_by: None,
                     })
                     .collect();
                 Case {

@@ -112,12 +112,20 @@ pub enum StatusCheck {
     Unknown,
 }
 
+/// The most values one [`Compute::describe_tagged`] call takes (EC2 takes 200 values
+/// in one filter).
+pub const TAGGED_VALUES_MAX: usize = 200;
+
 /// Instances: observation and state changes.
 #[async_trait]
 pub trait Compute: Send + Sync {
     /// Instances matching the filter, in any state (server-side filtering and
     /// pagination are the adapter's business).
     async fn describe(&self, filter: &MemberFilter) -> ApiResult<Vec<Instance>>;
+    /// Instances whose tag `tag_key` has one of `values`, in any state, for observing
+    /// many workloads at once: one call (and page) per [`TAGGED_VALUES_MAX`] values.
+    /// Only for reading: what a run acts on comes from [`Compute::describe`].
+    async fn describe_tagged(&self, tag_key: &str, values: &[String]) -> ApiResult<Vec<Instance>>;
     /// These instances (at most 1,000 ids); unknown ids are left out of the answer.
     async fn describe_ids(&self, ids: &[String]) -> ApiResult<Vec<Instance>>;
     /// Starts instances (at most 1,000 ids).
@@ -268,7 +276,12 @@ pub enum StoreError {
 /// (`None`: until removed) and the reason. A record whose expiry cannot be read
 /// counts as exempt until removed, with a reason that says so and how to remove it:
 /// an exemption that cannot be read cannot be ruled out.
-pub fn stored_exemption(instance_id: String, until: Option<String>, reason: String) -> Exemption {
+pub fn stored_exemption(
+    instance_id: String,
+    until: Option<String>,
+    reason: String,
+    created_by: Option<String>,
+) -> Exemption {
     match until
         .as_deref()
         .map(DateTime::parse_from_rfc3339)
@@ -278,6 +291,7 @@ pub fn stored_exemption(instance_id: String, until: Option<String>, reason: Stri
             until: until.map(|t| t.with_timezone(&Utc)),
             instance_id,
             reason,
+            created_by,
         },
         Err(_) => Exemption {
             reason: format!(
@@ -286,6 +300,7 @@ pub fn stored_exemption(instance_id: String, until: Option<String>, reason: Stri
             ),
             until: None,
             instance_id,
+            created_by,
         },
     }
 }

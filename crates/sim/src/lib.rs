@@ -21,7 +21,7 @@ use ec2_scheduler_core::{Instance, InstanceState};
 use ec2_scheduler_engine::pace::{Jitter, Limits, TokenBucket};
 use ec2_scheduler_engine::ports::{
     ApiError, ApiResult, Clock, Compute, ErrorKind, LbTarget, MemberFilter, Notification,
-    StatusCheck,
+    StatusCheck, TAGGED_VALUES_MAX,
 };
 use serde::{Deserialize, Serialize};
 
@@ -611,6 +611,22 @@ impl Compute for Region {
         Ok(s.instances
             .values()
             .filter(|i| matches(filter, &i.inst))
+            .map(|i| i.inst.clone())
+            .collect())
+    }
+
+    async fn describe_tagged(&self, key: &str, values: &[String]) -> ApiResult<Vec<Instance>> {
+        let mut s = self.st();
+        s.settle();
+        let a = "ec2:DescribeInstances";
+        // One call per chunk of values, as the AWS adapter makes them.
+        for _ in values.chunks(TAGGED_VALUES_MAX) {
+            let r = s.admit(a, &[(Bucket::Describe, 1.0)]);
+            s.call(a, &[], r)?;
+        }
+        Ok(s.instances
+            .values()
+            .filter(|i| i.inst.tags.get(key).is_some_and(|v| values.contains(v)))
             .map(|i| i.inst.clone())
             .collect())
     }

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS locks (
 CREATE TABLE IF NOT EXISTS exemptions (
     instance_id TEXT NOT NULL,
     until TEXT,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    created_by TEXT
 );
 CREATE TABLE IF NOT EXISTS overrides (
     id TEXT PRIMARY KEY,
@@ -114,6 +115,19 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        // Stores made before exemptions recorded who asked gain the column.
+        let has_by: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('exemptions') WHERE name = 'created_by'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(backend)?
+            > 0;
+        if !has_by {
+            conn.execute_batch("ALTER TABLE exemptions ADD COLUMN created_by TEXT")
+                .map_err(backend)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -286,7 +300,9 @@ impl RunStore for SqliteStore {
     async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT instance_id, until, reason FROM exemptions ORDER BY instance_id")
+                .prepare(
+                    "SELECT instance_id, until, reason, created_by FROM exemptions ORDER BY instance_id",
+                )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([], |r| {
@@ -294,13 +310,14 @@ impl RunStore for SqliteStore {
                         r.get::<_, String>(0)?,
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
                     ))
                 })
                 .map_err(backend)?;
             let mut out = Vec::new();
             for row in rows {
-                let (instance_id, until, reason) = row.map_err(backend)?;
-                out.push(stored_exemption(instance_id, until, reason));
+                let (instance_id, until, reason, by) = row.map_err(backend)?;
+                out.push(stored_exemption(instance_id, until, reason, by));
             }
             Ok(out)
         })
@@ -317,8 +334,13 @@ impl RunStore for SqliteStore {
             )
             .map_err(backend)?;
             tx.execute(
-                "INSERT INTO exemptions (instance_id, until, reason) VALUES (?1, ?2, ?3)",
-                params![e.instance_id, e.until.map(|u| u.to_rfc3339()), e.reason],
+                "INSERT INTO exemptions (instance_id, until, reason, created_by) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    e.instance_id,
+                    e.until.map(|u| u.to_rfc3339()),
+                    e.reason,
+                    e.created_by
+                ],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)
@@ -654,7 +676,7 @@ mod tests {
         // Records as an older version, or another tool, may have written them.
         s.with(|c| {
             c.execute_batch(
-                "INSERT INTO exemptions VALUES ('i-0web0003', '+10000-01-01T00:00:00+00:00', 'x');
+                "INSERT INTO exemptions (instance_id, until, reason) VALUES ('i-0web0003', '+10000-01-01T00:00:00+00:00', 'x');
                  INSERT INTO runs VALUES ('r1', 'W', 'stop', 'succeeded', 'not a time', NULL, '{}');",
             )
             .map_err(backend)
@@ -683,6 +705,7 @@ mod tests {
             instance_id: id.into(),
             until: None,
             reason: reason.into(),
+            created_by: None,
         };
         assert!(pollster::block_on(s.add_exemption(&e("i-1';--", "x"))).is_err());
         pollster::block_on(s.add_exemption(&e("i-1", "first"))).unwrap();
@@ -694,12 +717,45 @@ mod tests {
     }
 
     #[test]
+    fn a_store_made_before_exemptions_recorded_who_asked_opens_and_keeps_them() {
+        let dir = std::env::temp_dir().join(format!("ec2s-store-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE exemptions (instance_id TEXT NOT NULL, until TEXT, reason TEXT NOT NULL);
+             INSERT INTO exemptions VALUES ('i-1', NULL, 'kept');",
+        )
+        .unwrap();
+        drop(old);
+        for _ in 0..2 {
+            // Opened twice: the column is added once.
+            let s = SqliteStore::open(&path).unwrap();
+            let list = pollster::block_on(s.exemptions()).unwrap();
+            assert_eq!(list[0].reason, "kept");
+            assert_eq!(list[0].created_by, None);
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let e = Exemption {
+            instance_id: "i-2".into(),
+            until: None,
+            reason: "new".into(),
+            created_by: Some("alice".into()),
+        };
+        pollster::block_on(s.add_exemption(&e)).unwrap();
+        assert_eq!(pollster::block_on(s.exemptions()).unwrap()[1], e);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn exemptions_and_parked_registrations_round_trip() {
         let s = SqliteStore::in_memory().unwrap();
         let e = Exemption {
             instance_id: "i-1".into(),
             until: Some(t(0) + TimeDelta::days(1)),
             reason: "load test".into(),
+            created_by: Some("ops-token".into()),
         };
         pollster::block_on(s.add_exemption(&e)).unwrap();
         assert_eq!(pollster::block_on(s.exemptions()).unwrap(), vec![e]);

@@ -188,6 +188,7 @@ fn every_exemption_path_keeps_its_instance_running() {
         instance_id: web[1].clone(),
         until: None,
         reason: "load test".into(),
+        created_by: None,
     }))
     .unwrap();
     h.region.set_ssm(&app[0], SsmOutcome::Present);
