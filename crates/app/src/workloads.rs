@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{Format, Loaded, Source};
 use ec2_scheduler_core::plan::{Plan, PlanRequest, ScaleIn};
-use ec2_scheduler_core::{Action, Exemption, Workload, plan};
+use ec2_scheduler_core::{Action, Exemption, Workload, exemption, plan};
 
 use crate::env::App;
 use crate::error::{Error, Result};
@@ -92,22 +92,55 @@ pub fn preview(p: &Preview<'_>) -> Result<Plan> {
     })?)
 }
 
+/// One entry of an exemptions file: the stored form, with `until` in any of the
+/// forms `exempt add --until` takes; a misspelt key is an error, never ignored (an
+/// ignored `until` would make the exemption permanent).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExemptionEntry {
+    instance_id: String,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    created_by: Option<String>,
+}
+
 /// Reads a JSON list of exemptions, each checked.
 fn read_exemptions(path: &Path) -> Result<Vec<Exemption>> {
     let text = read_text(path, MAX_DATA_BYTES)?;
-    let list: Vec<Exemption> = serde_json::from_str(&text).map_err(|e| {
+    let list: Vec<ExemptionEntry> = serde_json::from_str(&text).map_err(|e| {
         Error::Invalid(format!(
-            "{}:{}:{}: invalid exemptions (expected a JSON list of {{instance_id, until?, reason}}): {e}",
+            "{}:{}:{}: invalid exemptions (expected a JSON list of {{instance_id, until?, reason?}}): {e}",
             path.display(),
             e.line(),
             e.column()
         ))
     })?;
-    for (i, e) in list.iter().enumerate() {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, e) in list.into_iter().enumerate() {
+        let until = match e.until {
+            None => None,
+            Some(u) => Some(exemption::parse_until(&u).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: [{i}].until: expected {}, found {u:?}",
+                    path.display(),
+                    exemption::UNTIL_FORMS
+                ))
+            })?),
+        };
+        let e = Exemption {
+            instance_id: e.instance_id,
+            until,
+            reason: e.reason,
+            created_by: e.created_by,
+        };
         e.check()
             .map_err(|x| Error::Invalid(format!("{}: [{i}]: {x}", path.display())))?;
+        out.push(e);
     }
-    Ok(list)
+    Ok(out)
 }
 
 /// A workload loaded into the store, and the tiers the store no longer holds.
@@ -232,5 +265,67 @@ impl App {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, text: &str) -> Result<Vec<Exemption>> {
+        let dir = std::env::temp_dir().join(format!("ec2s-exemptions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        read_exemptions(&path)
+    }
+
+    #[test]
+    fn an_exemptions_file_takes_the_expiry_forms_of_exempt_add_and_no_unknown_key() {
+        let until = |text: &str| {
+            read(
+                "ok.json",
+                &format!(r#"[{{"instance_id": "i-0web0000", "until": {text:?}}}]"#),
+            )
+            .unwrap()[0]
+                .until
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(until("2026-12-01"), "2026-12-02T00:00:00+00:00");
+        assert_eq!(
+            until("2026-12-01T08:00:00+01:00"),
+            "2026-12-01T07:00:00+00:00"
+        );
+        assert_eq!(until("2026-12-01T08:00:00Z"), "2026-12-01T08:00:00+00:00");
+        // A misspelt key would otherwise leave the exemption permanent.
+        let e = read(
+            "typo.json",
+            r#"[{"instance_id": "i-0web0000", "untl": "2026-12-01"}]"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("typo.json:1:") && e.contains("unknown field `untl`"),
+            "{e}"
+        );
+        let e = read(
+            "bad.json",
+            r#"[{"instance_id": "i-0web0000", "until": "tomorrow"}]"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bad.json: [0].until: expected an RFC 3339 time")
+                && e.contains("\"tomorrow\""),
+            "{e}"
+        );
+        // Without an expiry: until removed.
+        let list = read(
+            "none.json",
+            r#"[{"instance_id": "i-0web0000", "reason": "x"}]"#,
+        )
+        .unwrap();
+        assert_eq!(list[0].until, None);
     }
 }

@@ -701,20 +701,19 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
 /// Reads `--until`: an RFC 3339 time, or a date meaning through that day (UTC); no
 /// later than the end of year 9999, the last instant every store can write.
 pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
-    let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        t.with_timezone(&Utc)
-    } else {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .ok()
-            .and_then(ec2_scheduler_core::exemption::through_day)
-            .ok_or_else(|| format!("expected an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01), found {s:?}"))?
-    };
-    if t > ec2_scheduler_core::exemption::latest_until() {
-        return Err(format!(
-            "{s:?} is too far ahead: the latest expiry is 9999-12-31T23:59:59Z (or leave --until out: until removed)"
-        ));
-    }
-    Ok(t)
+    use ec2_scheduler_core::exemption::{UNTIL_FORMS, latest_until, parse_until};
+    parse_until(s).ok_or_else(|| {
+        let well_formed = DateTime::parse_from_rfc3339(s.trim()).is_ok()
+            || NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").is_ok();
+        if well_formed {
+            format!(
+                "{s:?} is too far ahead: the latest expiry is {} (or leave --until out: until removed)",
+                latest_until().format("%Y-%m-%dT%H:%M:%SZ")
+            )
+        } else {
+            format!("expected {UNTIL_FORMS}, found {s:?}")
+        }
+    })
 }
 
 pub fn main() -> ExitCode {

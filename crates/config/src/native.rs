@@ -625,9 +625,12 @@ fn decode_profiles(cx: &mut Cx, v: &Value, path: &str) -> Option<BTreeMap<Name, 
                     None
                 }
             });
-            Profile::new(instance_type?, fleet_subset?)
-                .map_err(|e| cx.error(&p, e.to_string()))
-                .ok()
+            Some(
+                Profile::new(instance_type?, fleet_subset?).unwrap_or_else(|_| {
+                    cx.warn(&p, "sets neither an instance type nor a fleet subset: read as no scaling (every member starts, at its current type)");
+                    Profile::unscaled()
+                }),
+            )
         })();
         match (Name::new(pname.clone()), profile) {
             (Ok(n), Some(prof)) => {

@@ -577,9 +577,10 @@ fn decode_profile(cx: &mut Cx, v: &Value, path: &str) -> Option<Profile> {
     if cx.error_count() > before {
         return None;
     }
-    Profile::new(instance_type, fleet_subset)
-        .map_err(|e| cx.error(path, e.to_string()))
-        .ok()
+    Some(Profile::new(instance_type, fleet_subset).unwrap_or_else(|_| {
+        cx.warn(path, "sets neither an instance type nor a fleet subset: read as no scaling (every member starts, at its current type)");
+        Profile::unscaled()
+    }))
 }
 
 /// A fleet subset as a string (`"50%"`, `"2"`) or a number.

@@ -213,6 +213,41 @@ fn typed_dynamodb_items_with_numbers_and_booleans_read_like_plain_ones() {
 }
 
 #[test]
+fn an_empty_profile_is_read_as_no_scaling_with_a_warning_and_survives_export() {
+    let items = r#"
+    [{"SpecName": "W", "WorkloadRegion": "eu-west-1", "WorkloadFilterTagName": "Env",
+      "WorkloadFilterTagValue": "dev", "TierFilterTagName": "Role"},
+     {"SpecName": "W", "TierTagValue": "web", "TierStart": {"TierSequence": 0},
+      "TierScaling": {"dev": {}, "big": "m5.large"}}]"#;
+    let loaded = load_one("items.json", items).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "items.json: warning: [1] TierSpecification[W/web].TierScaling.dev: sets neither an instance type nor a fleet subset: read as no scaling (every member starts, at its current type)"
+        ]
+    );
+    let w = &loaded.workloads[0];
+    let dev = w.tiers()[0]
+        .profiles
+        .iter()
+        .find(|(n, _)| n.as_str() == "dev")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(dev, ec2_scheduler_core::model::Profile::unscaled());
+    // Exported and read again, in either format, it is the same workload.
+    for format in [
+        ec2_scheduler_config::Format::Yaml,
+        ec2_scheduler_config::Format::SeedJson,
+    ] {
+        let text = ec2_scheduler_config::export(&loaded.workloads, format);
+        let again = load_one("again", &text).unwrap();
+        assert_eq!(again.workloads, loaded.workloads, "{text}");
+    }
+}
+
+#[test]
 fn items_may_be_spread_over_files_and_in_batch_write_form() {
     let w = r#"{"WorkloadSpecification": [{"PutRequest": {"Item": {
         "SpecName": {"S": "W"}, "WorkloadRegion": {"S": "r"}, "WorkloadFilterTagName": {"S": "Env"},
@@ -331,7 +366,7 @@ fn every_error_of_a_seed_file_is_reported_with_its_path() {
         items.json: error: [2] TierSpecification[X/web].TierScaling.a.FleetSubset: invalid fleet subset "150%": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
         items.json: error: [2] TierSpecification[X/web].TierScaling.b.FleetSubset: invalid fleet subset "-1": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
         items.json: error: [2] TierSpecification[X/web].TierScaling.c.FleetSubset: invalid fleet subset "abc": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
-        items.json: error: [2] TierSpecification[X/web].TierScaling.d: a profile must set an instance type, a fleet subset, or both
+        items.json: warning: [2] TierSpecification[X/web].TierScaling.d: sets neither an instance type nor a fleet subset: read as no scaling (every member starts, at its current type)
         items.json: error: [3] TierSpecification[X/cache].TierStop.TierStopOverrideOperatingSystem: unknown operating system "Solaris": expected Linux or Windows
         items.json: error: [5] TierSpecification[X/db]: duplicate tier "db" of workload "X" (first defined at items.json: [4] TierSpecification[X/db])
         items.json: error: [6] TierSpecification[Y/db]: the tier's SpecName "Y" names no WorkloadSpecification item in the files given
@@ -370,7 +405,7 @@ workloads:
         w.yaml: error: workloads[0].tiers[0].profiles.big.fleet_subset: invalid fleet subset "150%": expected a percentage from 0% to 100% (e.g. "50%") or a whole number of instances from 0 to 1000000 (e.g. "2")
         w.yaml: error: workloads[0].tiers[0].profiles.odd.fleet_subset: expected a percentage ("50%") or a count of instances (2), found number -1
         w.yaml: error: workloads[0].tiers[0].profiles.typo.instance_typ: unknown field `instance_typ`, expected one of: instance_type, fleet_subset
-        w.yaml: error: workloads[0].tiers[0].profiles.typo: a profile must set an instance type, a fleet subset, or both
+        w.yaml: warning: workloads[0].tiers[0].profiles.typo: sets neither an instance type nor a fleet subset: read as no scaling (every member starts, at its current type)
         w.yaml: error: workloads[0].tiers[2].name: must not be empty (an empty tag key or value would match every instance)
     "#]]
     .assert_eq(&errors(text, "w.yaml"));

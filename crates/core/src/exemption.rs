@@ -120,6 +120,22 @@ pub enum TagExemption {
     Unparsable,
 }
 
+/// The forms an exemption's expiry takes everywhere (the tag, `exempt add --until`,
+/// exemption files).
+pub const UNTIL_FORMS: &str = "an RFC 3339 time (2026-12-01T08:00:00Z, or with an offset) or a date (2026-12-01, through that day, UTC)";
+
+/// An expiry in one of [`UNTIL_FORMS`]: an RFC 3339 time, or a date meaning through
+/// that day (UTC). `None` when it is neither, or later than [`latest_until`].
+pub fn parse_until(value: &str) -> Option<DateTime<Utc>> {
+    let v = value.trim();
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        t.with_timezone(&Utc)
+    } else {
+        through_day(NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()?)?
+    };
+    (t <= latest_until()).then_some(t)
+}
+
 /// Reads an exemption tag value.
 ///
 /// Accepted: empty or `true` (exempt until the tag is removed), `false` (not exempt),
@@ -134,14 +150,7 @@ pub fn read_tag(value: &str, now: DateTime<Utc>) -> TagExemption {
     if v.eq_ignore_ascii_case("false") {
         return TagExemption::NotExempt;
     }
-    let until = if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        t.with_timezone(&Utc)
-    } else if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        match through_day(d) {
-            Some(end) => end,
-            None => return TagExemption::Unparsable,
-        }
-    } else {
+    let Some(until) = parse_until(v) else {
         return TagExemption::Unparsable;
     };
     if until > now {

@@ -465,6 +465,16 @@ impl Profile {
             fleet_subset,
         })
     }
+
+    /// A profile that changes nothing: every member starts at its current type. The
+    /// original tool read an empty profile (`"dev": {}`) so; readers accept one with
+    /// a warning.
+    pub fn unscaled() -> Self {
+        Profile {
+            instance_type: None,
+            fleet_subset: None,
+        }
+    }
 }
 
 /// How many instances of a tier should run: a share or an absolute count.

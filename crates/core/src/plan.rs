@@ -747,10 +747,20 @@ fn plan_start(
         return;
     }
 
-    let down_slots: Vec<Slot> = down.iter().map(slot).collect();
-    let chosen: HashSet<&str> = choose_to_start(&up_slots, &down_slots, target - up.len())
-        .into_iter()
-        .collect();
+    // Stopped instances first: one still stopping must finish (and may be stuck)
+    // before it can start; it is taken only when the stopped ones are too few.
+    let need = target - up.len();
+    let (stopped, stopping): (Vec<&Instance>, Vec<&Instance>) =
+        down.iter().partition(|m| m.state == InstanceState::Stopped);
+    let stopped: Vec<Slot> = stopped.iter().map(slot).collect();
+    let stopping: Vec<Slot> = stopping.iter().map(slot).collect();
+    let mut picked = choose_to_start(&up_slots, &stopped, need);
+    if picked.len() < need {
+        let mut running = up_slots.clone();
+        running.extend(stopped.iter().filter(|s| picked.contains(&s.id)));
+        picked.extend(choose_to_start(&running, &stopping, need - picked.len()));
+    }
+    let chosen: HashSet<&str> = picked.into_iter().collect();
     let to_start: Vec<&Instance> = down
         .iter()
         .copied()

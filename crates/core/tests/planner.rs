@@ -381,6 +381,33 @@ fn fleet_subset_percentage_spreads_over_zones() {
 }
 
 #[test]
+fn a_subset_starts_stopped_instances_before_ones_still_stopping() {
+    let w = workload()
+        .tier(tier("web").start(0).stop(0).profile("two", "", "2"))
+        .build();
+    // i-1 and i-2 would come first by id and zone, but are still stopping.
+    let f = web_fleet(&[
+        ("i-1", "a", Stopping),
+        ("i-2", "b", Stopping),
+        ("i-3", "a", Stopped),
+        ("i-4", "a", Stopped),
+    ]);
+    expect![[r#"
+        stage 0: web
+          web members=4 up=0 down=4 target=2
+            start i-3 i-4
+            register i-3 i-4
+    "#]]
+    .assert_eq(&ask(&w, &f, Action::Start).profile("two").render());
+    // Too few stopped: the rest come from those stopping, spread over zones.
+    let w = workload()
+        .tier(tier("web").start(0).stop(0).profile("three", "", "3"))
+        .build();
+    let p = ask(&w, &f, Action::Start).profile("three").render();
+    assert!(p.contains("start i-2 i-3 i-4"), "{p}");
+}
+
+#[test]
 fn fleet_subset_count_is_capped_and_a_small_percentage_is_at_least_one() {
     let w = workload()
         .tier(tier("web").start(0).profile("p", "", "5"))

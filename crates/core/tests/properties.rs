@@ -318,6 +318,11 @@ proptest! {
             let down: Vec<&&Instance> = members.iter().filter(|i| i.state.is_down()).collect();
             let started: HashSet<&str> = tp.steps.iter().filter(|s| matches!(s, Step::Start { .. })).flat_map(Step::instances).collect();
             prop_assert_eq!(started.len(), target.saturating_sub(up).min(down.len()));
+            // Instances still stopping are started only when every stopped one is.
+            if down.iter().any(|d| d.state == InstanceState::Stopping && started.contains(d.id.as_str())) {
+                prop_assert!(down.iter().filter(|d| d.state == InstanceState::Stopped).all(|d| started.contains(d.id.as_str())),
+                    "a stopping instance was started while a stopped one was left");
+            }
             if up == 0 {
                 // Zone balance: a zone may exceed another by more than one only if
                 // the other has no stopped instance left.
@@ -326,7 +331,7 @@ proptest! {
                 for d in &down {
                     if started.contains(d.id.as_str()) {
                         *chosen.entry(d.az.as_str()).or_default() += 1;
-                    } else {
+                    } else if d.state == InstanceState::Stopped {
                         *left.entry(d.az.as_str()).or_default() += 1;
                     }
                     chosen.entry(d.az.as_str()).or_default();
