@@ -269,6 +269,9 @@ impl RunStore for Checkpointed<'_> {
         self.flush()?;
         self.inner.save_run(run).await
     }
+    async fn record_last_action(&self, run: &Run) -> StoreResult<()> {
+        self.inner.record_last_action(run).await
+    }
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
         self.inner.load_run(id).await
     }

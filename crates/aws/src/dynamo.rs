@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{seed_items, workload_from_items};
 use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::overrides::Override;
-use ec2_scheduler_core::{Exemption, Workload};
+use ec2_scheduler_core::{Action, Exemption, Workload};
 use ec2_scheduler_engine::ports::{
     AccessStore, ConfigStore, EventRecord, LbTarget, Lock, LockOutcome, RunStore, RunSummaryRow,
     ScheduleStore, StoreError, StoreResult, stored_exemption,
@@ -54,6 +54,9 @@ pub struct Tables {
     pub workloads: String,
     pub tiers: String,
     pub state: String,
+    /// The original tool's `WorkloadState` table (key `Workload`), written when it
+    /// exists.
+    pub workload_state: String,
 }
 
 impl Default for Tables {
@@ -62,6 +65,7 @@ impl Default for Tables {
             workloads: "WorkloadSpecification".into(),
             tiers: "TierSpecification".into(),
             state: "Ec2SchedulerState".into(),
+            workload_state: "WorkloadState".into(),
         }
     }
 }
@@ -668,6 +672,47 @@ impl ScheduleStore for DynamoStore {
 
 #[async_trait]
 impl RunStore for DynamoStore {
+    /// As the original tool did after each run: `LastActionTime` (UTC,
+    /// `YYYY-MM-DD HH:MM:SS`), `LastActionType` (`Start` or `Stop`) and, for a start
+    /// with a profile, `Profile`. Nothing when the table does not exist.
+    async fn record_last_action(&self, run: &Run) -> StoreResult<()> {
+        let at = run.finished.unwrap_or(run.started);
+        let mut set = "SET LastActionTime = :t, LastActionType = :a".to_string();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.tables.workload_state)
+            .key("Workload", AttributeValue::S(run.workload.clone()))
+            .expression_attribute_values(
+                ":t",
+                AttributeValue::S(at.format("%Y-%m-%d %H:%M:%S").to_string()),
+            )
+            .expression_attribute_values(
+                ":a",
+                AttributeValue::S(
+                    match run.action {
+                        Action::Start => "Start",
+                        Action::Stop => "Stop",
+                    }
+                    .into(),
+                ),
+            );
+        if let (Action::Start, Some(p)) = (run.action, &run.profile) {
+            set.push_str(", Profile = :p");
+            req = req.expression_attribute_values(":p", AttributeValue::S(p.clone()));
+        }
+        match req.update_expression(set).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend("UpdateItem", err_text(&e))),
+        }
+    }
+
     async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome> {
         let mut item = key(&format!("LOCK#{}", lock.workload), "LOCK");
         item.insert("owner".into(), AttributeValue::S(lock.owner.clone()));

@@ -476,6 +476,10 @@ struct StoreArg {
     /// Table of runs, locks and exemptions (DynamoDB store; created if missing).
     #[arg(long, global = true, default_value = "Ec2SchedulerState")]
     state_table: String,
+    /// The original tool's table of each workload's last action, updated after each
+    /// successful run when it exists (DynamoDB store; never created).
+    #[arg(long, global = true, default_value = "WorkloadState")]
+    workload_state_table: String,
     /// Endpoint for every AWS service (e.g. a local emulator); AWS_ENDPOINT_URL works
     /// too.
     #[arg(long, global = true)]
@@ -492,6 +496,7 @@ impl StoreArg {
                 workloads: self.workload_table.clone(),
                 tiers: self.tier_table.clone(),
                 state: self.state_table.clone(),
+                workload_state: self.workload_state_table.clone(),
             },
         }
     }

@@ -139,6 +139,9 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
         .collect();
     assert_eq!(members.len(), 300);
 
+    // The original's WorkloadState table, which its users' scripts read.
+    rt.block_on(ec2_scheduler_testkit::create_workload_state_table(&conf));
+
     // Stop, as the original: -w -r -a Stop; with moto counting what it receives.
     moto.record();
     let stop: Value = serde_json::from_str(&ok(&cli(
@@ -181,6 +184,17 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
         classic.is_empty() && group.is_empty(),
         "still registered: {classic:?} {group:?}"
     );
+    let state = rt.block_on(ec2_scheduler_testkit::workload_state(
+        &conf,
+        "ExampleTestCase",
+    ));
+    assert_eq!(state["LastActionType"], "Stop", "{state:?}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(&state["LastActionTime"], "%Y-%m-%d %H:%M:%S")
+            .is_ok(),
+        "{state:?}"
+    );
+    assert!(!state.contains_key("Profile"), "{state:?}");
     let history = ok(&cli(
         &moto,
         &["runs", "show", stop["run"].as_str().unwrap(), "-r", REGION],
@@ -237,6 +251,15 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
     web.sort();
     app.sort();
     assert_eq!((classic, group), (web, app), "registrations not restored");
+    let state = rt.block_on(ec2_scheduler_testkit::workload_state(
+        &conf,
+        "ExampleTestCase",
+    ));
+    assert_eq!(
+        (state["LastActionType"].as_str(), state["Profile"].as_str()),
+        ("Start", "profileD"),
+        "{state:?}"
+    );
     let history = ok(&cli(
         &moto,
         &["runs", "show", start["run"].as_str().unwrap(), "-r", REGION],

@@ -377,6 +377,12 @@ pub trait RunStore: Send + Sync {
     async fn release(&self, workload: &str, owner: &str) -> StoreResult<()>;
     /// Saves a run (a checkpoint).
     async fn save_run(&self, run: &Run) -> StoreResult<()>;
+    /// Records a run that succeeded as the workload's last action, where the store
+    /// keeps one for other readers (the original tool's `WorkloadState` table); most
+    /// keep nothing more than the run itself.
+    async fn record_last_action(&self, _run: &Run) -> StoreResult<()> {
+        Ok(())
+    }
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>>;
     /// The latest unfinished run of a workload, if any.
     async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>>;

@@ -222,6 +222,50 @@ pub async fn create_seed_tables(conf: &SdkConfig) {
         .unwrap();
 }
 
+/// The original's `WorkloadState` table (key `Workload`), created empty.
+pub async fn create_workload_state_table(conf: &SdkConfig) {
+    aws_sdk_dynamodb::Client::new(conf)
+        .create_table()
+        .table_name("WorkloadState")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("Workload")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("Workload")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The string attributes of a workload's `WorkloadState` item.
+pub async fn workload_state(conf: &SdkConfig, workload: &str) -> BTreeMap<String, String> {
+    let item = aws_sdk_dynamodb::Client::new(conf)
+        .get_item()
+        .table_name("WorkloadState")
+        .key(
+            "Workload",
+            aws_sdk_dynamodb::types::AttributeValue::S(workload.into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    item.into_iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k, s.clone())))
+        .collect()
+}
+
 /// Writes the original README's example items (trailing commas removed) with the SDK.
 /// `VPC_ID` is a placeholder there ("vpc-xyz") and becomes `vpc`.
 pub async fn put_seed_items(conf: &SdkConfig, vpc: &str) {

@@ -120,6 +120,19 @@ impl Executor<'_> {
             .store
             .release(&run.workload, &self.settings.owner)
             .await?;
+        if status == RunStatus::Succeeded
+            && let Err(e) = self.ports.store.record_last_action(run).await
+        {
+            // The run did what it was asked; only the record for other readers failed.
+            let what = format!("the workload's last action was not recorded: {e}");
+            tracing::warn!("{what}");
+            run.history.push(crate::run::Entry {
+                at: now,
+                tier: None,
+                what,
+                event: None,
+            });
+        }
         let event = Event::run_finished(run);
         self.notify(run, event).await;
         self.save(run).await?;
