@@ -38,6 +38,16 @@ fn json_reply(status: StatusCode, v: impl serde::Serialize) -> Reply {
     Ok((status, Json(body)).into_response())
 }
 
+/// A JSON answer already encoded (a kept read).
+fn json_bytes(body: axum::body::Bytes) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 /// The ETag of a stored workload: a hash of its canonical document.
 pub(crate) fn etag(w: &Workload) -> String {
     let text = ec2_scheduler_config::export(std::slice::from_ref(w), Format::Yaml);
@@ -108,27 +118,33 @@ fn tier_counts(status: &ec2_scheduler_app::status::Status) -> Vec<Value> {
     responses((status = 200, description = "Every stored workload with its tiers' instance counts, as observed at most a second ago (`observed_at`)", body = Vec<Object>),
         (status = 401, description = "No valid token", body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn list_workloads(S(state): S<State>, _auth: Auth) -> Reply {
-    let workloads = state.app.stored_workloads().await?;
-    let statuses = state.app.statuses(&state.clouds, &workloads).await?;
-    let mut out = Vec::with_capacity(workloads.len());
-    for (w, status) in workloads.iter().zip(statuses) {
-        let mut item = json!({
-            "name": w.name.as_str(),
-            "region": w.region.as_str(),
-            "schedules": w.schedules.len(),
-            "enforce": w.enforce,
-        });
-        match status {
-            Ok(s) => {
-                item["observed_at"] = json!(s.observed_at);
-                item["tiers"] = Value::Array(tier_counts(&s));
-                item["last_run"] = serde_json::to_value(&s.last_run).unwrap_or(Value::Null);
+    let body = state
+        .reads
+        .get("list", || async {
+            let workloads = state.app.stored_workloads().await?;
+            let statuses = state.app.statuses(&state.clouds, &workloads).await?;
+            let mut out = Vec::with_capacity(workloads.len());
+            for (w, status) in workloads.iter().zip(statuses) {
+                let mut item = json!({
+                    "name": w.name.as_str(),
+                    "region": w.region.as_str(),
+                    "schedules": w.schedules.len(),
+                    "enforce": w.enforce,
+                });
+                match status {
+                    Ok(s) => {
+                        item["observed_at"] = json!(s.observed_at);
+                        item["tiers"] = Value::Array(tier_counts(&s));
+                        item["last_run"] = serde_json::to_value(&s.last_run).unwrap_or(Value::Null);
+                    }
+                    Err(e) => item["error"] = Value::String(e.to_string()),
+                }
+                out.push(item);
             }
-            Err(e) => item["error"] = Value::String(e.to_string()),
-        }
-        out.push(item);
-    }
-    json_reply(StatusCode::OK, out)
+            Ok(Value::Array(out))
+        })
+        .await?;
+    Ok(json_bytes(body))
 }
 
 #[utoipa::path(get, path = "/v1/workloads/{workload}", tag = "workloads",
@@ -256,36 +272,40 @@ pub async fn delete_workload(
     responses((status = 200, description = "Tiers and instances as the cloud showed them at most a second ago (`observed_at`), exemptions, the last run, the schedules' wish and next events", body = Object),
         (status = 404, description = "No such workload", body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn workload_status(S(state): S<State>, _auth: Auth, Path(name): Path<String>) -> Reply {
-    let w = workload(&state, &name).await?;
-    let status = state.app.status_seen(&state.clouds, &w).await?;
-    let now = state.clouds.now();
-    let overrides = state
-        .app
-        .overrides(Some(w.name.as_str()), false, now)
+    let key = format!("status:{name}");
+    let body = state
+        .reads
+        .get(&key, || async {
+            let w = workload(&state, &name).await?;
+            let status = state.app.status_seen(&state.clouds, &w).await?;
+            let now = state.clouds.now();
+            let overrides = state
+                .app
+                .overrides(Some(w.name.as_str()), false, now)
+                .await?;
+            let (wish, next) = if w.schedules.is_empty() {
+                (Value::Null, Value::Array(Vec::new()))
+            } else {
+                (
+                    serde_json::to_value(schedules::state(&w.schedules, &overrides, now))
+                        .unwrap_or(Value::Null),
+                    serde_json::to_value(schedules::next(&w.schedules, &overrides, now, 4)?)
+                        .unwrap_or(Value::Null),
+                )
+            };
+            Ok(json!({
+                "workload": w.name.as_str(),
+                "at": now,
+                "observed_at": status.observed_at,
+                "counts": tier_counts(&status),
+                "tiers": status.tiers,
+                "last_run": status.last_run,
+                "schedule": {"now": wish, "next": next},
+                "overrides": overrides,
+            }))
+        })
         .await?;
-    let (wish, next) = if w.schedules.is_empty() {
-        (Value::Null, Value::Array(Vec::new()))
-    } else {
-        (
-            serde_json::to_value(schedules::state(&w.schedules, &overrides, now))
-                .unwrap_or(Value::Null),
-            serde_json::to_value(schedules::next(&w.schedules, &overrides, now, 4)?)
-                .unwrap_or(Value::Null),
-        )
-    };
-    json_reply(
-        StatusCode::OK,
-        json!({
-            "workload": w.name.as_str(),
-            "at": now,
-            "observed_at": status.observed_at,
-            "counts": tier_counts(&status),
-            "tiers": status.tiers,
-            "last_run": status.last_run,
-            "schedule": {"now": wish, "next": next},
-            "overrides": overrides,
-        }),
-    )
+    Ok(json_bytes(body))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,6 +10,7 @@ mod handlers;
 mod legacy;
 pub mod metrics;
 pub mod problem;
+mod reads;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,17 +165,20 @@ pub struct State {
     begin_lock: Arc<tokio::sync::Mutex<()>>,
     /// Roles of IAM principals, for requests that carry an [`IamCaller`].
     pub principals: Arc<Principals>,
+    /// Answers of the busiest reads, kept for a second.
+    pub(crate) reads: Arc<reads::Reads>,
 }
 
 impl State {
     pub fn new(app: Arc<App>, clouds: Arc<Clouds>, driver: Arc<dyn Driver>) -> State {
         State {
             app,
-            clouds,
             driver,
             metrics: Arc::default(),
             begin_lock: Arc::default(),
             principals: Arc::default(),
+            reads: Arc::new(reads::Reads::new(clouds.max_age())),
+            clouds,
         }
     }
 }
@@ -497,6 +501,10 @@ async fn observe(
     let mut response = as_problem(next.run(req).await).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
+    if !matches!(method, Method::GET | Method::HEAD) && response.status().is_success() {
+        // Something changed: the next read makes its answer afresh.
+        state.reads.clear();
+    }
     state.metrics.observe(&method, &route, status, latency);
     let caller = slot
         .0

@@ -625,3 +625,79 @@ async fn an_iam_caller_gets_the_role_the_principals_table_gives() {
         ]
     );
 }
+
+#[tokio::test]
+async fn busy_reads_are_answered_once_a_second_and_a_change_is_read_at_once() {
+    let mut api = Api::new().await;
+    // A process that keeps observations and answers for an hour: nothing expires
+    // during the test.
+    let clouds = Arc::new(Clouds::new(&api.app).with_max_age(std::time::Duration::from_secs(3600)));
+    let driver = Arc::new(Spawn {
+        app: api.app.clone(),
+        clouds: clouds.clone(),
+    });
+    api.router = app_router(State::new(api.app.clone(), clouds.clone(), driver));
+    let w = api.app.stored_workload("ExampleTestCase").await.unwrap();
+    let cloud = clouds.get(&api.app, &w).await.unwrap();
+    let describes = || {
+        cloud
+            .sim()
+            .unwrap()
+            .region
+            .log()
+            .iter()
+            .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { action, .. } if action == "ec2:DescribeInstances"))
+            .count()
+    };
+    let viewer = api.token(Role::Viewer).to_string();
+    let status = "/v1/workloads/ExampleTestCase/status";
+    let exempt = |v: &Value| -> u64 {
+        v["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["exempt"].as_u64().unwrap())
+            .sum()
+    };
+    let before = describes();
+    let (_, _, first) = api.call("GET", status, Some(&viewer), None).await;
+    let (_, _, list) = api.call("GET", "/v1/workloads", Some(&viewer), None).await;
+    for _ in 0..5 {
+        let (s, _, again) = api.call("GET", status, Some(&viewer), None).await;
+        assert_eq!((s, &again), (StatusCode::OK, &first));
+        let (_, _, l) = api.call("GET", "/v1/workloads", Some(&viewer), None).await;
+        assert_eq!(l, list);
+    }
+    // One observation, made for the status, serves the list too; the rest are kept
+    // answers.
+    assert_eq!(describes() - before, 1);
+    assert_eq!(exempt(&first), 0);
+    // A change made elsewhere (another process sharing the store) shows once the
+    // kept answer expires: not yet.
+    api.app
+        .exempt("i-0web0001", None, "elsewhere", "cli", chrono::Utc::now())
+        .await
+        .unwrap();
+    let (_, _, kept) = api.call("GET", status, Some(&viewer), None).await;
+    assert_eq!(kept, first);
+    // A change through the API is read at once (both show).
+    let op = api.token(Role::Operator).to_string();
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/exemptions",
+            Some(&op),
+            Some(r#"{"instance":"i-0web0000","reason":"debugging"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, _, after) = api.call("GET", status, Some(&viewer), None).await;
+    assert_eq!(exempt(&after), 2, "{after}");
+    // A name that does not exist is answered (404) every time, and kept nowhere.
+    for _ in 0..2 {
+        let (s, _, _) = api
+            .call("GET", "/v1/workloads/Nope/status", Some(&viewer), None)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+}
