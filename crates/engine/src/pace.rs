@@ -65,10 +65,33 @@ impl Default for Limits {
     }
 }
 
-/// A token bucket, full at creation.
+/// On a throttle, the rate falls to this share of the rate that was refused.
+const DECREASE: f64 = 0.7;
+/// Each call that goes through raises the rate by this share of the published rate.
+const INCREASE: f64 = 0.05;
+/// After a throttle, the rate climbs back to this share of the rate refused, no more.
+const BELOW_REFUSED: f64 = 0.95;
+/// At the top, each call that goes through raises the refused rate by this share of
+/// the published rate: a slow probe, as limits shared with other clients change.
+const CREEP: f64 = 0.002;
+/// The rate never falls below this share of the published rate...
+const FLOOR: f64 = 0.05;
+/// ...nor rises above this multiple of it.
+const CEILING: f64 = 10.0;
+
+/// A token bucket, full at creation, that finds the account's real rate: it starts
+/// at the published rate; each call that goes through raises the rate a little
+/// (additive increase) and a throttled call cuts it (multiplicative decrease). After
+/// a throttle it climbs back only to just below the rate that was refused, so an
+/// account at the published limits is not probed again and again, one with higher
+/// limits is used at its limits, and one with lower limits is not hammered. The
+/// capacity (the burst) scales with the rate.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     spec: BucketSpec,
+    rate: f64,
+    /// The lowest rate that was refused, once one was.
+    refused: Option<f64>,
     tokens: f64,
     at: Option<DateTime<Utc>>,
 }
@@ -77,6 +100,8 @@ impl TokenBucket {
     pub fn new(spec: BucketSpec) -> Self {
         TokenBucket {
             spec,
+            rate: spec.refill_per_sec,
+            refused: None,
             tokens: spec.capacity,
             at: None,
         }
@@ -86,8 +111,7 @@ impl TokenBucket {
         if let Some(at) = self.at {
             let secs = (now - at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
             if secs > 0.0 {
-                self.tokens =
-                    (self.tokens + secs * self.spec.refill_per_sec).min(self.spec.capacity);
+                self.tokens = (self.tokens + secs * self.rate).min(self.capacity());
             }
         }
         self.at = Some(self.at.map_or(now, |at| at.max(now)));
@@ -102,11 +126,11 @@ impl TokenBucket {
     /// How long until `n` tokens are available (zero if they are now).
     pub fn wait_for(&mut self, n: f64, now: DateTime<Utc>) -> Duration {
         self.refill(now);
-        let missing = n.min(self.spec.capacity) - self.tokens;
+        let missing = n.min(self.capacity()) - self.tokens;
         if missing <= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(missing / self.spec.refill_per_sec)
+            Duration::from_secs_f64(missing / self.rate)
         }
     }
 
@@ -121,14 +145,38 @@ impl TokenBucket {
         }
     }
 
-    /// The bucket's size.
-    pub fn capacity(&self) -> f64 {
-        self.spec.capacity
+    /// What the account answered a call this bucket paced: a throttle lowers the
+    /// rate and empties the bucket; a call that went through raises the rate.
+    pub fn answered(&mut self, throttled: bool, now: DateTime<Utc>) {
+        let published = self.spec.refill_per_sec;
+        if throttled {
+            self.refill(now);
+            self.refused = Some(self.rate);
+            self.rate = (self.rate * DECREASE).max(published * FLOOR);
+            self.tokens = 0.0;
+        } else {
+            let top = self
+                .refused
+                .map_or(published * CEILING, |r| r * BELOW_REFUSED)
+                .min(published * CEILING);
+            if self.rate < top {
+                self.rate = (self.rate + published * INCREASE).min(top);
+            } else if let Some(r) = &mut self.refused {
+                // At the top: what was refused may be allowed now (another client
+                // stopped sharing the account); probe above it, slowly.
+                *r += published * CREEP;
+            }
+        }
     }
 
-    /// The bucket's refill rate per second.
+    /// The bucket's size now (it scales with the rate).
+    pub fn capacity(&self) -> f64 {
+        (self.spec.capacity * self.rate / self.spec.refill_per_sec).max(1.0)
+    }
+
+    /// The bucket's refill rate per second now.
     pub fn refill_per_sec(&self) -> f64 {
-        self.spec.refill_per_sec
+        self.rate
     }
 }
 
@@ -177,6 +225,52 @@ mod tests {
         assert_eq!(b.take(1.0, t(0.0)), Err(Duration::from_millis(500)));
         assert!(b.take(1.0, t(0.5)).is_ok());
         assert_eq!(b.available(t(100.0)), 5.0);
+    }
+
+    #[test]
+    fn a_throttle_cuts_the_rate_and_calls_that_go_through_raise_it_to_below_the_refused_rate() {
+        let published = Limits::AWS.mutating;
+        let mut b = TokenBucket::new(published);
+        // Calls go through: the rate climbs past the published one (an account with
+        // higher limits), 5 % of it per call.
+        for _ in 0..20 {
+            b.answered(false, t(0.0));
+        }
+        assert!((b.refill_per_sec() - 2.0 * published.refill_per_sec).abs() < 1e-9);
+        assert!((b.capacity() - 2.0 * published.capacity).abs() < 1e-9);
+        // A throttle at 10/s: 7/s, and the bucket is empty.
+        b.answered(true, t(0.0));
+        assert!((b.refill_per_sec() - 7.0).abs() < 1e-9);
+        assert_eq!(b.available(t(0.0)), 0.0);
+        // It climbs back to 95 % of the refused rate in ten calls, then only creeps
+        // (0.2 % of the published rate a call).
+        for _ in 0..10 {
+            b.answered(false, t(0.0));
+        }
+        assert!((b.refill_per_sec() - 9.5).abs() < 1e-9);
+        for _ in 0..10 {
+            b.answered(false, t(0.0));
+        }
+        assert!(b.refill_per_sec() < 9.6, "{}", b.refill_per_sec());
+        // Throttled again and again (an account far below the published limits): the
+        // rate falls to its floor, never to zero.
+        for _ in 0..100 {
+            b.answered(true, t(0.0));
+        }
+        assert!((b.refill_per_sec() - 0.25).abs() < 1e-9);
+        assert_eq!(b.wait_for(1.0, t(0.0)), Duration::from_secs(4));
+        // Calls that go through probe slowly above the last refused rate, and the
+        // rate follows (the other clients may have gone).
+        b.answered(false, t(0.0));
+        assert!((b.refill_per_sec() - 0.25).abs() < 1e-9);
+        for _ in 0..2000 {
+            b.answered(false, t(0.0));
+        }
+        assert!(
+            b.refill_per_sec() > published.refill_per_sec,
+            "{}",
+            b.refill_per_sec()
+        );
     }
 
     #[test]

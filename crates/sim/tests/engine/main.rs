@@ -742,3 +742,63 @@ fn a_step_whose_observations_keep_being_throttled_ends_with_a_clear_reason() {
     let secs = (run.finished.unwrap() - run.started).num_seconds();
     assert!(secs < 3 * 300, "{secs} s");
 }
+
+/// The published limits scaled by `k` (an account whose limits AWS raised, or one
+/// whose buckets other clients share).
+fn scaled_limits(k: f64) -> ec2_scheduler_engine::pace::Limits {
+    let s = |b: ec2_scheduler_engine::pace::BucketSpec| ec2_scheduler_engine::pace::BucketSpec {
+        capacity: b.capacity * k,
+        refill_per_sec: b.refill_per_sec * k,
+    };
+    let l = ec2_scheduler_engine::pace::Limits::AWS;
+    ec2_scheduler_engine::pace::Limits {
+        describe: s(l.describe),
+        mutating: s(l.mutating),
+        start_requests: s(l.start_requests),
+        start_instances: s(l.start_instances),
+        stop_instances: s(l.stop_instances),
+    }
+}
+
+/// A start with profileD of 300 stopped instances (every one resized: 300
+/// ModifyInstanceAttribute calls on the mutating bucket) on an account whose limits
+/// are `k` times the published ones, which the engine is not told.
+fn resize_start_on(k: f64) -> (ec2_scheduler_engine::Run, u64) {
+    let cfg = ec2_scheduler_sim::SimConfig {
+        limits: scaled_limits(k),
+        ..Default::default()
+    };
+    let h = Harness::with_config(seed_workload(), seed_fleet(100, Stopped), cfg);
+    let run = h.run(Action::Start, Some("profileD")).unwrap();
+    (run, h.region.throttled())
+}
+
+#[test]
+fn pacing_finds_the_account_s_real_limits() {
+    let secs = |r: &ec2_scheduler_engine::Run| {
+        (r.finished.unwrap() - r.started).num_milliseconds() as f64 / 1000.0
+    };
+    let (published, throttled) = resize_start_on(1.0);
+    assert_eq!(published.status, RunStatus::Succeeded);
+    // Lower limits: throttled calls are retried, nothing fails.
+    let (half, half_throttled) = resize_start_on(0.5);
+    assert_eq!(half.status, RunStatus::Succeeded, "{:#?}", half.failed);
+    assert!(half.failed.is_empty());
+    assert!(half_throttled > throttled && half.retried > 0);
+    assert!(secs(&half) > secs(&published));
+    // Higher limits: used, so the same start finishes sooner.
+    let (triple, _) = resize_start_on(3.0);
+    assert_eq!(triple.status, RunStatus::Succeeded);
+    assert!(
+        secs(&triple) < 0.8 * secs(&published),
+        "3x: {} s, published: {} s",
+        secs(&triple),
+        secs(&published)
+    );
+    eprintln!(
+        "start with profileD, 300 instances: 0.5x {:.1} s ({half_throttled} throttled), 1x {:.1} s ({throttled} throttled), 3x {:.1} s",
+        secs(&half),
+        secs(&published),
+        secs(&triple)
+    );
+}

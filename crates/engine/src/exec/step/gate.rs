@@ -11,7 +11,7 @@ use super::lb::by_target;
 use super::{Cx, Poll, api_name};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
-use crate::ports::{ApiError, Health, StatusCheck};
+use crate::ports::{ApiError, ErrorKind, Health, StatusCheck};
 
 pub(crate) struct Ready {
     gate: Gate,
@@ -76,11 +76,11 @@ impl Ready {
                     if let Err(w) = cx.buckets.describe.take(1.0, now) {
                         return Ok(Err(w));
                     }
-                    let ok: BTreeSet<String> = cx
-                        .ports
-                        .compute
-                        .status_checks(chunk)
-                        .await?
+                    let result = cx.ports.compute.status_checks(chunk).await;
+                    let throttled = matches!(&result, Err(e) if e.kind == ErrorKind::Throttled);
+                    let now = cx.now();
+                    cx.buckets.describe.answered(throttled, now);
+                    let ok: BTreeSet<String> = result?
                         .into_iter()
                         .filter(|(_, s)| *s == StatusCheck::Ok)
                         .map(|(i, _)| i)

@@ -28,7 +28,7 @@ use ec2_scheduler_core::{Action, Instance};
 
 use super::policy::{self, Decision, Tries};
 use super::{Buckets, Ports, Result, Settings, dur};
-use crate::ports::ApiError;
+use crate::ports::{ApiError, ErrorKind};
 use crate::run::{Failure, Kept, Run, RunEvent};
 
 /// What a poll of a step answers.
@@ -130,7 +130,11 @@ impl Cx<'_, '_> {
             if let Err(w) = self.buckets.describe.take(1.0, now) {
                 return Ok(Seen::Later(w));
             }
-            match self.ports.compute.describe_ids(chunk).await {
+            let result = self.ports.compute.describe_ids(chunk).await;
+            let throttled = matches!(&result, Err(e) if e.kind == ErrorKind::Throttled);
+            let now = self.now();
+            self.buckets.describe.answered(throttled, now);
+            match result {
                 Ok(v) => out.extend(v.into_iter().map(|i| (i.id.clone(), i))),
                 Err(e) if e.retryable() => {
                     tries.failures += 1;

@@ -191,6 +191,17 @@ impl Power {
             Action::Start => cx.ports.compute.start(&send).await,
             Action::Stop => cx.ports.compute.stop(&send, hibernate).await,
         };
+        let throttled = matches!(&result, Err(e) if e.kind == ErrorKind::Throttled);
+        let now = cx.now();
+        let (req, res) = match action {
+            Action::Start => (
+                &mut cx.buckets.start_requests,
+                &mut cx.buckets.start_instances,
+            ),
+            Action::Stop => (&mut cx.buckets.mutating, &mut cx.buckets.stop_instances),
+        };
+        req.answered(throttled, now);
+        res.answered(throttled, now);
         match result {
             Ok(()) => {
                 let tier = cx.tier.to_string();

@@ -10,6 +10,7 @@ use ec2_scheduler_core::plan::Resize as Change;
 use super::{Cx, Poll, Seen, api_name};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
+use crate::ports::ErrorKind;
 
 pub(crate) struct Resize {
     changes: Vec<(String, String)>,
@@ -117,7 +118,10 @@ impl Resize {
                 queue.push_front((id, to, attempts));
                 return Ok(Poll::Wait(w));
             }
-            match cx.ports.compute.set_type(&id, &to).await {
+            let result = cx.ports.compute.set_type(&id, &to).await;
+            let throttled = matches!(&result, Err(e) if e.kind == ErrorKind::Throttled);
+            cx.buckets.mutating.answered(throttled, cx.now());
+            match result {
                 Ok(()) => {
                     cx.run.resized_ids.insert(id.clone(), cx.tier.to_string());
                 }
