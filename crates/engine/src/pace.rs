@@ -79,6 +79,15 @@ const FLOOR: f64 = 0.05;
 /// ...nor rises above this multiple of it.
 const CEILING: f64 = 10.0;
 
+/// What a bucket learned of the account, kept with the run so that a driver that
+/// makes a new executor each tick (`serve`, the serverless run step) goes on from it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Learned {
+    pub rate: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<f64>,
+}
+
 /// A token bucket, full at creation, that finds the account's real rate: it starts
 /// at the published rate; each call that goes through raises the rate a little
 /// (additive increase) and a throttled call cuts it (multiplicative decrease). After
@@ -167,6 +176,25 @@ impl TokenBucket {
                 *r += published * CREEP;
             }
         }
+    }
+
+    /// What this bucket learned, when it differs from the published rate.
+    pub fn learned(&self) -> Option<Learned> {
+        (self.rate != self.spec.refill_per_sec || self.refused.is_some()).then_some(Learned {
+            rate: self.rate,
+            refused: self.refused,
+        })
+    }
+
+    /// Goes on from what an earlier bucket of the same kind learned (kept within the
+    /// bounds every rate keeps; a value that is not a number is ignored).
+    pub fn learn(&mut self, l: Learned) {
+        let published = self.spec.refill_per_sec;
+        if l.rate.is_finite() {
+            self.rate = l.rate.clamp(published * FLOOR, published * CEILING);
+        }
+        self.refused = l.refused.filter(|r| r.is_finite() && *r > 0.0);
+        self.tokens = self.tokens.min(self.capacity());
     }
 
     /// The bucket's size now (it scales with the rate).
@@ -271,6 +299,33 @@ mod tests {
             "{}",
             b.refill_per_sec()
         );
+    }
+
+    #[test]
+    fn what_a_bucket_learned_carries_over_within_bounds() {
+        let published = Limits::AWS.describe;
+        let mut a = TokenBucket::new(published);
+        assert_eq!(a.learned(), None);
+        a.answered(true, t(0.0));
+        let l = a.learned().unwrap();
+        assert_eq!(
+            l,
+            Learned {
+                rate: 14.0,
+                refused: Some(20.0)
+            }
+        );
+        let mut b = TokenBucket::new(published);
+        b.learn(l);
+        assert_eq!(b.refill_per_sec(), 14.0);
+        assert_eq!(b.learned(), Some(l));
+        // A stored value out of bounds (written by hand, say) is brought back in.
+        b.learn(Learned {
+            rate: 1e12,
+            refused: Some(f64::NAN),
+        });
+        assert_eq!(b.refill_per_sec(), 200.0);
+        assert_eq!(b.learned().unwrap().refused, None);
     }
 
     #[test]

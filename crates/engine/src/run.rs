@@ -281,6 +281,9 @@ pub struct Run {
     /// Who asked for the run through the API (`token:NAME`, an IAM principal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// What the pacing buckets learned of the account's limits, by bucket.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pacing: BTreeMap<String, crate::pace::Learned>,
 }
 
 impl Run {

@@ -24,7 +24,7 @@ use ec2_scheduler_core::{Action, FailurePolicy, Instance, plan};
 use tracing::Instrument;
 
 use crate::notify::Event;
-use crate::pace::{Jitter, Limits, TokenBucket};
+use crate::pace::{Jitter, Learned, Limits, TokenBucket};
 use crate::ports::{
     ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Meter, Notifier,
     OverrideProbe, RunStore, StoreError,
@@ -167,6 +167,35 @@ pub(crate) struct Buckets {
     pub stop_instances: TokenBucket,
 }
 
+impl Buckets {
+    fn each(&mut self) -> [(&'static str, &mut TokenBucket); 5] {
+        [
+            ("describe", &mut self.describe),
+            ("mutating", &mut self.mutating),
+            ("start_requests", &mut self.start_requests),
+            ("start_instances", &mut self.start_instances),
+            ("stop_instances", &mut self.stop_instances),
+        ]
+    }
+
+    /// What the buckets learned, by name.
+    fn learned(&mut self) -> BTreeMap<String, Learned> {
+        self.each()
+            .into_iter()
+            .filter_map(|(name, b)| b.learned().map(|l| (name.to_string(), l)))
+            .collect()
+    }
+
+    /// Goes on from what a run's buckets learned.
+    fn learn(&mut self, from: &BTreeMap<String, Learned>) {
+        for (name, b) in self.each() {
+            if let Some(l) = from.get(name) {
+                b.learn(*l);
+            }
+        }
+    }
+}
+
 /// Applies plans for one workload.
 pub struct Executor<'a> {
     ports: Ports<'a>,
@@ -295,6 +324,7 @@ impl<'a> Executor<'a> {
         if let Some(mut old) = self.ports.store.unfinished_run(&name).await? {
             if old.action == req.action && old.profile == req.profile {
                 self.take_lock(&old.id).await?;
+                self.buckets.learn(&old.pacing);
                 old.owner = self.settings.owner.clone();
                 old.record(now, None, RunEvent::Resumed);
                 self.save(&mut old).await?;
@@ -352,6 +382,7 @@ impl<'a> Executor<'a> {
             jitter: Jitter::new(seed_of(run_id)),
             error: None,
             requested_by: None,
+            pacing: BTreeMap::new(),
         };
         run.record(now, None, RunEvent::Started { action: req.action });
         self.save(&mut run).await?;
@@ -369,6 +400,7 @@ impl<'a> Executor<'a> {
             .load_run(run_id)
             .await?
             .ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))?;
+        self.buckets.learn(&run.pacing);
         if !run.status.is_finished() {
             self.take_lock(&run.id).await?;
             // A driver that advances one tick at a time resumes under the same owner
@@ -567,6 +599,7 @@ impl<'a> Executor<'a> {
 
     /// Records the requests sent since the last save in the run, and saves it.
     async fn save(&mut self, run: &mut Run) -> Result<()> {
+        run.pacing = self.buckets.learned();
         let now = self.ports.meter.requests();
         for (action, n) in &now {
             let sent = n.saturating_sub(self.metered.get(action).copied().unwrap_or(0));

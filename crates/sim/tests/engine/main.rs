@@ -802,3 +802,49 @@ fn pacing_finds_the_account_s_real_limits() {
         secs(&triple)
     );
 }
+
+#[test]
+fn what_pacing_learned_is_kept_with_the_run_across_executors() {
+    // A driver that makes a new executor for each tick, as `serve` does.
+    let cfg = ec2_scheduler_sim::SimConfig {
+        limits: scaled_limits(3.0),
+        ..Default::default()
+    };
+    let h = Harness::with_config(seed_workload(), seed_fleet(100, Stopped), cfg);
+    let mut exec = h.executor();
+    let mut run = h
+        .begin(
+            &mut exec,
+            Action::Start,
+            Some("profileD"),
+            ScaleIn::ReportOnly,
+            "r1",
+        )
+        .unwrap()
+        .unwrap();
+    let mut ticks = 0;
+    loop {
+        ticks += 1;
+        let mut exec = h.executor();
+        let mut resumed = pollster::block_on(exec.resume(&run.id)).unwrap();
+        // Each executor starts from what the last one learned.
+        assert_eq!(resumed.pacing, run.pacing);
+        match pollster::block_on(exec.tick(&mut resumed)).unwrap() {
+            ec2_scheduler_engine::Tick::Done => break,
+            ec2_scheduler_engine::Tick::Wait(d) => {
+                pollster::block_on(exec.checkpoint(&mut resumed)).unwrap();
+                h.region.advance(d.max(std::time::Duration::from_millis(1)))
+            }
+        }
+        run = resumed;
+        assert!(ticks < 100_000);
+    }
+    let run = pollster::block_on(h.executor().resume(&run.id)).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    // The 300 resizes went through on a 3x account, tick after tick: the mutating
+    // rate rose well above the published 5 a second, and the stored run says so
+    // (each executor alone would raise it by 5 % a call from 5, and the last ones,
+    // which resize nothing, would record nothing).
+    let learned = run.pacing.get("mutating").copied();
+    assert!(learned.is_some_and(|l| l.rate > 10.0), "{learned:?}");
+}
