@@ -24,6 +24,7 @@ pub const ACTIONS: &[&str] = &[
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Scan",
+    "dynamodb:BatchWriteItem",
     "ec2:DescribeInstances",
     "ec2:DescribeInstanceStatus",
     "ec2:StartInstances",

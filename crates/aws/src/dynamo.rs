@@ -31,8 +31,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
+    PutRequest, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use ec2_scheduler_config::{seed_items, workload_from_items};
@@ -244,6 +244,41 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| backend("CreateTable", err_text(&e)))?;
+        Ok(())
+    }
+
+    /// Puts and deletes in the state table, 25 to a request (DynamoDB's most); what
+    /// DynamoDB leaves unprocessed (when throttled) is sent again after a growing
+    /// pause, up to 8 times.
+    async fn batch_write(&self, writes: Vec<WriteRequest>) -> StoreResult<()> {
+        for chunk in writes.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.state, pending)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchWriteItem", err_text(&e)))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.tables.state))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(backend(
+                            "BatchWriteItem",
+                            format!("{} writes still unprocessed after 8 tries", pending.len()),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(6)))
+                        .await;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -970,14 +1005,24 @@ impl RunStore for DynamoStore {
     }
 
     async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {
+        let mut writes = Vec::with_capacity(entries.len());
         for (id, t) in entries {
             let target =
                 serde_json::to_string(t).map_err(|e| StoreError::Backend(e.to_string()))?;
             let mut item = key(&format!("PARKED#{workload}"), &format!("{id}#{target}"));
             item.insert("target".into(), AttributeValue::S(target));
-            self.put_state(item).await?;
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(|e| backend("BatchWriteItem", e))?,
+                    )
+                    .build(),
+            );
         }
-        Ok(())
+        self.batch_write(writes).await
     }
 
     async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
@@ -1009,21 +1054,25 @@ impl RunStore for DynamoStore {
         let items = self
             .query_all(&self.tables.state, "pk", &format!("PARKED#{workload}"))
             .await?;
+        let mut writes = Vec::new();
         for i in items {
             let sk = s(&i, "sk").unwrap_or_default();
             if sk
                 .split_once('#')
                 .is_some_and(|(id, _)| ids.iter().any(|x| x == id))
             {
-                self.client
-                    .delete_item()
-                    .table_name(&self.tables.state)
-                    .set_key(Some(key(&format!("PARKED#{workload}"), &sk)))
-                    .send()
-                    .await
-                    .map_err(|e| backend("DeleteItem", err_text(&e)))?;
+                writes.push(
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(key(&format!("PARKED#{workload}"), &sk)))
+                                .build()
+                                .map_err(|e| backend("BatchWriteItem", e))?,
+                        )
+                        .build(),
+                );
             }
         }
-        Ok(())
+        self.batch_write(writes).await
     }
 }

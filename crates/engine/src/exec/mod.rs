@@ -210,6 +210,20 @@ pub struct Executor<'a> {
     metered: BTreeMap<String, u64>,
     /// The current stage, cloned from the run once per stage.
     stage: Option<((Phase, usize), Stage)>,
+    /// When this executor last took or renewed the lock, and whether it did in the
+    /// current tick.
+    held: Held,
+}
+
+/// The lock as this executor last confirmed it. The lease is renewed when a third of
+/// it has passed, and in any tick that is about to act (a start, stop, resize,
+/// load-balancer change or probe): so a run that only waits writes little, and one
+/// that acts always knows, before acting, that it still holds the workload (a cancel
+/// releases the lock).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Held {
+    at: Option<DateTime<Utc>>,
+    in_tick: bool,
 }
 
 pub(crate) fn dur(d: chrono::TimeDelta) -> Duration {
@@ -243,6 +257,7 @@ impl<'a> Executor<'a> {
             verify: None,
             metered: ports.meter.requests(),
             stage: None,
+            held: Held::default(),
         }
     }
 
@@ -422,7 +437,13 @@ impl<'a> Executor<'a> {
             .acquire(&self.lock(run_id, now), now)
             .await?
         {
-            LockOutcome::Acquired => Ok(()),
+            LockOutcome::Acquired => {
+                self.held = Held {
+                    at: Some(now),
+                    in_tick: true,
+                };
+                Ok(())
+            }
             LockOutcome::Held(l) => Err(EngineError::Busy(l)),
         }
     }
@@ -472,8 +493,13 @@ impl<'a> Executor<'a> {
             return Ok(Tick::Done);
         }
         let wall = self.ports.lease_clock.now();
-        if !self.ports.store.renew(&self.lock(&run.id, wall)).await? {
-            return Err(EngineError::LockLost(run.workload.clone()));
+        let due = self
+            .held
+            .at
+            .is_none_or(|at| dur(wall - at) >= self.settings.lease / 3);
+        self.held.in_tick = false;
+        if due {
+            self.cx(run, "").hold().await?;
         }
         loop {
             if run.cursor.phase == Phase::Verify {
@@ -619,6 +645,7 @@ impl<'a> Executor<'a> {
             settings: &self.settings,
             workload: &self.workload,
             buckets: &mut self.buckets,
+            held: &mut self.held,
             run,
             tier,
         }

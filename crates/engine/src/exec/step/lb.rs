@@ -112,6 +112,10 @@ impl Deregister {
         }
         if let Phase::Take { pending, done } = &mut self.phase {
             while let Some((target, tids, attempts)) = pending.pop_front() {
+                if let Err(e) = cx.hold().await {
+                    pending.push_front((target, tids, attempts));
+                    return Err(e);
+                }
                 match cx.ports.lb.deregister(&target, &tids).await {
                     Ok(()) => {
                         cx.record(RunEvent::Deregistered {
@@ -244,6 +248,7 @@ impl Register {
         }
         let mut wait = None;
         for (target, tids) in &by_target {
+            cx.hold().await?;
             match cx.ports.lb.register(target, tids).await {
                 Ok(()) => {
                     cx.record(RunEvent::Registered {

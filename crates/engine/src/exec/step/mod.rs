@@ -27,8 +27,9 @@ use ec2_scheduler_core::plan::Step;
 use ec2_scheduler_core::{Action, Instance};
 
 use super::policy::{self, Decision, Tries};
-use super::{Buckets, Ports, Result, Settings, dur};
-use crate::ports::{ApiError, ErrorKind};
+use super::{Buckets, Held, Ports, Result, Settings, after, dur};
+use crate::EngineError;
+use crate::ports::{ApiError, ErrorKind, Lock};
 use crate::run::{Failure, Kept, Run, RunEvent};
 
 /// What a poll of a step answers.
@@ -44,6 +45,7 @@ pub(crate) struct Cx<'x, 'a> {
     pub settings: &'x Settings,
     pub workload: &'x Workload,
     pub buckets: &'x mut Buckets,
+    pub held: &'x mut Held,
     pub run: &'x mut Run,
     pub tier: &'x str,
 }
@@ -59,6 +61,33 @@ pub(crate) enum Seen {
 }
 
 impl Cx<'_, '_> {
+    /// Confirms, before acting, that the run still holds its workload's lock: the
+    /// lease is renewed once per tick that acts (see [`Held`]).
+    ///
+    /// # Errors
+    /// [`EngineError::LockLost`] when it does not (the run was cancelled, or another
+    /// run took over after the lease expired); the store's error when it cannot say.
+    pub async fn hold(&mut self) -> Result<()> {
+        if self.held.in_tick {
+            return Ok(());
+        }
+        let now = self.ports.lease_clock.now();
+        let lock = Lock {
+            workload: self.workload.name.to_string(),
+            owner: self.settings.owner.clone(),
+            run_id: self.run.id.clone(),
+            expires: after(now, self.settings.lease),
+        };
+        if !self.ports.store.renew(&lock).await? {
+            return Err(EngineError::LockLost(self.run.workload.clone()));
+        }
+        *self.held = Held {
+            at: Some(now),
+            in_tick: true,
+        };
+        Ok(())
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.ports.clock.now()
     }

@@ -56,6 +56,9 @@ impl Power {
 
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         loop {
+            if !self.queue.is_empty() {
+                cx.hold().await?;
+            }
             if let Some((batch, attempts)) = self.queue.pop_front() {
                 if let Some(w) = self.send(cx, batch, attempts).await {
                     return Ok(Poll::Wait(w));

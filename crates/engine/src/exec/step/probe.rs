@@ -50,6 +50,10 @@ impl Probe {
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         let path = self.path.clone();
         while let Some((chunk, attempts)) = self.unsent.pop_front() {
+            if let Err(e) = cx.hold().await {
+                self.unsent.push_front((chunk, attempts));
+                return Err(e);
+            }
             match cx.ports.probe.send(&chunk, &path, self.os).await {
                 Ok(h) => self.sent.push((h, chunk)),
                 Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::until(self.deadline)) {

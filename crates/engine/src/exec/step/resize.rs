@@ -112,6 +112,9 @@ impl Resize {
         else {
             return Ok(Poll::Done);
         };
+        if !queue.is_empty() {
+            cx.hold().await?;
+        }
         while let Some((id, to, attempts)) = queue.pop_front() {
             let now = cx.now();
             if let Err(w) = cx.buckets.mutating.take(1.0, now) {
