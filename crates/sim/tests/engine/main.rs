@@ -848,3 +848,45 @@ fn what_pacing_learned_is_kept_with_the_run_across_executors() {
     let learned = run.pacing.get("mutating").copied();
     assert!(learned.is_some_and(|l| l.rate > 10.0), "{learned:?}");
 }
+
+#[test]
+fn a_run_whose_lock_was_released_never_acts_again() {
+    // As `runs cancel` does: the lock is released while the run waits between
+    // tiers; the run's ticks that only look go on, the first that would act stops.
+    let (h, fleet) = synced(3, Running, "abort");
+    let mut exec = h.executor();
+    let mut run = h
+        .begin(&mut exec, Action::Stop, None, ScaleIn::ReportOnly, "r")
+        .unwrap()
+        .unwrap();
+    // Tick until the first tier's stop call went out.
+    let stops = |h: &Harness| {
+        h.region
+            .log()
+            .iter()
+            .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { action, error: None, .. } if action == "ec2:StopInstances"))
+            .count()
+    };
+    while stops(&h) == 0 {
+        match pollster::block_on(exec.tick(&mut run)).unwrap() {
+            ec2_scheduler_engine::Tick::Wait(d) => h.region.advance(d),
+            ec2_scheduler_engine::Tick::Done => panic!("finished at once"),
+        }
+    }
+    pollster::block_on(h.store.release("ExampleTestCase", "test")).unwrap();
+    let lost = loop {
+        match pollster::block_on(exec.tick(&mut run)) {
+            Ok(ec2_scheduler_engine::Tick::Wait(d)) => h.region.advance(d),
+            Ok(ec2_scheduler_engine::Tick::Done) => panic!("the run finished without its lock"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(lost, EngineError::LockLost(_)), "{lost}");
+    assert_eq!(stops(&h), 1, "no stop was sent after the lock was released");
+    // The second tier is still running.
+    assert!(
+        tier_ids(&fleet, "Role_DB")
+            .iter()
+            .all(|id| h.state(id) == Running)
+    );
+}
