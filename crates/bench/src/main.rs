@@ -33,7 +33,7 @@ const DELAY: u64 = 5;
 fn workload() -> Workload {
     let tier = |name: &str, start: u32, stop: u32| {
         format!(
-            "  - {{name: {name}, start: {{order: {start}, wait: true, delay: {DELAY}}}, stop: {{order: {stop}, wait: true, delay: {DELAY}}}}}\n"
+            "  - {{name: {name}, start: {{order: {start}, wait: true, delay: {DELAY}}}, stop: {{order: {stop}, wait: true, delay: {DELAY}}}, profiles: {{big: {{instance_type: m5.xlarge}}}}}}\n"
         )
     };
     let text = format!(
@@ -98,7 +98,7 @@ fn peak_mib() -> f64 {
 /// buckets, observation and polling are free), every instance taking exactly the
 /// transition time, and the tier's delay after every tier but the last.
 pub fn lower_bound(sizes: &[usize], bucket: BucketSpec, transition: f64, delay: f64) -> f64 {
-    let mut t = 0.0;
+    let mut t = 0.0f64;
     let mut tokens = bucket.capacity;
     for (k, &n) in sizes.iter().enumerate() {
         let n = n as f64;
@@ -119,13 +119,62 @@ pub fn lower_bound(sizes: &[usize], bucket: BucketSpec, transition: f64, delay: 
     t
 }
 
+/// The bound of a start with a profile that resizes every instance: as
+/// [`lower_bound`], and besides, each instance is resized (one ModifyInstanceAttribute
+/// call on the `mutating` bucket, full at the beginning) before it starts, and starts
+/// no sooner than `resize_delay` after. The ideal orchestrator resizes every instance
+/// as early as the bucket allows, in tier order, while earlier tiers start, wait and
+/// pause; each instance then starts as soon as its tier may, its resize has settled and
+/// the start bucket has a token.
+pub fn lower_bound_resized(
+    sizes: &[usize],
+    mutating: BucketSpec,
+    start: BucketSpec,
+    resize_delay: f64,
+    transition: f64,
+    delay: f64,
+) -> f64 {
+    let mut resized = 0usize;
+    let resize_done =
+        |j: usize| ((j + 1) as f64 - mutating.capacity).max(0.0) / mutating.refill_per_sec;
+    let (mut tokens, mut last) = (start.capacity, 0.0f64);
+    let mut t = 0.0f64;
+    for (k, &n) in sizes.iter().enumerate() {
+        let mut latest = t;
+        for _ in 0..n {
+            let ready = t.max(resize_done(resized) + resize_delay);
+            resized += 1;
+            // The start bucket at `ready`, then wait for a token if it is empty.
+            let at = ready.max(last);
+            let have = (tokens + (at - last) * start.refill_per_sec).min(start.capacity);
+            let (when, left) = if have >= 1.0 {
+                (at, have - 1.0)
+            } else {
+                (at + (1.0 - have) / start.refill_per_sec, 0.0)
+            };
+            tokens = left;
+            last = when;
+            latest = latest.max(when);
+        }
+        let pause = if k + 1 < sizes.len() { delay } else { 0.0 };
+        t = latest + transition + pause;
+    }
+    t
+}
+
 struct Outcome {
     virtual_secs: f64,
     calls: BTreeMap<String, u64>,
     status: RunStatus,
 }
 
-fn run(region: &Region, store: &MemoryStore, w: &Workload, action: Action) -> Outcome {
+fn run(
+    region: &Region,
+    store: &MemoryStore,
+    w: &Workload,
+    action: Action,
+    profile: Option<&str>,
+) -> Outcome {
     let ports = Ports {
         compute: region,
         lb: region,
@@ -143,14 +192,14 @@ fn run(region: &Region, store: &MemoryStore, w: &Workload, action: Action) -> Ou
     let mut exec = Executor::new(ports, settings, w.clone());
     let req = RunRequest {
         action,
-        profile: None,
+        profile: profile.map(str::to_string),
         scale_in: ScaleIn::ReportOnly,
     };
-    let mut run =
-        match pollster::block_on(exec.begin(&req, &format!("bench-{action}"))).expect("begins") {
-            Begin::Started(r) => *r,
-            other => panic!("unexpected {other:?}"),
-        };
+    let id = format!("bench-{action}-{}", profile.unwrap_or("none"));
+    let mut run = match pollster::block_on(exec.begin(&req, &id)).expect("begins") {
+        Begin::Started(r) => *r,
+        other => panic!("unexpected {other:?}"),
+    };
     loop {
         match pollster::block_on(exec.tick(&mut run)).expect("ticks") {
             Tick::Done => break,
@@ -176,13 +225,43 @@ fn converge(n: usize) {
     let wall = Instant::now();
     let cpu0 = cpu_time();
     let sizes: Vec<usize> = (0..3).map(|k| n / 3 + usize::from(k < n % 3)).collect();
-    for (action, bucket, transition) in [
-        (Action::Stop, Limits::AWS.stop_instances, stop_secs),
-        (Action::Start, Limits::AWS.start_instances, start_secs),
+    let resize_delay = w.resize_delay_secs as f64;
+    for (action, profile, bound) in [
+        (
+            Action::Stop,
+            None,
+            lower_bound(&sizes, Limits::AWS.stop_instances, stop_secs, DELAY as f64),
+        ),
+        (
+            Action::Start,
+            None,
+            lower_bound(
+                &sizes,
+                Limits::AWS.start_instances,
+                start_secs,
+                DELAY as f64,
+            ),
+        ),
+        (
+            Action::Stop,
+            None,
+            lower_bound(&sizes, Limits::AWS.stop_instances, stop_secs, DELAY as f64),
+        ),
+        (
+            Action::Start,
+            Some("big"),
+            lower_bound_resized(
+                &sizes,
+                Limits::AWS.mutating,
+                Limits::AWS.start_instances,
+                resize_delay,
+                start_secs,
+                DELAY as f64,
+            ),
+        ),
     ] {
         let before = region.log().len();
-        let o = run(&region, &store, &w, action);
-        let bound = lower_bound(&sizes, bucket, transition, DELAY as f64);
+        let o = run(&region, &store, &w, action, profile);
         let failed = region.log()[before..]
             .iter()
             .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { error: Some(_), .. }))
@@ -192,6 +271,10 @@ fn converge(n: usize) {
             .iter()
             .map(|(a, c)| format!("{}={c}", a.trim_start_matches("ec2:")))
             .collect();
+        let action = match profile {
+            Some(p) => format!("{action}+{p}"),
+            None => action.to_string(),
+        };
         println!(
             "converge n={n} action={action} status={} virtual_s={:.1} lower_bound_s={bound:.1} ratio={:.4} calls={} failed_calls={failed} [{}]",
             o.status.as_str(),
@@ -592,5 +675,27 @@ mod tests {
         // transitions and delays (2 x (15 + 5) s x 2/s = 80 tokens = 40 s).
         let b = lower_bound(&[3334, 3333, 3333], Limits::AWS.start_instances, 15.0, 5.0);
         assert!((b - (4500.0 + 45.0 + 10.0 - 40.0)).abs() < 1e-6, "{b}");
+    }
+
+    #[test]
+    fn the_resized_bound_matches_hand_computed_values() {
+        let (m, s) = (Limits::AWS.mutating, Limits::AWS.start_instances);
+        // 100 instances: 50 resized at once, the 100th at (100 - 50) / 5 = 10 s; each
+        // starts 4 s after its resize (the start bucket has tokens), the last at 14 s,
+        // running at 29 s.
+        let b = lower_bound_resized(&[100], m, s, 4.0, 15.0, 5.0);
+        assert!((b - 29.0).abs() < 1e-9, "{b}");
+        // A second tier of 100 may start at 29 + 5 = 34 s; its resizes, overlapped
+        // with the first tier, are done by (200 - 50) / 5 = 30 s + 4 s: running at 49 s.
+        let b = lower_bound_resized(&[100, 100], m, s, 4.0, 15.0, 5.0);
+        assert!((b - 49.0).abs() < 1e-9, "{b}");
+        // Without resizes to wait for, it is the plain bound.
+        let free = BucketSpec {
+            capacity: 1e9,
+            refill_per_sec: 1.0,
+        };
+        let b = lower_bound_resized(&[3334, 3333, 3333], free, s, 0.0, 15.0, 5.0);
+        let plain = lower_bound(&[3334, 3333, 3333], s, 15.0, 5.0);
+        assert!((b - plain).abs() < 1e-6, "{b} {plain}");
     }
 }
