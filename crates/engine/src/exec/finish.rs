@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ec2_scheduler_core::plan::{Stage, Step, TierPlan};
+use ec2_scheduler_core::plan::{Resize, Stage, Step, TierPlan};
 use ec2_scheduler_core::{Action, FailurePolicy, InstanceState};
 
 use super::policy::Tries;
@@ -163,19 +163,64 @@ impl Executor<'_> {
                 .or_default()
                 .push(id.clone());
         }
+        // Instances a start resized but did not start get their type back (after
+        // their tier's stops, as part of its undo).
+        let mut restore: BTreeMap<String, Vec<Resize>> = BTreeMap::new();
+        if run.action == Action::Start {
+            let changes = run
+                .plan
+                .stages
+                .iter()
+                .flat_map(|s| &s.tiers)
+                .flat_map(|t| &t.steps)
+                .filter_map(|step| match step {
+                    Step::Resize { changes } => Some(changes),
+                    _ => None,
+                })
+                .flatten();
+            for c in changes {
+                if let Some(tier) = run.resized_ids.get(&c.instance)
+                    && !run.started_ids.contains_key(&c.instance)
+                {
+                    restore.entry(tier.clone()).or_default().push(Resize {
+                        instance: c.instance.clone(),
+                        from: c.to.clone(),
+                        to: c.from.clone(),
+                    });
+                }
+            }
+        }
+        for tier in restore.keys() {
+            let order = stage_of.get(tier.as_str()).copied().unwrap_or(0);
+            by_stage
+                .entry(std::cmp::Reverse(order))
+                .or_default()
+                .entry(tier.clone())
+                .or_default();
+        }
         run.rollback = by_stage
             .into_iter()
             .map(|(std::cmp::Reverse(order), tiers)| Stage {
                 order,
                 tiers: tiers
                     .into_iter()
-                    .map(|(tier, ids)| TierPlan {
-                        members: ids.len(),
-                        up: 0,
-                        down: 0,
-                        target: None,
-                        steps: self.undo_steps(run.action, &tier, ids),
-                        tier,
+                    .map(|(tier, ids)| {
+                        let mut steps = if ids.is_empty() {
+                            Vec::new()
+                        } else {
+                            self.undo_steps(run.action, &tier, ids.clone())
+                        };
+                        if let Some(changes) = restore.remove(&tier) {
+                            steps.push(Step::Resize { changes });
+                        }
+                        TierPlan {
+                            members: ids.len(),
+                            up: 0,
+                            down: 0,
+                            target: None,
+                            steps,
+                            tier,
+                        }
                     })
                     .collect(),
             })

@@ -890,3 +890,34 @@ fn a_run_whose_lock_was_released_never_acts_again() {
             .all(|id| h.state(id) == Running)
     );
 }
+
+#[test]
+fn a_rollback_gives_instances_resized_but_not_started_their_type_back() {
+    let (h, fleet) = synced(3, Stopped, "rollback");
+    let db = tier_ids(&fleet, "Role_DB");
+    let before: std::collections::BTreeMap<String, String> = db
+        .iter()
+        .map(|id| (id.clone(), h.region.instance(id).unwrap().instance_type))
+        .collect();
+    // No r4.large capacity in db[0]'s zone, ever: db[0] (and any db instance in that
+    // zone) is resized to r4.large and then cannot start.
+    let zone = h.region.instance(&db[0]).unwrap().az;
+    h.region.faults(|f| {
+        f.capacity
+            .insert(("r4.large".into(), zone.clone()), u32::MAX);
+    });
+    let run = h.run(Action::Start, Some("profileD")).unwrap();
+    assert_eq!(run.status, RunStatus::RolledBack, "{:#?}", run.history);
+    h.region.advance(std::time::Duration::from_secs(120));
+    let mut restored = 0;
+    for id in &db {
+        let i = h.region.instance(id).unwrap();
+        assert_eq!(i.state, Stopped, "{id}");
+        if i.az == zone {
+            // Resized, never started: its type is what it was.
+            assert_eq!(i.instance_type, before[id], "{id}");
+            restored += 1;
+        }
+    }
+    assert!(restored >= 1);
+}

@@ -11,6 +11,7 @@ use super::{Cx, Poll, Seen, api_name};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::ErrorKind;
+use crate::run::Phase as RunPhase;
 
 pub(crate) struct Resize {
     changes: Vec<(String, String)>,
@@ -50,7 +51,15 @@ impl Resize {
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         if let Phase::Observe = self.phase {
             let ids: Vec<String> = self.changes.iter().map(|(i, _)| i.clone()).collect();
-            let live = cx.live(&ids);
+            // A rollback gives back the types of instances that failed to start:
+            // those failures are what it is undoing, so they do not exclude them.
+            let live = if cx.run.cursor.phase == RunPhase::Rollback {
+                ids.into_iter()
+                    .filter(|i| !cx.run.kept.contains_key(i))
+                    .collect()
+            } else {
+                cx.live(&ids)
+            };
             let seen = match cx.observe(&live, &mut self.tries).await? {
                 Seen::Now(s) => s,
                 Seen::Later(w) => return Ok(Poll::Wait(w)),
