@@ -284,6 +284,10 @@ pub struct Run {
     /// What the pacing buckets learned of the account's limits, by bucket.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pacing: BTreeMap<String, crate::pace::Learned>,
+    /// The run was aborted (failure policy `abort`): its rollback phase only gives
+    /// back the types of instances it resized but did not start, and it ends failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aborted: bool,
 }
 
 impl Run {

@@ -23,6 +23,7 @@ impl Executor<'_> {
                 self.save(run).await?;
                 self.verify(run).await
             }
+            Phase::Rollback if run.aborted => self.finish(run, RunStatus::Failed).await,
             Phase::Rollback => self.finish(run, RunStatus::RolledBack).await,
             _ => {
                 let status = if run.failed.is_empty() {
@@ -94,7 +95,15 @@ impl Executor<'_> {
         let failures_now = run.failed.len() > run.failures_handled;
         if failures_now && self.workload.failure_policy == FailurePolicy::Rollback {
             run.failures_handled = run.failed.len();
-            self.start_rollback(run);
+            self.start_rollback(run, true);
+            self.save(run).await?;
+            return Ok(Tick::Wait(Duration::ZERO));
+        }
+        if failures_now
+            && self.workload.failure_policy == FailurePolicy::Abort
+            && self.start_restore(run)
+        {
+            run.failures_handled = run.failed.len();
             self.save(run).await?;
             return Ok(Tick::Wait(Duration::ZERO));
         }
@@ -139,8 +148,26 @@ impl Executor<'_> {
         Ok(Tick::Done)
     }
 
-    /// Replaces the rest of the run with stages that undo what it did, last first.
-    pub(super) fn start_rollback(&mut self, run: &mut Run) {
+    /// On an abort of a start: when it resized instances it did not start, replaces
+    /// the rest of the run with stages that give them their type back (and nothing
+    /// else), after which the run ends failed. `false` when there are none.
+    pub(super) fn start_restore(&mut self, run: &mut Run) -> bool {
+        let any = run.action == Action::Start
+            && run
+                .resized_ids
+                .keys()
+                .any(|id| !run.started_ids.contains_key(id));
+        if any {
+            run.aborted = true;
+            self.start_rollback(run, false);
+        }
+        any
+    }
+
+    /// Replaces the rest of the run with stages that undo what it did (when `undo`),
+    /// last first, and give the instances a start resized but did not start their
+    /// type back.
+    pub(super) fn start_rollback(&mut self, run: &mut Run, undo: bool) {
         let now = self.ports.clock.now();
         let stage_of: BTreeMap<&str, i64> = run
             .plan
@@ -148,7 +175,9 @@ impl Executor<'_> {
             .iter()
             .flat_map(|s| s.tiers.iter().map(move |t| (t.tier.as_str(), s.order)))
             .collect();
+        let none = BTreeMap::new();
         let done = match run.action {
+            _ if !undo => &none,
             Action::Start => &run.started_ids,
             Action::Stop => &run.stopped_ids,
         };
@@ -233,7 +262,18 @@ impl Executor<'_> {
             verify_began: None,
         };
         self.state.clear();
-        run.record(now, None, RunEvent::RollingBack);
+        if undo {
+            run.record(now, None, RunEvent::RollingBack);
+        } else {
+            let what = "aborted: giving back the types of instances resized but not started";
+            tracing::info!("{what}");
+            run.history.push(crate::run::Entry {
+                at: now,
+                tier: None,
+                what: what.to_string(),
+                event: None,
+            });
+        }
     }
 
     /// The steps that undo `action` on `ids` of `tier`.

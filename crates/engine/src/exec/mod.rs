@@ -398,6 +398,7 @@ impl<'a> Executor<'a> {
             error: None,
             requested_by: None,
             pacing: BTreeMap::new(),
+            aborted: false,
         };
         run.record(now, None, RunEvent::Started { action: req.action });
         self.save(&mut run).await?;
@@ -538,10 +539,14 @@ impl<'a> Executor<'a> {
                 match self.workload.failure_policy {
                     FailurePolicy::Continue => {}
                     FailurePolicy::Abort => {
+                        if self.start_restore(run) {
+                            self.save(run).await?;
+                            continue;
+                        }
                         return self.finish(run, RunStatus::Failed).await;
                     }
                     FailurePolicy::Rollback => {
-                        self.start_rollback(run);
+                        self.start_rollback(run, true);
                         self.save(run).await?;
                         continue;
                     }

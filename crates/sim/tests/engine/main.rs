@@ -921,3 +921,44 @@ fn a_rollback_gives_instances_resized_but_not_started_their_type_back() {
     }
     assert!(restored >= 1);
 }
+
+#[test]
+fn an_aborted_start_gives_instances_resized_but_not_started_their_type_back() {
+    let (h, fleet) = synced(3, Stopped, "abort");
+    let db = tier_ids(&fleet, "Role_DB");
+    let app = tier_ids(&fleet, "Role_App");
+    let zone = h.region.instance(&db[0]).unwrap().az;
+    let before = h.region.instance(&db[0]).unwrap().instance_type;
+    h.region.faults(|f| {
+        f.capacity
+            .insert(("r4.large".into(), zone.clone()), u32::MAX);
+    });
+    let run = h.run(Action::Start, Some("profileD")).unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "{:#?}", run.history);
+    assert!(run.aborted);
+    assert!(run.failed.contains_key(&db[0]));
+    // The instance that could not start has its type back; the ones that started
+    // keep running at the profile's type; the next tier was never touched.
+    let i = h.region.instance(&db[0]).unwrap();
+    assert_eq!(
+        (i.state, i.instance_type.as_str()),
+        (Stopped, before.as_str())
+    );
+    for id in db
+        .iter()
+        .filter(|id| h.region.instance(id).unwrap().az != zone)
+    {
+        let i = h.region.instance(id).unwrap();
+        assert_eq!(
+            (i.state, i.instance_type.as_str()),
+            (Running, "r4.large"),
+            "{id}"
+        );
+    }
+    assert!(app.iter().all(|id| h.state(id) == Stopped));
+    assert!(
+        run.history
+            .iter()
+            .any(|e| e.text().contains("giving back the types"))
+    );
+}
