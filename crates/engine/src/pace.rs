@@ -86,6 +86,11 @@ pub struct Learned {
     pub rate: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<f64>,
+    /// The tokens left at `at`, so that the next executor does not burst again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// A token bucket, full at creation, that finds the account's real rate: it starts
@@ -180,10 +185,13 @@ impl TokenBucket {
 
     /// What this bucket learned, when it differs from the published rate.
     pub fn learned(&self) -> Option<Learned> {
-        (self.rate != self.spec.refill_per_sec || self.refused.is_some()).then_some(Learned {
-            rate: self.rate,
-            refused: self.refused,
-        })
+        (self.rate != self.spec.refill_per_sec || self.refused.is_some() || self.at.is_some())
+            .then_some(Learned {
+                rate: self.rate,
+                refused: self.refused,
+                tokens: self.at.map(|_| self.tokens),
+                at: self.at,
+            })
     }
 
     /// Goes on from what an earlier bucket of the same kind learned (kept within the
@@ -194,7 +202,11 @@ impl TokenBucket {
             self.rate = l.rate.clamp(published * FLOOR, published * CEILING);
         }
         self.refused = l.refused.filter(|r| r.is_finite() && *r > 0.0);
-        self.tokens = self.tokens.min(self.capacity());
+        if let (Some(tokens), Some(at)) = (l.tokens.filter(|t| t.is_finite()), l.at) {
+            self.tokens = tokens;
+            self.at = Some(at);
+        }
+        self.tokens = self.tokens.clamp(0.0, self.capacity());
     }
 
     /// The bucket's size now (it scales with the rate).
@@ -312,7 +324,9 @@ mod tests {
             l,
             Learned {
                 rate: 14.0,
-                refused: Some(20.0)
+                refused: Some(20.0),
+                tokens: Some(0.0),
+                at: Some(t(0.0)),
             }
         );
         let mut b = TokenBucket::new(published);
@@ -320,9 +334,13 @@ mod tests {
         assert_eq!(b.refill_per_sec(), 14.0);
         assert_eq!(b.learned(), Some(l));
         // A stored value out of bounds (written by hand, say) is brought back in.
+        // The bucket goes on where the other left it: empty at 0 s, 14 tokens at 1 s.
+        assert_eq!(b.available(t(1.0)), 14.0);
         b.learn(Learned {
             rate: 1e12,
             refused: Some(f64::NAN),
+            tokens: Some(f64::INFINITY),
+            at: None,
         });
         assert_eq!(b.refill_per_sec(), 200.0);
         assert_eq!(b.learned().unwrap().refused, None);
