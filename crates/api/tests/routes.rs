@@ -639,16 +639,7 @@ async fn busy_reads_are_answered_once_a_second_and_a_change_is_read_at_once() {
     api.router = app_router(State::new(api.app.clone(), clouds.clone(), driver));
     let w = api.app.stored_workload("ExampleTestCase").await.unwrap();
     let cloud = clouds.get(&api.app, &w).await.unwrap();
-    let describes = || {
-        cloud
-            .sim()
-            .unwrap()
-            .region
-            .log()
-            .iter()
-            .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { action, .. } if action == "ec2:DescribeInstances"))
-            .count()
-    };
+    let describes = || cloud.sim().unwrap().region.calls("ec2:DescribeInstances");
     let viewer = api.token(Role::Viewer).to_string();
     let status = "/v1/workloads/ExampleTestCase/status";
     let exempt = |v: &Value| -> u64 {

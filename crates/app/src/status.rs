@@ -69,12 +69,7 @@ impl App {
             instances: Arc::new(self.observe(cloud, workload).await?),
             at: cloud.now(),
         };
-        let exemptions = self.store.exemptions().await?;
-        let last_run = self
-            .last_runs(Some(workload))
-            .await?
-            .remove(workload.name.as_str());
-        Ok(status(workload, &observed, &exemptions, last_run))
+        self.status_of(workload, &observed).await
     }
 
     /// The workload's status from what `clouds` observed of it at most
@@ -84,12 +79,18 @@ impl App {
     /// The cloud or the store failed.
     pub async fn status_seen(&self, clouds: &Clouds, workload: &Workload) -> Result<Status> {
         let observed = clouds.observed(self, workload).await?;
+        self.status_of(workload, &observed).await
+    }
+
+    /// The status of one workload from an observation: its exemptions and last run
+    /// read from the store.
+    async fn status_of(&self, workload: &Workload, observed: &Observed) -> Result<Status> {
         let exemptions = self.store.exemptions().await?;
         let last_run = self
             .last_runs(Some(workload))
             .await?
             .remove(workload.name.as_str());
-        Ok(status(workload, &observed, &exemptions, last_run))
+        Ok(status(workload, observed, &exemptions, last_run))
     }
 
     /// The status of each of `workloads`, in order, from what `clouds` observed at

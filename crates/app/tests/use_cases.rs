@@ -196,16 +196,7 @@ fn two_workloads() -> (App, Workload, Workload) {
 }
 
 fn describes(cloud: &ec2_scheduler_app::Cloud) -> usize {
-    cloud
-        .sim()
-        .unwrap()
-        .region
-        .log()
-        .iter()
-        .filter(|e| {
-            matches!(e, ec2_scheduler_sim::LogEntry::Call { action, .. } if action == "ec2:DescribeInstances")
-        })
-        .count()
+    cloud.sim().unwrap().region.calls("ec2:DescribeInstances")
 }
 
 fn members(s: &ec2_scheduler_app::status::Status) -> Vec<(String, Vec<String>)> {

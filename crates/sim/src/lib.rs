@@ -581,6 +581,15 @@ impl Region {
     pub fn throttled(&self) -> u64 {
         self.st().throttled
     }
+
+    /// Calls of `action` (`ec2:DescribeInstances`) received so far, answered or not.
+    pub fn calls(&self, action: &str) -> usize {
+        self.st()
+            .log
+            .iter()
+            .filter(|e| matches!(e, LogEntry::Call { action: a, .. } if a == action))
+            .count()
+    }
 }
 
 impl Clock for Region {
