@@ -12,11 +12,11 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | workload lock | `LOCK#<workload>` | `LOCK` |
-//! | run (metadata and first part of its JSON) | `RUN#<id>` | `RUN` |
-//! | further parts of a large run | `RUN#<id>` | `PART#<n>` |
+//! | run (version, part count and first part of its JSON) | `RUN#<id>` | `RUN` |
+//! | further parts of a large run | `RUN#<id>` | `PART#<version>#<n>` |
 //! | run index entry | `RUNS#<workload>` | `<started>#<id>` |
 //! | exemption | `EXEMPT` | `<instance>#<until or "-">` |
-//! | parked registration | `PARKED#<workload>` | `<instance>#<target JSON>` |
+//! | parked registrations (up to 1,000) | `PARKED#<workload>` | `SET#<digest of them>` |
 //! | schedule override | `OVERRIDE` | `<id>` |
 //! | schedule event (claimed, then its outcome) | `EVENT#<workload>` | `<action>#<instant>` |
 //! | API token (its hash, role, expiry) | `TOKEN` | `<id>` |
@@ -24,9 +24,18 @@
 //! A lock is taken with a conditional put (free, expired, or already ours), so two
 //! processes can never both hold it; an event is claimed the same way, so two
 //! `serve` processes never fire one event twice.
+//!
+//! A run survives a crash at any point of a save. Its further parts (for runs over
+//! 300 KB) are written first under the new version's keys, then the `RUN` item that
+//! names that version, with a condition that the stored version is still the one
+//! this process last read or wrote; only then are the old version's parts deleted. A
+//! reader follows the `RUN` item, so it sees the old run or the new one, never a mix.
+//! The index entry is written after the `RUN` item, and only when the run's status
+//! changes; an index entry left at `running` by a crash is corrected by the next
+//! look for the workload's unfinished run. Most saves are therefore one write.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -82,6 +91,23 @@ pub struct DynamoStore {
     region: String,
     /// Every request sent, by action.
     pub counter: Arc<CallCounter>,
+    /// What this store last read or wrote of each run, by id.
+    saved: Mutex<HashMap<String, Saved>>,
+}
+
+/// A run as this store last read or wrote it.
+#[derive(Debug, Clone, Default)]
+struct Saved {
+    /// The version of its `RUN` item (0: none, or one written before versions).
+    version: u64,
+    /// The sort keys of its further parts, and of parts left by an interrupted save.
+    parts: BTreeSet<String>,
+    /// Its status and end as the index entry holds them.
+    index: Option<(String, Option<String>)>,
+}
+
+fn part_key(version: u64, n: usize) -> String {
+    format!("PART#{version:010}#{n:04}")
 }
 
 fn backend(action: &str, e: impl std::fmt::Display) -> StoreError {
@@ -175,6 +201,14 @@ fn time(s: &str, key: &str) -> StoreResult<DateTime<Utc>> {
         })
 }
 
+/// A run's status and end, as its index entry holds them.
+fn index_of(run: &Run) -> (String, Option<String>) {
+    (
+        run.status.as_str().to_string(),
+        run.finished.map(|f| f.to_rfc3339()),
+    )
+}
+
 fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".to_string(), AttributeValue::S(pk.into())),
@@ -201,7 +235,105 @@ impl DynamoStore {
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             tables,
             counter,
+            saved: Mutex::default(),
         }
+    }
+
+    fn saved(&self, id: &str) -> Option<Saved> {
+        self.saved.lock().expect("not poisoned").get(id).cloned()
+    }
+
+    fn remember(&self, id: &str, saved: Saved) {
+        self.saved
+            .lock()
+            .expect("not poisoned")
+            .insert(id.to_string(), saved);
+    }
+
+    /// The items of a run, read consistently.
+    async fn run_items(&self, id: &str) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.tables.state)
+            .key_condition_expression("pk = :v")
+            .expression_attribute_values(":v", AttributeValue::S(format!("RUN#{id}")))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| backend("Query", err_text(&e)))?;
+            out.extend(page.items().iter().cloned());
+        }
+        Ok(out)
+    }
+
+    /// Reads a run's items: the run (when its `RUN` item exists) and what this store
+    /// must know to save it next.
+    async fn read_run(&self, id: &str) -> StoreResult<(Option<Run>, Saved)> {
+        let items = self.run_items(id).await?;
+        let mut saved = Saved::default();
+        let Some(head) = items.iter().find(|i| s(i, "sk").as_deref() == Some("RUN")) else {
+            saved.parts = items.iter().filter_map(|i| s(i, "sk")).collect();
+            return Ok((None, saved));
+        };
+        let corrupt = |message: String| StoreError::Corrupt {
+            key: format!("run {id}"),
+            message,
+        };
+        saved.version = n(head, "version").unwrap_or(0).max(0) as u64;
+        let count = n(head, "parts").unwrap_or(1).max(1) as usize;
+        let wanted: Vec<String> = (1..count)
+            .map(|i| {
+                if saved.version == 0 {
+                    // Written before versions.
+                    format!("PART#{i:04}")
+                } else {
+                    part_key(saved.version, i)
+                }
+            })
+            .collect();
+        let mut body = s(head, "body").unwrap_or_default();
+        let by_key: HashMap<String, &HashMap<String, AttributeValue>> = items
+            .iter()
+            .filter_map(|i| s(i, "sk").map(|k| (k, i)))
+            .collect();
+        for k in &wanted {
+            let part = by_key
+                .get(k)
+                .ok_or_else(|| corrupt(format!("part {k} of {count} is missing")))?;
+            body.push_str(&s(part, "body").unwrap_or_default());
+        }
+        saved.parts = by_key
+            .into_keys()
+            .filter(|k| k.starts_with("PART#"))
+            .collect();
+        let run: Run = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+        saved.index = Some(index_of(&run));
+        Ok((Some(run), saved))
+    }
+
+    async fn put_index(&self, run: &Run) -> StoreResult<()> {
+        let mut index = key(
+            &format!("RUNS#{}", run.workload),
+            &format!("{}#{}", run.started.to_rfc3339(), run.id),
+        );
+        index.insert("id".into(), AttributeValue::S(run.id.clone()));
+        index.insert("workload".into(), AttributeValue::S(run.workload.clone()));
+        index.insert("action".into(), AttributeValue::S(run.action.to_string()));
+        index.insert(
+            "status".into(),
+            AttributeValue::S(run.status.as_str().into()),
+        );
+        index.insert(
+            "started".into(),
+            AttributeValue::S(run.started.to_rfc3339()),
+        );
+        if let Some(f) = run.finished {
+            index.insert("finished".into(), AttributeValue::S(f.to_rfc3339()));
+        }
+        self.put_state(index).await
     }
 
     /// Creates the state table (on-demand billing) if it does not exist.
@@ -798,8 +930,8 @@ impl RunStore for DynamoStore {
             .update_item()
             .table_name(&self.tables.state)
             .set_key(Some(key(&format!("LOCK#{}", lock.workload), "LOCK")))
-            .update_expression("SET expires = :e, expires_at = :ea, run_id = :r")
-            .condition_expression("#o = :owner")
+            .update_expression("SET expires = :e, expires_at = :ea")
+            .condition_expression("#o = :owner AND run_id = :r")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":e", AttributeValue::S(lock.expires.to_rfc3339()))
             .expression_attribute_values(
@@ -820,6 +952,22 @@ impl RunStore for DynamoStore {
             }
             Err(e) => Err(backend("UpdateItem", err_text(&e))),
         }
+    }
+
+    async fn holds(&self, lock: &Lock) -> StoreResult<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key(&format!("LOCK#{}", lock.workload), "LOCK")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        Ok(out.item().is_some_and(|i| {
+            s(i, "owner").as_deref() == Some(lock.owner.as_str())
+                && s(i, "run_id").as_deref() == Some(lock.run_id.as_str())
+        }))
     }
 
     async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
@@ -861,75 +1009,115 @@ impl RunStore for DynamoStore {
             v.push(rest);
             v
         };
+        let before = match self.saved(&run.id) {
+            Some(s) => s,
+            // Not read or written by this store yet: a new run, or one another
+            // process saved (its version decides the condition).
+            None => self.read_run(&run.id).await?.1,
+        };
+        let version = before.version + 1;
         let pk = format!("RUN#{}", run.id);
+        let mut parts = BTreeSet::new();
         for (i, part) in chunks.iter().enumerate().skip(1) {
-            let mut item = key(&pk, &format!("PART#{i:04}"));
+            let sk = part_key(version, i);
+            let mut item = key(&pk, &sk);
             item.insert("body".into(), AttributeValue::S(part.to_string()));
             self.put_state(item).await?;
+            parts.insert(sk);
         }
         let mut item = key(&pk, "RUN");
         item.insert("body".into(), AttributeValue::S(chunks[0].to_string()));
         item.insert("parts".into(), AttributeValue::N(chunks.len().to_string()));
-        self.put_state(item).await?;
-        let mut index = key(
-            &format!("RUNS#{}", run.workload),
-            &format!("{}#{}", run.started.to_rfc3339(), run.id),
-        );
-        index.insert("id".into(), AttributeValue::S(run.id.clone()));
-        index.insert("workload".into(), AttributeValue::S(run.workload.clone()));
-        index.insert("action".into(), AttributeValue::S(run.action.to_string()));
-        index.insert(
-            "status".into(),
-            AttributeValue::S(run.status.as_str().into()),
-        );
-        index.insert(
-            "started".into(),
-            AttributeValue::S(run.started.to_rfc3339()),
-        );
-        if let Some(f) = run.finished {
-            index.insert("finished".into(), AttributeValue::S(f.to_rfc3339()));
+        item.insert("version".into(), AttributeValue::N(version.to_string()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(item));
+        let put = if before.version == 0 {
+            put.condition_expression("attribute_not_exists(pk) OR attribute_not_exists(#v)")
+                .expression_attribute_names("#v", "version")
+        } else {
+            put.condition_expression("#v = :before")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(
+                    ":before",
+                    AttributeValue::N(before.version.to_string()),
+                )
+        };
+        match put.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                // Read again, so that a later save of what is stored now can go.
+                self.saved.lock().expect("not poisoned").remove(&run.id);
+                return Err(StoreError::Backend(format!(
+                    "run {} was saved by another process since this one last read it (version {}); not overwritten",
+                    run.id, before.version
+                )));
+            }
+            Err(e) => return Err(backend("PutItem", err_text(&e))),
         }
-        self.put_state(index).await?;
+        // The run is saved. The index entry follows when the status changed, then the
+        // parts no version points to any more go.
+        let index = index_of(run);
+        if before.index.as_ref() != Some(&index) {
+            self.put_index(run).await?;
+        }
+        let stale: Vec<WriteRequest> = before
+            .parts
+            .iter()
+            .filter(|k| !parts.contains(*k))
+            .map(|k| {
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key(&pk, k)))
+                            .build()
+                            .expect("complete"),
+                    )
+                    .build()
+            })
+            .collect();
+        self.remember(
+            &run.id,
+            Saved {
+                version,
+                parts: parts.clone(),
+                index: Some(index),
+            },
+        );
+        if !stale.is_empty() {
+            self.batch_write(stale).await?;
+        }
         Ok(())
     }
 
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
-        let items = self
-            .query_all(&self.tables.state, "pk", &format!("RUN#{id}"))
-            .await?;
-        let mut parts: BTreeMap<String, String> = BTreeMap::new();
-        let mut count = None;
-        for item in &items {
-            let sk = s(item, "sk").unwrap_or_default();
-            if sk == "RUN" {
-                count = n(item, "parts");
-                parts.insert("PART#0000".into(), s(item, "body").unwrap_or_default());
-            } else if sk.starts_with("PART#") {
-                parts.insert(sk, s(item, "body").unwrap_or_default());
-            }
-        }
-        let Some(count) = count else { return Ok(None) };
-        if parts.len() as i64 != count {
-            return Err(StoreError::Corrupt {
-                key: format!("run {id}"),
-                message: format!("{} of {count} parts", parts.len()),
-            });
-        }
-        let body: String = parts.into_values().collect();
-        serde_json::from_str(&body)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: format!("run {id}"),
-                message: e.to_string(),
-            })
+        let (run, saved) = self.read_run(id).await?;
+        self.remember(id, saved);
+        Ok(run)
     }
 
     async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
         let rows = self.list_runs(Some(workload)).await?;
-        match rows.into_iter().find(|r| r.status == "running") {
-            Some(r) => self.load_run(&r.id).await,
-            None => Ok(None),
+        for r in rows.into_iter().filter(|r| r.status == "running") {
+            match self.load_run(&r.id).await? {
+                Some(run) if !run.status.is_finished() => return Ok(Some(run)),
+                // The run ended, but its index entry was not written (a crash
+                // between the two writes): correct it.
+                Some(run) => {
+                    self.put_index(&run).await?;
+                    if let Some(s) = self.saved.lock().expect("not poisoned").get_mut(&run.id) {
+                        s.index = Some(index_of(&run));
+                    }
+                }
+                None => {}
+            }
         }
+        Ok(None)
     }
 
     async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>> {
@@ -1005,17 +1193,60 @@ impl RunStore for DynamoStore {
     }
 
     async fn park(&self, workload: &str, entries: &[(String, LbTarget)]) -> StoreResult<()> {
-        let mut writes = Vec::with_capacity(entries.len());
-        for (id, t) in entries {
-            let target =
-                serde_json::to_string(t).map_err(|e| StoreError::Backend(e.to_string()))?;
-            let mut item = key(&format!("PARKED#{workload}"), &format!("{id}#{target}"));
-            item.insert("target".into(), AttributeValue::S(target));
+        for chunk in entries.chunks(PARKED_PER_ITEM) {
+            self.put_state(parked_item(workload, chunk)?).await?;
+        }
+        Ok(())
+    }
+
+    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
+        let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for item in self
+            .query_all(&self.tables.state, "pk", &format!("PARKED#{workload}"))
+            .await?
+        {
+            for (id, t) in parked_entries(&item)? {
+                if wanted.contains(id.as_str()) && seen.insert((id.clone(), t.clone())) {
+                    out.push((id, t));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
+        let gone: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let pk = format!("PARKED#{workload}");
+        let mut writes = Vec::new();
+        for item in self.query_all(&self.tables.state, "pk", &pk).await? {
+            let entries = parked_entries(&item)?;
+            let left: Vec<(String, LbTarget)> = entries
+                .iter()
+                .filter(|(id, _)| !gone.contains(id.as_str()))
+                .cloned()
+                .collect();
+            if left.len() == entries.len() {
+                continue;
+            }
+            if !left.is_empty() {
+                writes.push(
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(parked_item(workload, &left)?))
+                                .build()
+                                .map_err(|e| backend("BatchWriteItem", e))?,
+                        )
+                        .build(),
+                );
+            }
             writes.push(
                 WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(item))
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key(&pk, &s(&item, "sk").unwrap_or_default())))
                             .build()
                             .map_err(|e| backend("BatchWriteItem", e))?,
                     )
@@ -1024,55 +1255,41 @@ impl RunStore for DynamoStore {
         }
         self.batch_write(writes).await
     }
+}
 
-    async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
-        let items = self
-            .query_all(&self.tables.state, "pk", &format!("PARKED#{workload}"))
-            .await?;
-        let mut out = Vec::new();
-        for i in items {
-            let sk = s(&i, "sk").unwrap_or_default();
-            let Some((id, _)) = sk.split_once('#') else {
-                continue;
-            };
-            if !ids.iter().any(|x| x == id) {
-                continue;
-            }
-            let t: LbTarget =
-                serde_json::from_str(&s(&i, "target").unwrap_or_default()).map_err(|e| {
-                    StoreError::Corrupt {
-                        key: sk.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
-            out.push((id.to_string(), t));
-        }
-        Ok(out)
-    }
+/// Parked registrations kept in one item (about 150 bytes each; an item holds 400 KB).
+const PARKED_PER_ITEM: usize = 1000;
 
-    async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
-        let items = self
-            .query_all(&self.tables.state, "pk", &format!("PARKED#{workload}"))
-            .await?;
-        let mut writes = Vec::new();
-        for i in items {
-            let sk = s(&i, "sk").unwrap_or_default();
-            if sk
-                .split_once('#')
-                .is_some_and(|(id, _)| ids.iter().any(|x| x == id))
-            {
-                writes.push(
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(key(&format!("PARKED#{workload}"), &sk)))
-                                .build()
-                                .map_err(|e| backend("BatchWriteItem", e))?,
-                        )
-                        .build(),
-                );
-            }
-        }
-        self.batch_write(writes).await
+/// One item holding parked registrations, keyed by a digest of what it holds: parking
+/// the same registrations again (a step repeated after a crash) writes the same item.
+fn parked_item(
+    workload: &str,
+    entries: &[(String, LbTarget)],
+) -> StoreResult<HashMap<String, AttributeValue>> {
+    use sha2::Digest;
+    let body = serde_json::to_string(entries).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let mut item = key(&format!("PARKED#{workload}"), &format!("SET#{hex}"));
+    item.insert("entries".into(), AttributeValue::S(body));
+    Ok(item)
+}
+
+/// The registrations an item holds: a set of them, or one (`<instance>#<target>`, as
+/// items were written before sets).
+fn parked_entries(item: &HashMap<String, AttributeValue>) -> StoreResult<Vec<(String, LbTarget)>> {
+    let sk = s(item, "sk").unwrap_or_default();
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        key: sk.clone(),
+        message: e.to_string(),
+    };
+    if sk.starts_with("SET#") {
+        return serde_json::from_str(&s(item, "entries").unwrap_or_default()).map_err(corrupt);
     }
+    let Some((id, _)) = sk.split_once('#') else {
+        return Ok(Vec::new());
+    };
+    let t: LbTarget =
+        serde_json::from_str(&s(item, "target").unwrap_or_default()).map_err(corrupt)?;
+    Ok(vec![(id.to_string(), t)])
 }

@@ -6,7 +6,16 @@ use ec2_scheduler_core::schedule::EventKind;
 
 use ec2_scheduler_core::access::{Role, Token};
 
-use crate::ports::{AccessStore, EventOutcome, EventRecord, ScheduleStore};
+use std::collections::BTreeMap;
+
+use ec2_scheduler_core::Action;
+use ec2_scheduler_core::plan::Plan;
+
+use crate::pace::Jitter;
+use crate::ports::{
+    AccessStore, EventOutcome, EventRecord, Lock, LockOutcome, RunStore, ScheduleStore,
+};
+use crate::run::{Cursor, Phase, Run, RunEvent, RunStatus};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("a time").to_utc()
@@ -108,11 +117,140 @@ pub async fn access_store(store: &dyn AccessStore) {
     assert_eq!(store.tokens().await.unwrap(), vec![revoked, token("t2", 1)]);
 }
 
+/// A run with `entries` history entries, to save and load.
+pub fn sample_run(id: &str, workload: &str, entries: usize) -> Run {
+    let at = t("2026-12-01T07:00:00Z");
+    let mut run = Run {
+        id: id.into(),
+        workload: workload.into(),
+        action: Action::Start,
+        profile: Some("big".into()),
+        status: RunStatus::Running,
+        owner: "host:1".into(),
+        started: at,
+        finished: None,
+        plan: Plan {
+            workload: workload.into(),
+            action: Action::Start,
+            profile: Some("big".into()),
+            stages: Vec::new(),
+            excluded: Vec::new(),
+            notes: Vec::new(),
+            ignored: Default::default(),
+            summary: Default::default(),
+        },
+        cursor: Cursor {
+            phase: Phase::Forward,
+            stage: 0,
+            steps: BTreeMap::new(),
+            began: BTreeMap::new(),
+            verify_began: None,
+        },
+        rollback: Vec::new(),
+        started_ids: BTreeMap::new(),
+        stopped_ids: BTreeMap::new(),
+        resized_ids: BTreeMap::new(),
+        kept: BTreeMap::new(),
+        failed: BTreeMap::new(),
+        failures_handled: 0,
+        history: Vec::new(),
+        calls: BTreeMap::new(),
+        retried: 0,
+        tiers: BTreeMap::new(),
+        jitter: Jitter::new(7),
+        error: None,
+        requested_by: None,
+        pacing: BTreeMap::new(),
+        aborted: false,
+    };
+    for n in 0..entries {
+        run.record(
+            at + TimeDelta::seconds(n as i64),
+            Some("web"),
+            RunEvent::StepDone {
+                step: format!("step {n} of a long run ✓"),
+            },
+        );
+    }
+    run
+}
+
+/// Locks are held by one run of one owner; runs are saved whole, large or small,
+/// growing or shrinking, and the unfinished one of a workload is found.
+///
+/// # Panics
+/// When the store does not do what it must.
+pub async fn run_store(store: &dyn RunStore) {
+    let now = t("2026-12-01T07:00:00Z");
+    let lock = |owner: &str, run: &str, secs: i64| Lock {
+        workload: "W".into(),
+        owner: owner.into(),
+        run_id: run.into(),
+        expires: now + TimeDelta::seconds(secs),
+    };
+    assert_eq!(
+        store.acquire(&lock("a", "run-1", 60), now).await.unwrap(),
+        LockOutcome::Acquired
+    );
+    assert!(store.renew(&lock("a", "run-1", 120)).await.unwrap());
+    assert!(store.holds(&lock("a", "run-1", 120)).await.unwrap());
+    // Another owner, or another run of the same owner, does not hold it.
+    assert!(!store.renew(&lock("b", "run-1", 120)).await.unwrap());
+    assert!(!store.renew(&lock("a", "run-2", 120)).await.unwrap());
+    assert!(!store.holds(&lock("b", "run-1", 120)).await.unwrap());
+    assert!(!store.holds(&lock("a", "run-2", 120)).await.unwrap());
+    match store.acquire(&lock("b", "run-3", 60), now).await.unwrap() {
+        LockOutcome::Held(l) => assert_eq!((l.owner.as_str(), l.run_id.as_str()), ("a", "run-1")),
+        other => panic!("{other:?}"),
+    }
+    // Released (a cancel): the run no longer holds it, even when its owner takes the
+    // workload again for another run.
+    store.release("W", "a").await.unwrap();
+    assert!(!store.holds(&lock("a", "run-1", 120)).await.unwrap());
+    assert!(!store.renew(&lock("a", "run-1", 120)).await.unwrap());
+    assert_eq!(
+        store.acquire(&lock("a", "run-2", 60), now).await.unwrap(),
+        LockOutcome::Acquired
+    );
+    assert!(!store.renew(&lock("a", "run-1", 120)).await.unwrap());
+    assert!(store.holds(&lock("a", "run-2", 60)).await.unwrap());
+    store.release("W", "a").await.unwrap();
+
+    assert_eq!(store.load_run("run-x").await.unwrap(), None);
+    assert_eq!(store.unfinished_run("W").await.unwrap(), None);
+    // Small, then large (several items where items are small), then small again.
+    let mut run = sample_run("run-x", "W", 3);
+    store.save_run(&run).await.unwrap();
+    assert_eq!(store.load_run("run-x").await.unwrap().as_ref(), Some(&run));
+    assert_eq!(
+        store.unfinished_run("W").await.unwrap().as_ref(),
+        Some(&run)
+    );
+    for entries in [12_000, 9_000, 3] {
+        run = sample_run("run-x", "W", entries);
+        store.save_run(&run).await.unwrap();
+        assert_eq!(store.load_run("run-x").await.unwrap().as_ref(), Some(&run));
+    }
+    run.status = RunStatus::Succeeded;
+    run.finished = Some(now + TimeDelta::minutes(3));
+    store.save_run(&run).await.unwrap();
+    assert_eq!(store.load_run("run-x").await.unwrap().as_ref(), Some(&run));
+    assert_eq!(store.unfinished_run("W").await.unwrap(), None);
+    let rows = store.list_runs(Some("W")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].id.as_str(), rows[0].status.as_str()),
+        ("run-x", "succeeded")
+    );
+    assert!(store.list_runs(Some("V")).await.unwrap().is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_memory_store_keeps_the_contract() {
         pollster::block_on(super::schedule_store(&crate::memory::MemoryStore::new()));
         pollster::block_on(super::access_store(&crate::memory::MemoryStore::new()));
+        pollster::block_on(super::run_store(&crate::memory::MemoryStore::new()));
     }
 }

@@ -76,7 +76,7 @@ impl RunStore for MemoryStore {
 
     async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
         Ok(self.with(|i| match i.locks.get_mut(&lock.workload) {
-            Some(cur) if cur.owner == lock.owner => {
+            Some(cur) if cur.owner == lock.owner && cur.run_id == lock.run_id => {
                 *cur = lock.clone();
                 true
             }

@@ -371,8 +371,15 @@ impl RunSummaryRow {
 pub trait RunStore: Send + Sync {
     /// Takes the workload's lock if it is free or its lease expired at `now`.
     async fn acquire(&self, lock: &Lock, now: DateTime<Utc>) -> StoreResult<LockOutcome>;
-    /// Extends a lease this owner holds; `false` if it lost the lock.
+    /// Extends a lease this owner holds for this run; `false` if it lost the lock
+    /// (released by a cancel, or taken by another owner or run).
     async fn renew(&self, lock: &Lock) -> StoreResult<bool>;
+    /// Whether this owner still holds the lock for this run, as [`RunStore::renew`]
+    /// answers it; stores where a write costs more than a read answer by reading,
+    /// without extending the lease.
+    async fn holds(&self, lock: &Lock) -> StoreResult<bool> {
+        self.renew(lock).await
+    }
     /// Frees a lock this owner holds.
     async fn release(&self, workload: &str, owner: &str) -> StoreResult<()>;
     /// Saves a run (a checkpoint).

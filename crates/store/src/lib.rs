@@ -193,7 +193,7 @@ impl RunStore for SqliteStore {
         self.with(|c| {
             let n = c
                 .execute(
-                    "UPDATE locks SET expires = ?3, run_id = ?4 WHERE workload = ?1 AND owner = ?2",
+                    "UPDATE locks SET expires = ?3 WHERE workload = ?1 AND owner = ?2 AND run_id = ?4",
                     params![
                         lock.workload,
                         lock.owner,
@@ -643,6 +643,12 @@ mod tests {
             run_id: format!("run-{owner}"),
             expires,
         }
+    }
+
+    #[test]
+    fn the_sqlite_store_keeps_the_run_store_contract() {
+        let s = SqliteStore::in_memory().unwrap();
+        pollster::block_on(ec2_scheduler_engine::contract::run_store(&s));
     }
 
     #[test]

@@ -215,11 +215,12 @@ pub struct Executor<'a> {
     held: Held,
 }
 
-/// The lock as this executor last confirmed it. The lease is renewed when a third of
-/// it has passed, and in any tick that is about to act (a start, stop, resize,
-/// load-balancer change or probe): so a run that only waits writes little, and one
-/// that acts always knows, before acting, that it still holds the workload (a cancel
-/// releases the lock).
+/// The lock as this executor last renewed it. The lease is renewed when a third of it
+/// has passed; in any tick that is about to act (a start, stop, resize, load-balancer
+/// change or probe) the store is asked whether the run still holds it (a read, where
+/// the store has them): so a run writes one renewal per third of a lease whatever it
+/// does, and one that acts always knows, before acting, that it still holds the
+/// workload (a cancel releases the lock).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Held {
     at: Option<DateTime<Utc>>,

@@ -61,8 +61,9 @@ pub(crate) enum Seen {
 }
 
 impl Cx<'_, '_> {
-    /// Confirms, before acting, that the run still holds its workload's lock: the
-    /// lease is renewed once per tick that acts (see [`Held`]).
+    /// Confirms, before acting, that the run still holds its workload's lock, once
+    /// per tick that acts: by renewing the lease when a third of it has passed, else
+    /// by asking the store (a read where the store has them; see [`Held`]).
     ///
     /// # Errors
     /// [`EngineError::LockLost`] when it does not (the run was cancelled, or another
@@ -78,13 +79,22 @@ impl Cx<'_, '_> {
             run_id: self.run.id.clone(),
             expires: after(now, self.settings.lease),
         };
-        if !self.ports.store.renew(&lock).await? {
+        let due = self
+            .held
+            .at
+            .is_none_or(|at| dur(now - at) >= self.settings.lease / 3);
+        let held = if due {
+            self.ports.store.renew(&lock).await?
+        } else {
+            self.ports.store.holds(&lock).await?
+        };
+        if !held {
             return Err(EngineError::LockLost(self.run.workload.clone()));
         }
-        *self.held = Held {
-            at: Some(now),
-            in_tick: true,
-        };
+        if due {
+            self.held.at = Some(now);
+        }
+        self.held.in_tick = true;
         Ok(())
     }
 
