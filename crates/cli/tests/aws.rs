@@ -473,7 +473,7 @@ fn a_run_killed_at_random_points_resumes_and_finishes_on_dynamodb() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let after = std::time::Duration::from_millis(200 + next() % 12_000);
+        let after = std::time::Duration::from_millis(200 + next() % 6_000);
         let deadline = std::time::Instant::now() + after;
         let exited = loop {
             if child.try_wait().unwrap().is_some() {
@@ -500,7 +500,7 @@ fn a_run_killed_at_random_points_resumes_and_finishes_on_dynamodb() {
     };
     let start: Value = serde_json::from_str(&ok(&finished)).unwrap();
     assert_eq!(start["status"], "succeeded", "{start:#}");
-    assert_eq!(kills, 6);
+    assert!(kills >= 4, "killed {kills} times only");
 
     // One start run: each process after a kill resumed it.
     let runs = runs_of(&moto, "ExampleTestCase");

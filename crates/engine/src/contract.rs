@@ -162,6 +162,7 @@ pub fn sample_run(id: &str, workload: &str, entries: usize) -> Run {
         requested_by: None,
         pacing: BTreeMap::new(),
         aborted: false,
+        resized_ahead: BTreeMap::new(),
     };
     for n in 0..entries {
         run.record(

@@ -117,6 +117,10 @@ pub enum RunEvent {
     StepDone {
         step: String,
     },
+    /// The tier's type changes were all made ahead of its stage.
+    ResizedAhead {
+        instances: usize,
+    },
     /// A call was made for this many instances (`ec2:StopInstances`).
     Called {
         action: String,
@@ -174,6 +178,9 @@ impl std::fmt::Display for RunEvent {
             RunEvent::Abandoned { for_action } => write!(f, "abandoned for a {for_action} run"),
             RunEvent::Cancelled { by } => write!(f, "cancelled by {by}"),
             RunEvent::StepDone { step } => write!(f, "{step} done"),
+            RunEvent::ResizedAhead { instances } => {
+                write!(f, "{instances} type changes made ahead of its stage")
+            }
             RunEvent::Called { action, instances } => write!(f, "{action} {instances} instances"),
             RunEvent::NoHibernation { instance, code } => write!(
                 f,
@@ -288,6 +295,10 @@ pub struct Run {
     /// back the types of instances it resized but did not start, and it ends failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub aborted: bool,
+    /// Tiers of later stages whose type changes were all made ahead of their stage
+    /// (while earlier tiers started, waited and paused), and when they were done.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resized_ahead: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl Run {

@@ -14,12 +14,12 @@ mod finish;
 mod policy;
 mod step;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::model::Workload;
-use ec2_scheduler_core::plan::{Plan, PlanRequest, ScaleIn, Stage, TierPlan};
+use ec2_scheduler_core::plan::{PauseReason, Plan, PlanRequest, ScaleIn, Stage, Step, TierPlan};
 use ec2_scheduler_core::{Action, FailurePolicy, Instance, plan};
 use tracing::Instrument;
 
@@ -31,7 +31,7 @@ use crate::ports::{
 };
 use crate::run::{Cursor, Phase, Run, RunEvent, RunStatus, TierTiming};
 use policy::Tries;
-use step::{Active, Began, Cx, Poll};
+use step::{Active, Ahead, Began, Cx, Early, Poll};
 
 /// Errors that stop the engine (as opposed to instance failures, which the failure
 /// policy handles).
@@ -204,6 +204,21 @@ pub struct Executor<'a> {
     buckets: Buckets,
     /// The step in progress of each tier.
     state: BTreeMap<String, Active>,
+    /// When each tier's step in progress asked to be polled again: a tier is not
+    /// polled before (another tier's wake-up is not its own).
+    due: BTreeMap<String, DateTime<Utc>>,
+    /// The type changes of a later tier being made ahead of its stage, and when they
+    /// asked to be polled again.
+    ahead: Option<(String, Ahead, DateTime<Utc>)>,
+    /// Later tiers whose changes ahead left something for their own step.
+    ahead_tried: BTreeSet<String>,
+    /// The type changes this executor made, by tier, in the order it made them.
+    resized: BTreeMap<String, VecDeque<(DateTime<Utc>, String)>>,
+    /// Each tier's early starts in progress, and when they asked to be polled again.
+    early: BTreeMap<String, (Early, DateTime<Utc>)>,
+    /// Each tier's instances ready for an early start, not yet handed to one; a tier
+    /// is here once its early starts began.
+    early_ready: BTreeMap<String, Vec<String>>,
     /// Retries and deadline of the check that ends a start.
     verify: Option<Tries>,
     /// The meter's reading when the calls were last recorded in a run.
@@ -255,6 +270,12 @@ impl<'a> Executor<'a> {
             settings,
             workload,
             state: BTreeMap::new(),
+            due: BTreeMap::new(),
+            ahead: None,
+            ahead_tried: BTreeSet::new(),
+            resized: BTreeMap::new(),
+            early: BTreeMap::new(),
+            early_ready: BTreeMap::new(),
             verify: None,
             metered: ports.meter.requests(),
             stage: None,
@@ -400,6 +421,7 @@ impl<'a> Executor<'a> {
             requested_by: None,
             pacing: BTreeMap::new(),
             aborted: false,
+            resized_ahead: BTreeMap::new(),
         };
         run.record(now, None, RunEvent::Started { action: req.action });
         self.save(&mut run).await?;
@@ -524,6 +546,11 @@ impl<'a> Executor<'a> {
             }
             self.stage = Some((key, stage));
             if let Some(w) = wait {
+                // While this stage waits, later tiers' type changes can be made.
+                let w = match self.resize_ahead(run).await? {
+                    Some(a) => w.min(a),
+                    None => w,
+                };
                 // Wake early enough to renew the lease.
                 let w = match self.settings.clock_rate {
                     Some(rate) => w.min(
@@ -560,14 +587,129 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Runs one tier's steps as far as possible; `Some(wait)` if it must wait.
+    /// Runs one tier's steps as far as possible, and its early starts; `Some(wait)`
+    /// if it must wait.
     async fn advance_tier(&mut self, run: &mut Run, tp: &TierPlan) -> Result<Option<Duration>> {
+        let Some(wait) = self.advance_steps(run, tp).await? else {
+            self.early.remove(&tp.tier);
+            return Ok(None);
+        };
+        Ok(Some(match self.start_early(run, tp).await? {
+            Some(w) => wait.min(w),
+            None => wait,
+        }))
+    }
+
+    /// In a start with a profile, while a tier's Resize step (or the pause after it)
+    /// goes on, starts its instances whose type change was made at least the
+    /// workload's resize delay ago, in batches of at least `min_batch`: so the tier's
+    /// starts do not wait for its last type change. `Some(wait)` until the early
+    /// starts in progress can go on.
+    async fn start_early(&mut self, run: &mut Run, tp: &TierPlan) -> Result<Option<Duration>> {
+        let idx = run.cursor.steps.get(&tp.tier).copied().unwrap_or(0);
+        let resizing = match (tp.steps.get(idx), idx.checked_sub(1).map(|i| &tp.steps[i])) {
+            (Some(Step::Resize { changes }), _)
+            | (
+                Some(Step::Pause {
+                    why: PauseReason::AfterResize,
+                    ..
+                }),
+                Some(Step::Resize { changes }),
+            ) => Some(changes),
+            _ => None,
+        };
+        let start = tp.steps.iter().skip(idx + 1).take(2).find_map(|s| match s {
+            Step::Start { instances } => Some(instances),
+            _ => None,
+        });
+        let (Some(changes), Some(start)) = (resizing, start) else {
+            self.early.remove(&tp.tier);
+            return Ok(None);
+        };
+        if run.action != Action::Start || run.cursor.phase != Phase::Forward {
+            self.early.remove(&tp.tier);
+            return Ok(None);
+        }
+        let now = self.ports.clock.now();
+        if let Some((mut early, due)) = self.early.remove(&tp.tier) {
+            if due > now {
+                self.early.insert(tp.tier.clone(), (early, due));
+                return Ok(Some(dur(due - now)));
+            }
+            match early.poll(&mut self.cx(run, &tp.tier)).await? {
+                Poll::Wait(w) => {
+                    let now = self.ports.clock.now();
+                    self.early.insert(tp.tier.clone(), (early, after(now, w)));
+                    return Ok(Some(w));
+                }
+                Poll::Done => {}
+            }
+        }
+        let settle = chrono::TimeDelta::seconds(
+            i64::try_from(self.workload.resize_delay_secs).unwrap_or(i64::MAX),
+        );
+        let now = self.ports.clock.now();
+        let ready = match self.early_ready.entry(tp.tier.clone()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            // The instances whose type does not change are ready from the first.
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let changing: BTreeSet<&str> =
+                    changes.iter().map(|c| c.instance.as_str()).collect();
+                e.insert(
+                    start
+                        .iter()
+                        .filter(|id| !changing.contains(id.as_str()))
+                        .cloned()
+                        .collect(),
+                )
+            }
+        };
+        if let Some(made) = self.resized.get_mut(&tp.tier) {
+            while let Some((at, _)) = made.front()
+                && at.checked_add_signed(settle).is_some_and(|t| t <= now)
+            {
+                let (_, id) = made.pop_front().expect("a front");
+                ready.push(id);
+            }
+        }
+        if ready.len() < self.settings.min_batch.max(1) {
+            return Ok(None);
+        }
+        let ready: Vec<String> = std::mem::take(ready)
+            .into_iter()
+            .filter(|id| !run.failed.contains_key(id) && !run.kept.contains_key(id))
+            .collect();
+        let sent: BTreeSet<&str> = ready.iter().map(String::as_str).collect();
+        let types: BTreeMap<String, String> = changes
+            .iter()
+            .filter(|c| sent.contains(c.instance.as_str()))
+            .map(|c| (c.instance.clone(), c.to.clone()))
+            .collect();
+        let mut early = Early::new(&ready, types, &mut self.cx(run, &tp.tier), now);
+        match early.poll(&mut self.cx(run, &tp.tier)).await? {
+            Poll::Wait(w) => {
+                let now = self.ports.clock.now();
+                self.early.insert(tp.tier.clone(), (early, after(now, w)));
+                Ok(Some(w))
+            }
+            Poll::Done => Ok(None),
+        }
+    }
+
+    /// Runs one tier's steps as far as possible; `Some(wait)` if it must wait.
+    async fn advance_steps(&mut self, run: &mut Run, tp: &TierPlan) -> Result<Option<Duration>> {
         loop {
             let idx = run.cursor.steps.get(&tp.tier).copied().unwrap_or(0);
             let Some(step) = tp.steps.get(idx) else {
                 return Ok(None);
             };
             let now = self.ports.clock.now();
+            if self.state.contains_key(&tp.tier)
+                && let Some(due) = self.due.get(&tp.tier)
+                && *due > now
+            {
+                return Ok(Some(dur(*due - now)));
+            }
             if idx == 0 && !self.state.contains_key(&tp.tier) {
                 run.tiers.entry(tp.tier.clone()).or_insert(TierTiming {
                     started: now,
@@ -590,9 +732,12 @@ impl<'a> Executor<'a> {
             match poll {
                 Poll::Wait(w) => {
                     self.state.insert(tp.tier.clone(), active);
+                    let now = self.ports.clock.now();
+                    self.due.insert(tp.tier.clone(), after(now, w));
                     return Ok(Some(w));
                 }
                 Poll::Done => {
+                    self.due.remove(&tp.tier);
                     let now = self.ports.clock.now();
                     run.cursor.steps.insert(tp.tier.clone(), idx + 1);
                     run.cursor.began.remove(&tp.tier);
@@ -607,6 +752,91 @@ impl<'a> Executor<'a> {
                         self.tier_finished(run, &tp.tier, now).await;
                     }
                     self.save(run).await?;
+                }
+            }
+        }
+    }
+
+    /// Makes the type changes of later tiers of a start with a profile while the
+    /// current stage waits, one tier at a time in stage order, with the mutating
+    /// calls the current stage does not use (never while one of its tiers is
+    /// resizing). `Some(wait)` until the next of them can be made.
+    async fn resize_ahead(&mut self, run: &mut Run) -> Result<Option<Duration>> {
+        if run.action != Action::Start || run.cursor.phase != Phase::Forward || run.aborted {
+            self.ahead = None;
+            return Ok(None);
+        }
+        if self.state.values().any(|a| matches!(a, Active::Resize(_))) {
+            return Ok(None);
+        }
+        let later = |run: &Run, tier: &str| {
+            run.plan
+                .stages
+                .iter()
+                .skip(run.cursor.stage + 1)
+                .any(|s| s.tiers.iter().any(|t| t.tier == tier))
+        };
+        loop {
+            let now = self.ports.clock.now();
+            let (tier, mut ahead, due) = match self.ahead.take() {
+                Some(a) if later(run, &a.0) => a,
+                _ => {
+                    let next = run
+                        .plan
+                        .stages
+                        .iter()
+                        .skip(run.cursor.stage + 1)
+                        .flat_map(|s| &s.tiers)
+                        .find_map(|t| match t.steps.first() {
+                            Some(Step::Resize { changes })
+                                if !run.resized_ahead.contains_key(&t.tier)
+                                    && !self.ahead_tried.contains(&t.tier) =>
+                            {
+                                Some((t.tier.clone(), changes.clone()))
+                            }
+                            _ => None,
+                        });
+                    let Some((tier, changes)) = next else {
+                        return Ok(None);
+                    };
+                    let ahead = Ahead::new(&changes, &mut self.cx(run, &tier), now);
+                    (tier, ahead, now)
+                }
+            };
+            if due > now {
+                self.ahead = Some((tier, ahead, due));
+                return Ok(Some(dur(due - now)));
+            }
+            let span = tracing::info_span!("tier", tier = %tier, step = "resize ahead");
+            let poll = ahead
+                .poll(&mut self.cx(run, &tier))
+                .instrument(span)
+                .await?;
+            let now = self.ports.clock.now();
+            match poll {
+                Poll::Wait(w) => {
+                    self.ahead = Some((tier, ahead, after(now, w)));
+                    return Ok(Some(w));
+                }
+                Poll::Done if ahead.complete() => {
+                    let instances = run
+                        .plan
+                        .stages
+                        .iter()
+                        .flat_map(|s| &s.tiers)
+                        .filter(|t| t.tier == tier)
+                        .flat_map(|t| &t.steps)
+                        .map(|s| match s {
+                            Step::Resize { changes } => changes.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    run.record(now, Some(&tier), RunEvent::ResizedAhead { instances });
+                    run.resized_ahead.insert(tier, now);
+                    self.save(run).await?;
+                }
+                Poll::Done => {
+                    self.ahead_tried.insert(tier);
                 }
             }
         }
@@ -652,6 +882,7 @@ impl<'a> Executor<'a> {
             workload: &self.workload,
             buckets: &mut self.buckets,
             held: &mut self.held,
+            resized: &mut self.resized,
             run,
             tier,
         }

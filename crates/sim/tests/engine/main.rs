@@ -929,6 +929,10 @@ fn an_aborted_start_gives_instances_resized_but_not_started_their_type_back() {
     let app = tier_ids(&fleet, "Role_App");
     let zone = h.region.instance(&db[0]).unwrap().az;
     let before = h.region.instance(&db[0]).unwrap().instance_type;
+    let app_types: Vec<String> = app
+        .iter()
+        .map(|id| h.region.instance(id).unwrap().instance_type)
+        .collect();
     h.region.faults(|f| {
         f.capacity
             .insert(("r4.large".into(), zone.clone()), u32::MAX);
@@ -956,9 +960,100 @@ fn an_aborted_start_gives_instances_resized_but_not_started_their_type_back() {
         );
     }
     assert!(app.iter().all(|id| h.state(id) == Stopped));
+    // The next tier's changes made ahead of its stage are given back too.
+    assert!(
+        run.history
+            .iter()
+            .any(|e| e.tier.as_deref() == Some("Role_App") && e.text().contains("ahead")),
+        "{:#?}",
+        run.history
+    );
+    let now: Vec<String> = app
+        .iter()
+        .map(|id| h.region.instance(id).unwrap().instance_type)
+        .collect();
+    assert_eq!(now, app_types);
     assert!(
         run.history
             .iter()
             .any(|e| e.text().contains("giving back the types"))
+    );
+}
+
+/// A start with profileD of `per_tier` stopped instances a tier, every one resized;
+/// when each instance entered pending and running, and when its type changed.
+fn resized_start(
+    per_tier: usize,
+) -> (
+    Harness,
+    ec2_scheduler_engine::Run,
+    [Vec<String>; 3],
+    [Times; 3],
+) {
+    let (h, fleet) = synced(per_tier, Stopped, "abort");
+    let run = h.run(Action::Start, Some("profileD")).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    let tiers = ["Role_DB", "Role_App", "Role_Web"].map(|t| tier_ids(&fleet, t));
+    let mut resized = Times::new();
+    for e in h.region.log() {
+        if let ec2_scheduler_sim::LogEntry::Type { at, instance, .. } = e {
+            resized.insert(instance, at);
+        }
+    }
+    assert_eq!(resized.len(), 3 * per_tier);
+    // Tiers still start in order, each after the previous one is running; no
+    // instance started sooner than the resize delay after its own type change, and
+    // each started at the profile's type.
+    let (pending, running) = (h.entered(Pending), h.entered(Running));
+    let [db, app, web] = &tiers;
+    assert!(earliest(&pending, app) >= latest(&running, db));
+    assert!(earliest(&pending, web) >= latest(&running, app));
+    let settle = chrono::TimeDelta::seconds(h.workload.resize_delay_secs as i64);
+    assert!(settle > chrono::TimeDelta::zero());
+    for (id, at) in &resized {
+        assert!(pending[id] >= *at + settle, "{id} started too soon");
+    }
+    for (ids, to) in [(db, "r4.large"), (app, "c4.large"), (web, "c4.large")] {
+        for id in ids {
+            assert_eq!(h.region.instance(id).unwrap().instance_type, to, "{id}");
+        }
+    }
+    (h, run, tiers, [resized, pending, running])
+}
+
+type Times = std::collections::BTreeMap<String, DateTime<Utc>>;
+
+#[test]
+fn a_start_with_a_profile_resizes_later_tiers_ahead_and_starts_a_tier_before_its_last_resize() {
+    // 600 instances: the type changes (50 at once, then 5 a second) take about 110 s,
+    // longer than a tier's start.
+    let (_, run, [db, app, web], [resized, pending, running]) = resized_start(200);
+    // The first tier began starting before its last type change.
+    assert!(earliest(&pending, &db) < latest(&resized, &db));
+    // Later tiers' changes began while the tier before them started: the mutating
+    // calls never paused, so the last change came about 110 s after the first.
+    assert!(earliest(&resized, &app) < latest(&running, &db));
+    assert!(earliest(&resized, &web) < latest(&running, &app));
+    let span = (latest(&resized, &web) - earliest(&resized, &db)).num_seconds();
+    assert!(
+        span <= 115,
+        "type changes over {span} s\n{:#?}",
+        run.history
+    );
+
+    // 180 instances: the later tiers' changes are all made before their stage, and
+    // the pause after them is already over when it comes.
+    let (_, run, [db, app, _], [resized, pending, running]) = resized_start(60);
+    let ahead: Vec<_> = run
+        .history
+        .iter()
+        .filter(|e| e.text().contains("type changes made ahead of its stage"))
+        .collect();
+    assert_eq!(ahead.len(), 2, "{:#?}", run.history);
+    assert!(latest(&resized, &app) < latest(&running, &db));
+    // App starts as soon as it may: at the end of the first tier's delay.
+    let delay = chrono::TimeDelta::seconds(10);
+    assert!(
+        earliest(&pending, &app) <= latest(&running, &db) + delay + chrono::TimeDelta::seconds(6)
     );
 }

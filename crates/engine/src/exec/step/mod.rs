@@ -17,13 +17,13 @@ mod probe;
 mod resize;
 mod wait;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::model::{Tier, Workload};
-use ec2_scheduler_core::plan::Step;
+use ec2_scheduler_core::plan::{PauseReason, Resize as Change, Step};
 use ec2_scheduler_core::{Action, Instance};
 
 use super::policy::{self, Decision, Tries};
@@ -46,6 +46,8 @@ pub(crate) struct Cx<'x, 'a> {
     pub workload: &'x Workload,
     pub buckets: &'x mut Buckets,
     pub held: &'x mut Held,
+    /// The type changes this executor made, by tier, in the order it made them.
+    pub resized: &'x mut BTreeMap<String, VecDeque<(DateTime<Utc>, String)>>,
     pub run: &'x mut Run,
     pub tier: &'x str,
 }
@@ -272,6 +274,15 @@ impl Active {
         let at = began.at;
         match step {
             Step::Pause { seconds, why } => {
+                // After type changes made ahead of the stage, the pause counts from
+                // when they were made.
+                let began = match (why, cx.run.resized_ahead.get(cx.tier)) {
+                    (PauseReason::AfterResize, Some(t)) => Began {
+                        at: (*t).min(began.at),
+                        ..began
+                    },
+                    _ => began,
+                };
                 Active::Pause(wait::Pause::new(*seconds, *why, cx, began))
             }
             Step::Stop { instances } => {
@@ -318,5 +329,44 @@ impl Active {
             Active::Register(s) => s.poll(cx).await,
             Active::Ready(s) => s.poll(cx).await,
         }
+    }
+}
+
+/// A later tier's type changes, made ahead of its stage (see [`resize`]).
+pub(crate) struct Ahead(resize::Resize);
+
+impl Ahead {
+    pub fn new(changes: &[Change], cx: &mut Cx<'_, '_>, at: DateTime<Utc>) -> Self {
+        Ahead(resize::Resize::ahead(changes, cx, at))
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        self.0.poll(cx).await
+    }
+
+    /// Done, and every change was made.
+    pub fn complete(&self) -> bool {
+        self.0.complete()
+    }
+}
+
+/// Starts of a tier's instances whose type change is made and settled, while the
+/// tier's Resize step goes on with the others (see [`power`]).
+pub(crate) struct Early(power::Power);
+
+impl Early {
+    /// Starts `ids` that are stopped and of the type `types` names for them (when it
+    /// names one).
+    pub fn new(
+        ids: &[String],
+        types: BTreeMap<String, String>,
+        cx: &mut Cx<'_, '_>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Early(power::Power::early(ids, types, cx, at))
+    }
+
+    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
+        self.0.poll(cx).await
     }
 }

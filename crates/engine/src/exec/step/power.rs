@@ -1,6 +1,11 @@
 //! Start, stop and hibernate: batched (up to 1,000 instances a call), paced by the
 //! request and resource buckets, with the instances at fault isolated when a batch
 //! fails.
+//!
+//! A start with a profile also starts, while the tier's Resize step goes on, the
+//! instances whose type change is made and settled ([`Power::early`]): an
+//! optimisation only. Early, an instance that is not stopped at the wanted type, or
+//! not a member, is left alone, silently, for the tier's own Start step.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -32,6 +37,8 @@ pub(crate) struct Power {
     strikes: BTreeMap<String, u32>,
     /// Instances that cannot hibernate: stopped normally.
     no_hibernate: BTreeSet<String>,
+    /// Early starts: the type each instance must have (when it changes).
+    early: Option<BTreeMap<String, String>>,
 }
 
 impl Power {
@@ -45,6 +52,20 @@ impl Power {
             deadline: after(began, cx.settings.wait_timeout),
             strikes: BTreeMap::new(),
             no_hibernate: BTreeSet::new(),
+            early: None,
+        }
+    }
+
+    /// Starts made early (see the module's documentation).
+    pub fn early(
+        ids: &[String],
+        types: BTreeMap<String, String>,
+        cx: &mut Cx<'_, '_>,
+        began: DateTime<Utc>,
+    ) -> Self {
+        Power {
+            early: Some(types),
+            ..Power::new(Action::Start, ids, cx, began)
         }
     }
 
@@ -83,12 +104,31 @@ impl Power {
                 }
             };
             let now = cx.now();
-            let stored = cx.ports.store.exemptions().await?;
+            // Exemptions matter to a stop only.
+            let stored = match self.action {
+                Action::Stop => cx.ports.store.exemptions().await?,
+                Action::Start => Vec::new(),
+            };
             let exemptions = Exemptions::new(cx.workload, &stored, now);
             let spec = cx.spec().cloned();
             let mut send = Vec::new();
             let mut waiting = 0;
             for id in &todo {
+                if let Some(types) = &self.early {
+                    match seen.get(id) {
+                        Some(i)
+                            if cx.is_member(i)
+                                && i.state == InstanceState::Stopped
+                                && types.get(id).is_none_or(|t| *t == i.instance_type) =>
+                        {
+                            send.push(id.clone());
+                        }
+                        _ => {
+                            self.called.insert(id.clone());
+                        }
+                    }
+                    continue;
+                }
                 let Some(i) = seen.get(id) else {
                     match self.action {
                         Action::Start => cx.fail(id, "instance not found".into()),

@@ -1,4 +1,10 @@
 //! Instance type changes of stopped instances, paced, then verified.
+//!
+//! A start with a profile also makes the changes of later tiers ahead of their stage
+//! ([`Resize::ahead`]), while earlier tiers start, wait and pause: an optimisation
+//! only. Ahead, an instance that is not stopped, not a member, or whose change fails
+//! is left alone, silently; the tier's own Resize step, at its stage, observes again
+//! and is the one that changes, keeps or fails what is left.
 
 use std::collections::VecDeque;
 
@@ -21,6 +27,10 @@ pub(crate) struct Resize {
     tries: Tries,
     /// The longest wait for instances still stopping.
     deadline: DateTime<Utc>,
+    /// Made ahead of the tier's stage.
+    ahead: bool,
+    /// Ahead: some instance was left for the tier's own step.
+    left: bool,
 }
 
 enum Phase {
@@ -45,7 +55,23 @@ impl Resize {
             phase: Phase::Observe,
             tries: Tries::unbounded_in_time(),
             deadline: after(began, cx.settings.wait_timeout),
+            ahead: false,
+            left: false,
         }
+    }
+
+    /// The changes of a later tier, made ahead of its stage.
+    pub fn ahead(changes: &[Change], cx: &mut Cx<'_, '_>, began: DateTime<Utc>) -> Self {
+        Resize {
+            ahead: true,
+            ..Resize::new(changes, cx, began)
+        }
+    }
+
+    /// Ahead, and done: whether every change was made (none was left for the tier's
+    /// own step).
+    pub fn complete(&self) -> bool {
+        !self.left
     }
 
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
@@ -64,7 +90,11 @@ impl Resize {
                 Seen::Now(s) => s,
                 Seen::Later(w) => return Ok(Poll::Wait(w)),
                 Seen::GaveUp(e) => {
-                    cx.unseen(&live, &e, false);
+                    if self.ahead {
+                        self.left = true;
+                    } else {
+                        cx.unseen(&live, &e, false);
+                    }
                     return Ok(Poll::Done);
                 }
             };
@@ -72,6 +102,17 @@ impl Resize {
             let mut verify = Vec::new();
             let mut stopping = Vec::new();
             for (id, to) in self.changes.iter().filter(|(i, _)| live.contains(i)) {
+                if self.ahead {
+                    match seen.get(id) {
+                        Some(i) if cx.is_member(i) && i.instance_type == *to => {}
+                        Some(i) if cx.is_member(i) && i.state == InstanceState::Stopped => {
+                            queue.push_back((id.clone(), to.clone(), 0));
+                            verify.push((id.clone(), to.clone()));
+                        }
+                        _ => self.left = true,
+                    }
+                    continue;
+                }
                 let Some(i) = seen.get(id) else {
                     cx.fail(id, "instance not found".into());
                     continue;
@@ -123,6 +164,10 @@ impl Resize {
         };
         if !queue.is_empty() {
             cx.hold().await?;
+            if !self.ahead {
+                // Changes made now: the pause after them counts from now.
+                cx.run.resized_ahead.remove(cx.tier);
+            }
         }
         while let Some((id, to, attempts)) = queue.pop_front() {
             let now = cx.now();
@@ -136,6 +181,11 @@ impl Resize {
             match result {
                 Ok(()) => {
                     cx.run.resized_ids.insert(id.clone(), cx.tier.to_string());
+                    let now = cx.now();
+                    cx.resized
+                        .entry(cx.tier.to_string())
+                        .or_default()
+                        .push_back((now, id.clone()));
                 }
                 Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::unbounded_in_time()) {
                     Decision::Retry(w) | Decision::Recheck(w) => {
@@ -144,7 +194,11 @@ impl Resize {
                     }
                     Decision::Isolate | Decision::GiveUp => {
                         verify.retain(|(v, _)| *v != id);
-                        cx.fail(&id, format!("cannot change type to {to}: {}", api_name(&e)));
+                        if self.ahead {
+                            self.left = true;
+                        } else {
+                            cx.fail(&id, format!("cannot change type to {to}: {}", api_name(&e)));
+                        }
                     }
                 },
             }
@@ -155,7 +209,11 @@ impl Resize {
             Seen::Now(s) => s,
             Seen::Later(w) => return Ok(Poll::Wait(w)),
             Seen::GaveUp(e) => {
-                cx.unseen(&ids, &e, false);
+                if self.ahead {
+                    self.left = true;
+                } else {
+                    cx.unseen(&ids, &e, false);
+                }
                 return Ok(Poll::Done);
             }
         };
@@ -169,6 +227,10 @@ impl Resize {
         }
         *checks += 1;
         if *checks > 3 {
+            if self.ahead {
+                self.left = true;
+                return Ok(Poll::Done);
+            }
             for (id, to) in wrong {
                 let is = seen
                     .get(&id)
