@@ -24,7 +24,7 @@ use ec2_scheduler_core::{Action, Instance, InstanceState, Workload, plan};
 use ec2_scheduler_engine::memory::MemoryStore;
 use ec2_scheduler_engine::pace::{BucketSpec, Limits};
 use ec2_scheduler_engine::{Begin, Executor, Ports, RunRequest, RunStatus, Settings, Tick};
-use ec2_scheduler_sim::{Region, SimConfig};
+use ec2_scheduler_sim::{HeavyTail, LogEntry, Region, SimConfig};
 
 const TIERS: [&str; 3] = ["db", "app", "web"];
 /// Seconds paused after each tier (the original's default).
@@ -95,24 +95,38 @@ fn peak_mib() -> f64 {
 /// The time an ideal orchestrator with zero overhead needs: tiers one after another,
 /// each instance started or stopped as soon as the resource bucket has a token for it
 /// (the bucket is full at the beginning and carries over between tiers; request
-/// buckets, observation and polling are free), every instance taking exactly the
-/// transition time, and the tier's delay after every tier but the last.
-pub fn lower_bound(sizes: &[usize], bucket: BucketSpec, transition: f64, delay: f64) -> f64 {
+/// buckets, observation and polling are free), each transition taking the time the
+/// simulator gave it (`tiers[k]`: those of tier k, in the order they began), and the
+/// tier's delay after every tier but the last. The simulator draws a transition's
+/// time when the call is made, so an orchestrator issuing the same calls sooner would
+/// get the same times in the same order: the ideal one gets them in its own slots.
+pub fn lower_bound(tiers: &[Vec<f64>], bucket: BucketSpec, delay: f64) -> f64 {
     let mut t = 0.0f64;
     let mut tokens = bucket.capacity;
-    for (k, &n) in sizes.iter().enumerate() {
-        let n = n as f64;
-        let last_issue = if tokens >= n {
-            tokens -= n;
+    for (k, durations) in tiers.iter().enumerate() {
+        let n = durations.len() as f64;
+        // Instance j (from 0) goes out when the bucket has its token.
+        let slot = |j: usize| {
+            let need = (j + 1) as f64;
+            if tokens >= need {
+                t
+            } else {
+                t + (need - tokens) / bucket.refill_per_sec
+            }
+        };
+        let end = durations
+            .iter()
+            .enumerate()
+            .map(|(j, d)| slot(j) + d)
+            .fold(t, f64::max);
+        let last_issue = if durations.is_empty() {
             t
         } else {
-            let wait = (n - tokens) / bucket.refill_per_sec;
-            tokens = 0.0;
-            t + wait
+            slot(durations.len() - 1)
         };
-        let end = last_issue + transition;
+        tokens = (tokens - n).max(0.0);
         // Tokens refill while the tier finishes and during the delay.
-        let pause = if k + 1 < sizes.len() { delay } else { 0.0 };
+        let pause = if k + 1 < tiers.len() { delay } else { 0.0 };
         tokens = (tokens + (end + pause - last_issue) * bucket.refill_per_sec).min(bucket.capacity);
         t = end + pause;
     }
@@ -127,11 +141,10 @@ pub fn lower_bound(sizes: &[usize], bucket: BucketSpec, transition: f64, delay: 
 /// pause; each instance then starts as soon as its tier may, its resize has settled and
 /// the start bucket has a token.
 pub fn lower_bound_resized(
-    sizes: &[usize],
+    tiers: &[Vec<f64>],
     mutating: BucketSpec,
     start: BucketSpec,
     resize_delay: f64,
-    transition: f64,
     delay: f64,
 ) -> f64 {
     let mut resized = 0usize;
@@ -139,9 +152,9 @@ pub fn lower_bound_resized(
         |j: usize| ((j + 1) as f64 - mutating.capacity).max(0.0) / mutating.refill_per_sec;
     let (mut tokens, mut last) = (start.capacity, 0.0f64);
     let mut t = 0.0f64;
-    for (k, &n) in sizes.iter().enumerate() {
-        let mut latest = t;
-        for _ in 0..n {
+    for (k, durations) in tiers.iter().enumerate() {
+        let mut issued = Vec::with_capacity(durations.len());
+        for _ in durations {
             let ready = t.max(resize_done(resized) + resize_delay);
             resized += 1;
             // The start bucket at `ready`, then wait for a token if it is empty.
@@ -154,12 +167,139 @@ pub fn lower_bound_resized(
             };
             tokens = left;
             last = when;
-            latest = latest.max(when);
+            issued.push(when);
         }
-        let pause = if k + 1 < sizes.len() { delay } else { 0.0 };
-        t = latest + transition + pause;
+        let end = durations
+            .iter()
+            .zip(&issued)
+            .map(|(d, when)| when + d)
+            .fold(t, f64::max);
+        let pause = if k + 1 < tiers.len() { delay } else { 0.0 };
+        t = end + pause;
     }
     t
+}
+
+/// A bench world: how the simulated account differs from the one the engine's
+/// pacing assumes (AWS's published limits, stops of 30 s and starts of 15 s).
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    /// Heavy-tailed transition times.
+    tail: bool,
+    /// Share of every bucket another client of the account spends.
+    background: f64,
+    /// The account's limits, as a multiple of the published ones.
+    limits: f64,
+}
+
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        name: "aligned",
+        tail: false,
+        background: 0.0,
+        limits: 1.0,
+    },
+    Scenario {
+        name: "jitter",
+        tail: true,
+        background: 0.0,
+        limits: 1.0,
+    },
+    Scenario {
+        name: "shared",
+        tail: false,
+        background: 0.3,
+        limits: 1.0,
+    },
+    Scenario {
+        name: "limits-0.5x",
+        tail: false,
+        background: 0.0,
+        limits: 0.5,
+    },
+    Scenario {
+        name: "limits-3x",
+        tail: false,
+        background: 0.0,
+        limits: 3.0,
+    },
+];
+
+impl Scenario {
+    /// The buckets the simulator applies.
+    fn limits(&self) -> Limits {
+        let l = Limits::AWS;
+        let k = self.limits;
+        let s = |b: BucketSpec| BucketSpec {
+            capacity: b.capacity * k,
+            refill_per_sec: b.refill_per_sec * k,
+        };
+        Limits {
+            describe: s(l.describe),
+            mutating: s(l.mutating),
+            start_requests: s(l.start_requests),
+            start_instances: s(l.start_instances),
+            stop_instances: s(l.stop_instances),
+        }
+    }
+
+    /// The buckets the simulator applies to the engine: what the background client
+    /// leaves of the account's.
+    fn left(&self) -> Limits {
+        self.limits().shared(self.background)
+    }
+
+    fn config(&self) -> SimConfig {
+        SimConfig {
+            jitter: 0.0,
+            tail: self.tail.then(HeavyTail::default),
+            background: self.background,
+            limits: self.limits(),
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// The transition times the simulator gave in `log`: stops (stopping to stopped) or
+/// starts (pending to running), by tier in `order`, each tier's in the order they
+/// began.
+fn transitions(log: &[LogEntry], action: Action, order: &[&str]) -> Vec<Vec<f64>> {
+    let (began, ended) = match action {
+        Action::Stop => (InstanceState::Stopping, InstanceState::Stopped),
+        Action::Start => (InstanceState::Pending, InstanceState::Running),
+    };
+    let mut since = BTreeMap::new();
+    let mut out: Vec<Vec<(chrono::DateTime<chrono::Utc>, usize, f64)>> =
+        vec![Vec::new(); order.len()];
+    for e in log {
+        if let LogEntry::State {
+            at, instance, to, ..
+        } = e
+        {
+            if *to == began {
+                since.insert(instance.clone(), (*at, since.len()));
+            } else if *to == ended
+                && let Some((t0, n)) = since.remove(instance)
+            {
+                let tier = TIERS[tier_index(instance)];
+                let k = order.iter().position(|t| *t == tier).expect("a tier");
+                let secs = (*at - t0).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                out[k].push((t0, n, secs));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|mut tier| {
+            tier.sort_by_key(|(t0, n, _)| (*t0, *n));
+            tier.into_iter().map(|(_, _, secs)| secs).collect()
+        })
+        .collect()
+}
+
+/// The tier index of a bench instance, from its id (see [`fleet`]).
+fn tier_index(id: &str) -> usize {
+    usize::from_str_radix(id.trim_start_matches("i-"), 16).expect("a bench id") % 3
 }
 
 struct Outcome {
@@ -213,59 +353,50 @@ fn run(
     }
 }
 
-fn converge(n: usize) {
-    let cfg = SimConfig {
-        jitter: 0.0,
-        ..SimConfig::default()
-    };
-    let (stop_secs, start_secs) = (cfg.stop_secs, cfg.start_secs);
+fn converge(n: usize, scenario: &Scenario) {
+    let cfg = scenario.config();
     let w = workload();
     let region = Region::new(fleet(n, InstanceState::Running), cfg);
     let store = MemoryStore::new();
     let wall = Instant::now();
     let cpu0 = cpu_time();
-    let sizes: Vec<usize> = (0..3).map(|k| n / 3 + usize::from(k < n % 3)).collect();
+    let real = scenario.left();
     let resize_delay = w.resize_delay_secs as f64;
-    for (action, profile, bound) in [
-        (
-            Action::Stop,
-            None,
-            lower_bound(&sizes, Limits::AWS.stop_instances, stop_secs, DELAY as f64),
-        ),
-        (
-            Action::Start,
-            None,
-            lower_bound(
-                &sizes,
-                Limits::AWS.start_instances,
-                start_secs,
-                DELAY as f64,
-            ),
-        ),
-        (
-            Action::Stop,
-            None,
-            lower_bound(&sizes, Limits::AWS.stop_instances, stop_secs, DELAY as f64),
-        ),
-        (
-            Action::Start,
-            Some("big"),
-            lower_bound_resized(
-                &sizes,
-                Limits::AWS.mutating,
-                Limits::AWS.start_instances,
-                resize_delay,
-                start_secs,
-                DELAY as f64,
-            ),
-        ),
+    let delay = DELAY as f64;
+    for (action, profile) in [
+        (Action::Stop, None),
+        (Action::Start, None),
+        (Action::Stop, None),
+        (Action::Start, Some("big")),
     ] {
         let before = region.log().len();
         let o = run(&region, &store, &w, action, profile);
-        let failed = region.log()[before..]
-            .iter()
-            .filter(|e| matches!(e, ec2_scheduler_sim::LogEntry::Call { error: Some(_), .. }))
-            .count();
+        let log = region.log();
+        let log = &log[before..];
+        let order: [&str; 3] = match action {
+            Action::Stop => ["web", "app", "db"],
+            Action::Start => ["db", "app", "web"],
+        };
+        let tiers = transitions(log, action, &order);
+        let bound = match (action, profile) {
+            (Action::Stop, _) => lower_bound(&tiers, real.stop_instances, delay),
+            (Action::Start, None) => lower_bound(&tiers, real.start_instances, delay),
+            (Action::Start, Some(_)) => lower_bound_resized(
+                &tiers,
+                real.mutating,
+                real.start_instances,
+                resize_delay,
+                delay,
+            ),
+        };
+        let errors = |throttle: bool| {
+            log.iter()
+                .filter(|e| {
+                    matches!(e, LogEntry::Call { error: Some(code), .. }
+                        if (code == "RequestLimitExceeded") == throttle)
+                })
+                .count()
+        };
         let calls: Vec<String> = o
             .calls
             .iter()
@@ -276,19 +407,23 @@ fn converge(n: usize) {
             None => action.to_string(),
         };
         println!(
-            "converge n={n} action={action} status={} virtual_s={:.1} lower_bound_s={bound:.1} ratio={:.4} calls={} failed_calls={failed} [{}]",
+            "converge scenario={} n={n} action={action} status={} virtual_s={:.1} lower_bound_s={bound:.1} ratio={:.4} calls={} throttled={} failed_calls={} [{}]",
+            scenario.name,
             o.status.as_str(),
             o.virtual_secs,
             o.virtual_secs / bound,
             o.calls.values().sum::<u64>(),
+            errors(true),
+            errors(false),
             calls.join(" ")
         );
-        // Let the last tier settle before the next action.
-        region.advance(Duration::from_secs(120));
+        // Let the last tier settle before the next action (the slowest transitions
+        // of the heavy tail take 10 minutes).
+        region.advance(Duration::from_secs(900));
     }
     println!(
-        "converge n={n} throttled_calls={} cpu_s={:.2} wall_s={:.2} peak_mib={:.0}",
-        region.throttled(),
+        "converge scenario={} n={n} cpu_s={:.2} wall_s={:.2} peak_mib={:.0}",
+        scenario.name,
         (cpu_time() - cpu0).as_secs_f64(),
         wall.elapsed().as_secs_f64(),
         peak_mib()
@@ -634,7 +769,21 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [cmd, n] if cmd == "api" => api_bench(n.parse().expect("a number")),
-        [cmd, n] if cmd == "converge" => converge(n.parse().expect("a number")),
+        [cmd, n] if cmd == "converge" => {
+            for scenario in &SCENARIOS {
+                converge(n.parse().expect("a number"), scenario);
+            }
+        }
+        [cmd, n, name] if cmd == "converge" => {
+            let Some(scenario) = SCENARIOS.iter().find(|s| s.name == name) else {
+                eprintln!(
+                    "no scenario {name}; one of: {}",
+                    SCENARIOS.map(|s| s.name).join(", ")
+                );
+                std::process::exit(2);
+            };
+            converge(n.parse().expect("a number"), scenario);
+        }
         [cmd, n] if cmd == "plan" => plan_bench(n.parse().expect("a number")),
         [cmd, n] if cmd == "cli" => cli_bench(n.parse().expect("a number")),
         [] => {
@@ -654,7 +803,9 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: ec2-scheduler-bench [converge N | plan N | cli N | api N]");
+            eprintln!(
+                "usage: ec2-scheduler-bench [converge N [SCENARIO] | plan N | cli N | api N]"
+            );
             std::process::exit(2);
         }
     }
@@ -664,17 +815,69 @@ fn main() {
 mod tests {
     use super::*;
 
+    fn uniform(sizes: &[usize], secs: f64) -> Vec<Vec<f64>> {
+        sizes.iter().map(|n| vec![secs; *n]).collect()
+    }
+
     #[test]
     fn the_lower_bound_matches_hand_computed_values() {
         // 1,000 instances, three tiers of 333/333/334, all within the stop bucket:
         // 3 x 30 s + 2 x 5 s.
-        let b = lower_bound(&[333, 333, 334], Limits::AWS.stop_instances, 30.0, 5.0);
+        let b = lower_bound(
+            &uniform(&[333, 333, 334], 30.0),
+            Limits::AWS.stop_instances,
+            5.0,
+        );
         assert!((b - 100.0).abs() < 1e-9, "{b}");
         // 10,000 starts: (10,000 - 1,000) / 2 s of tokens, plus 3 x 15 s transitions,
         // plus 2 x 5 s delays, minus tokens refilled during the first two tiers'
         // transitions and delays (2 x (15 + 5) s x 2/s = 80 tokens = 40 s).
-        let b = lower_bound(&[3334, 3333, 3333], Limits::AWS.start_instances, 15.0, 5.0);
+        let b = lower_bound(
+            &uniform(&[3334, 3333, 3333], 15.0),
+            Limits::AWS.start_instances,
+            5.0,
+        );
         assert!((b - (4500.0 + 45.0 + 10.0 - 40.0)).abs() < 1e-6, "{b}");
+    }
+
+    #[test]
+    fn the_bound_gives_the_transitions_the_ideal_slots_in_the_order_they_began() {
+        // A bucket of 2 tokens refilling 1 a second: slots at 0, 0, 1 and 2 s. With
+        // transitions of 1, 1, 1 and 10 s, the last (slot 2 s) is done at 12 s; the
+        // same times in the other order at 10 s.
+        let b = BucketSpec {
+            capacity: 2.0,
+            refill_per_sec: 1.0,
+        };
+        assert!((lower_bound(&[vec![1.0, 1.0, 1.0, 10.0]], b, 5.0) - 12.0).abs() < 1e-9);
+        assert!((lower_bound(&[vec![10.0, 1.0, 1.0, 1.0]], b, 5.0) - 10.0).abs() < 1e-9);
+        // Four of 10 s: the last slot, at 2 s, ends at 12 s.
+        assert!((lower_bound(&[vec![10.0; 4]], b, 5.0) - 12.0).abs() < 1e-9);
+        // Two tiers: the second begins after the first and its delay (10 + 5 s), with
+        // 2 tokens again (refilled from the last issue at 1 s): one of 3 s ends at 18 s.
+        let two = lower_bound(&[vec![10.0, 1.0, 1.0], vec![3.0]], b, 5.0);
+        assert!((two - 18.0).abs() < 1e-9, "{two}");
+    }
+
+    #[test]
+    fn the_bench_reads_transition_times_from_the_simulator_s_log() {
+        let t0 = ec2_scheduler_sim::epoch();
+        let at = |s: i64| t0 + chrono::TimeDelta::seconds(s);
+        let state = |s: i64, id: &str, to: InstanceState| LogEntry::State {
+            at: at(s),
+            instance: id.into(),
+            from: InstanceState::Stopped,
+            to,
+        };
+        // i-0 is db, i-1 app, i-2 web (see `fleet`).
+        let log = [
+            state(0, "i-00000000", InstanceState::Pending),
+            state(2, "i-00000001", InstanceState::Pending),
+            state(17, "i-00000000", InstanceState::Running),
+            state(92, "i-00000001", InstanceState::Running),
+        ];
+        let got = transitions(&log, Action::Start, &["db", "app", "web"]);
+        assert_eq!(got, vec![vec![17.0], vec![90.0], vec![]]);
     }
 
     #[test]
@@ -683,19 +886,30 @@ mod tests {
         // 100 instances: 50 resized at once, the 100th at (100 - 50) / 5 = 10 s; each
         // starts 4 s after its resize (the start bucket has tokens), the last at 14 s,
         // running at 29 s.
-        let b = lower_bound_resized(&[100], m, s, 4.0, 15.0, 5.0);
+        let b = lower_bound_resized(&uniform(&[100], 15.0), m, s, 4.0, 5.0);
         assert!((b - 29.0).abs() < 1e-9, "{b}");
         // A second tier of 100 may start at 29 + 5 = 34 s; its resizes, overlapped
         // with the first tier, are done by (200 - 50) / 5 = 30 s + 4 s: running at 49 s.
-        let b = lower_bound_resized(&[100, 100], m, s, 4.0, 15.0, 5.0);
+        let b = lower_bound_resized(&uniform(&[100, 100], 15.0), m, s, 4.0, 5.0);
         assert!((b - 49.0).abs() < 1e-9, "{b}");
         // Without resizes to wait for, it is the plain bound.
         let free = BucketSpec {
             capacity: 1e9,
             refill_per_sec: 1.0,
         };
-        let b = lower_bound_resized(&[3334, 3333, 3333], free, s, 0.0, 15.0, 5.0);
-        let plain = lower_bound(&[3334, 3333, 3333], s, 15.0, 5.0);
+        let tiers = uniform(&[3334, 3333, 3333], 15.0);
+        let b = lower_bound_resized(&tiers, free, s, 0.0, 5.0);
+        let plain = lower_bound(&tiers, s, 5.0);
         assert!((b - plain).abs() < 1e-6, "{b} {plain}");
+    }
+
+    #[test]
+    fn a_shared_account_leaves_the_rest_of_each_refill() {
+        let shared = SCENARIOS.iter().find(|s| s.name == "shared").unwrap();
+        let left = shared.left().start_instances;
+        assert_eq!(left.capacity, 1000.0);
+        assert!((left.refill_per_sec - 1.4).abs() < 1e-9);
+        let fast = SCENARIOS.iter().find(|s| s.name == "limits-3x").unwrap();
+        assert_eq!(fast.limits().mutating.refill_per_sec, 15.0);
     }
 }

@@ -59,6 +59,25 @@ impl Limits {
     };
 }
 
+impl Limits {
+    /// What is left of these limits when another client of the account steadily
+    /// spends `share` (0 to 1) of every bucket's refill: the same bursts, refilled at
+    /// the rest of the rate.
+    pub fn shared(&self, share: f64) -> Limits {
+        let left = |b: BucketSpec| BucketSpec {
+            capacity: b.capacity,
+            refill_per_sec: b.refill_per_sec * (1.0 - share.clamp(0.0, 1.0)),
+        };
+        Limits {
+            describe: left(self.describe),
+            mutating: left(self.mutating),
+            start_requests: left(self.start_requests),
+            start_instances: left(self.start_instances),
+            stop_instances: left(self.stop_instances),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::AWS
@@ -129,6 +148,11 @@ impl TokenBucket {
             }
         }
         self.at = Some(self.at.map_or(now, |at| at.max(now)));
+    }
+
+    /// The rate it refills at now (tokens a second).
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// Tokens available at `now`.

@@ -52,6 +52,39 @@ pub struct SimConfig {
     /// Virtual time at the start (default: [`epoch`]).
     #[serde(default)]
     pub start: Option<DateTime<Utc>>,
+    /// Heavy-tailed transition times instead of the base times with `jitter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<HeavyTail>,
+    /// Share (0 to 1) of every bucket's refill that another client of the account
+    /// spends, steadily: each bucket refills at the rest of its rate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub background: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// Transition times drawn per instance and transition: uniform in `stop` or `start`
+/// (seconds), except a `slow_share` of them, uniform in `slow`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeavyTail {
+    pub stop: (f64, f64),
+    pub start: (f64, f64),
+    pub slow_share: f64,
+    pub slow: (f64, f64),
+}
+
+impl Default for HeavyTail {
+    /// Stops 20 to 120 s, starts 10 to 90 s, 1 % of either 3 to 10 minutes.
+    fn default() -> Self {
+        HeavyTail {
+            stop: (20.0, 120.0),
+            start: (10.0, 90.0),
+            slow_share: 0.01,
+            slow: (180.0, 600.0),
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -68,6 +101,8 @@ impl Default for SimConfig {
             limits: Limits::AWS,
             seed: 1,
             start: None,
+            tail: None,
+            background: 0.0,
         }
     }
 }
@@ -276,6 +311,26 @@ impl State {
         base * (1.0 - j + 2.0 * j * self.rng.next_unit())
     }
 
+    /// How long a start (or a stop) takes.
+    fn transition(&mut self, start: bool) -> f64 {
+        let Some(t) = self.cfg.tail else {
+            let base = if start {
+                self.cfg.start_secs
+            } else {
+                self.cfg.stop_secs
+            };
+            return self.spread(base);
+        };
+        let (lo, hi) = if self.rng.next_unit() < t.slow_share {
+            t.slow
+        } else if start {
+            t.start
+        } else {
+            t.stop
+        };
+        lo + (hi - lo) * self.rng.next_unit()
+    }
+
     fn call(
         &mut self,
         action: &str,
@@ -313,7 +368,9 @@ impl State {
         let now = self.now;
         let storm = self.faults.always_throttled.contains(action);
         for (b, n) in buckets {
-            if storm || !self.bucket(*b).wait_for(*n, now).is_zero() {
+            // A call that needs more than the bucket holds when full never goes.
+            let bucket = self.bucket(*b);
+            if storm || *n > bucket.capacity() || !bucket.wait_for(*n, now).is_zero() {
                 return Err(err(
                     ErrorKind::Throttled,
                     action,
@@ -386,7 +443,7 @@ impl Region {
     /// A region holding `instances`, at `cfg.start` (default [`epoch`]). Instances
     /// caught in a transition (pending, stopping) complete it as they would.
     pub fn new(instances: Vec<Instance>, cfg: SimConfig) -> Self {
-        let l = cfg.limits;
+        let l = cfg.limits.shared(cfg.background);
         let now = cfg.start.unwrap_or_else(epoch);
         let mut rng = Jitter::new(cfg.seed);
         let instances = instances
@@ -719,12 +776,12 @@ impl Compute for Region {
                     continue;
                 }
                 let silent = s.faults.silent_start_failure.contains(id);
-                let base = if silent {
-                    s.cfg.start_secs / 3.0
+                let t = if silent {
+                    let base = s.cfg.start_secs / 3.0;
+                    s.spread(base)
                 } else {
-                    s.cfg.start_secs
+                    s.transition(true)
                 };
-                let t = s.spread(base);
                 let si = s.instances.get_mut(id).expect("known");
                 si.inst.state = InstanceState::Pending;
                 si.inst.state_reason = None;
@@ -814,8 +871,7 @@ impl Compute for Region {
                 if hibernate {
                     s.hibernated.insert(id.clone());
                 }
-                let t = s.cfg.stop_secs;
-                let t = s.spread(t);
+                let t = s.transition(false);
                 let si = s.instances.get_mut(id).expect("known");
                 si.inst.state = InstanceState::Stopping;
                 si.running_since = None;

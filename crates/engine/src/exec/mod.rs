@@ -81,8 +81,13 @@ pub struct Ports<'a> {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub limits: Limits,
-    /// How often to look again while waiting.
+    /// How often to look again while waiting; a wait for instances to reach a state
+    /// looks first this long after it began.
     pub poll: Duration,
+    /// How often a wait for instances to reach a state looks again after that, while
+    /// the describe bucket allows it (one request per 1,000 instances still awaited):
+    /// so the end of a tier is seen within about this long.
+    pub fast_poll: Duration,
     /// Longest wait for instances to reach a state.
     pub wait_timeout: Duration,
     /// Longest wait for an override-file probe; no answer keeps the instance running.
@@ -113,6 +118,7 @@ impl Default for Settings {
         Settings {
             limits: Limits::AWS,
             poll: Duration::from_secs(5),
+            fast_poll: Duration::from_secs(1),
             wait_timeout: Duration::from_secs(900),
             probe_timeout: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(300),

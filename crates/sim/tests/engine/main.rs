@@ -1057,3 +1057,39 @@ fn a_start_with_a_profile_resizes_later_tiers_ahead_and_starts_a_tier_before_its
         earliest(&pending, &app) <= latest(&running, &db) + delay + chrono::TimeDelta::seconds(6)
     );
 }
+
+#[test]
+fn the_end_of_a_tier_is_seen_within_about_a_second_whatever_the_transition_times() {
+    // Heavy-tailed stop times (20 to 120 s, 1 % of them 3 to 10 minutes): each tier's
+    // wait ends a second at most after its last instance stopped.
+    let cfg = ec2_scheduler_sim::SimConfig {
+        tail: Some(ec2_scheduler_sim::HeavyTail::default()),
+        seed: 7,
+        ..Default::default()
+    };
+    let fleet = seed_fleet(60, Running);
+    let h = Harness::with_config(synced_workload("abort"), fleet.clone(), cfg);
+    h.region.attach(
+        web_elb(),
+        &tier_ids(&fleet, "Role_Web")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let run = h.run(Action::Stop, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    let stopped = h.entered(Stopped);
+    let order = ["Role_Web", "Role_App", "Role_DB"].map(|t| tier_ids(&fleet, t));
+    for (tier, ids) in ["Role_Web", "Role_App", "Role_DB"].iter().zip(&order) {
+        let seen = run
+            .history
+            .iter()
+            .find(|e| e.tier.as_deref() == Some(tier) && e.text() == "wait done")
+            .unwrap()
+            .at;
+        let late = (seen - latest(&stopped, ids)).num_milliseconds();
+        assert!((0..=1500).contains(&late), "{tier}: seen {late} ms late");
+    }
+    let end = (run.finished.unwrap() - latest(&stopped, &order[2])).num_milliseconds();
+    assert!(end <= 1500, "the run ended {end} ms after the last stop");
+}

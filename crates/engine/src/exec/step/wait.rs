@@ -1,5 +1,6 @@
 //! Waiting: for instances to reach a state, and pauses.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -36,11 +37,17 @@ impl Pause {
     }
 }
 
-/// Waits until the step's instances are in `state`, up to the wait timeout.
+/// Waits until the step's instances are in `state`, up to the wait timeout. It looks
+/// once at once, then `poll` after it began, then every `fast_poll` while the
+/// describe bucket allows (else every `poll`), each time at the instances not yet
+/// seen in `state` only.
 pub(crate) struct WaitUntil {
     state: InstanceState,
     ids: Vec<String>,
+    /// Instances seen in `state`.
+    reached: BTreeSet<String>,
     tries: Tries,
+    began: DateTime<Utc>,
     deadline: DateTime<Utc>,
 }
 
@@ -55,14 +62,20 @@ impl WaitUntil {
         WaitUntil {
             state,
             ids: ids.to_vec(),
+            reached: BTreeSet::new(),
             tries: Tries::until(deadline),
+            began,
             deadline,
         }
     }
 
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         let state = self.state;
-        let ids = cx.live(&self.ids);
+        let ids: Vec<String> = cx
+            .live(&self.ids)
+            .into_iter()
+            .filter(|i| !self.reached.contains(i))
+            .collect();
         let seen = match cx.observe(&ids, &mut self.tries).await? {
             Seen::Now(s) => s,
             Seen::Later(w) => return Ok(Poll::Wait(w)),
@@ -74,7 +87,9 @@ impl WaitUntil {
         let mut missing = Vec::new();
         for id in &ids {
             match seen.get(id) {
-                Some(i) if i.state == state => {}
+                Some(i) if i.state == state => {
+                    self.reached.insert(id.clone());
+                }
                 Some(i)
                     if state == InstanceState::Running
                         && i.state.is_down()
@@ -97,13 +112,25 @@ impl WaitUntil {
             return Ok(Poll::Done);
         }
         let deadline = self.deadline;
-        if cx.now() >= deadline {
+        let now = cx.now();
+        if now >= deadline {
             let secs = cx.settings.wait_timeout.as_secs();
             for id in missing {
                 cx.fail(&id, format!("did not reach {state} within {secs} s"));
             }
             return Ok(Poll::Done);
         }
-        Ok(Poll::Wait(cx.poll_until(deadline)))
+        let first = after(self.began, cx.settings.poll);
+        let requests = missing.len().div_ceil(1000) as f64;
+        let wait = if now < first {
+            dur(first - now)
+        } else if requests / cx.settings.fast_poll.as_secs_f64().max(1e-3)
+            <= cx.buckets.describe.rate() / 2.0
+        {
+            cx.settings.fast_poll
+        } else {
+            cx.settings.poll
+        };
+        Ok(Poll::Wait(wait.min(dur(deadline - now))))
     }
 }
