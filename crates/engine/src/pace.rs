@@ -86,6 +86,9 @@ impl Default for Limits {
 
 /// On a throttle, the rate falls to this share of the rate that was refused.
 const DECREASE: f64 = 0.7;
+/// Until a first throttle, each call that goes through raises the rate by this share
+/// of itself.
+const SLOW_START: f64 = 0.1;
 /// Each call that goes through raises the rate by this share of the published rate.
 const INCREASE: f64 = 0.05;
 /// After a throttle, the rate climbs back to this share of the rate refused, no more.
@@ -113,8 +116,9 @@ pub struct Learned {
 }
 
 /// A token bucket, full at creation, that finds the account's real rate: it starts
-/// at the published rate; each call that goes through raises the rate a little
-/// (additive increase) and a throttled call cuts it (multiplicative decrease). After
+/// at the published rate; until a first throttle each call that goes through raises
+/// the rate by a tenth of itself (the account's limits may be far higher), after it a
+/// little (additive increase), and a throttled call cuts it (multiplicative decrease). After
 /// a throttle it climbs back only to just below the rate that was refused, so an
 /// account at the published limits is not probed again and again, one with higher
 /// limits is used at its limits, and one with lower limits is not hammered. The
@@ -198,7 +202,14 @@ impl TokenBucket {
                 .map_or(published * CEILING, |r| r * BELOW_REFUSED)
                 .min(published * CEILING);
             if self.rate < top {
-                self.rate = (self.rate + published * INCREASE).min(top);
+                // Until a first throttle, the rate grows by a share of itself (the
+                // account may allow much more); after, by a share of the published.
+                let step = if self.refused.is_none() {
+                    self.rate * SLOW_START
+                } else {
+                    published * INCREASE
+                };
+                self.rate = (self.rate + step).min(top);
             } else if let Some(r) = &mut self.refused {
                 // At the top: what was refused may be allowed now (another client
                 // stopped sharing the account); probe above it, slowly.
@@ -295,27 +306,36 @@ mod tests {
     fn a_throttle_cuts_the_rate_and_calls_that_go_through_raise_it_to_below_the_refused_rate() {
         let published = Limits::AWS.mutating;
         let mut b = TokenBucket::new(published);
-        // Calls go through: the rate climbs past the published one (an account with
-        // higher limits), 5 % of it per call.
-        for _ in 0..20 {
+        // Calls go through: until a first throttle the rate grows by 10 % of itself a
+        // call, past the published one (an account with higher limits), and the burst
+        // with it: twice the published rate after 8 calls.
+        let mut calls = 0;
+        while b.refill_per_sec() < 2.0 * published.refill_per_sec {
             b.answered(false, t(0.0));
+            calls += 1;
         }
-        assert!((b.refill_per_sec() - 2.0 * published.refill_per_sec).abs() < 1e-9);
-        assert!((b.capacity() - 2.0 * published.capacity).abs() < 1e-9);
-        // A throttle at 10/s: 7/s, and the bucket is empty.
+        assert_eq!(calls, 8);
+        let r = published.refill_per_sec * 1.1f64.powi(8);
+        assert!((b.refill_per_sec() - r).abs() < 1e-9);
+        assert!((b.capacity() - published.capacity * r / published.refill_per_sec).abs() < 1e-9);
+        // A throttle: 70 % of that, and the bucket is empty.
         b.answered(true, t(0.0));
-        assert!((b.refill_per_sec() - 7.0).abs() < 1e-9);
+        assert!((b.refill_per_sec() - 0.7 * r).abs() < 1e-9);
         assert_eq!(b.available(t(0.0)), 0.0);
-        // It climbs back to 95 % of the refused rate in ten calls, then only creeps
-        // (0.2 % of the published rate a call).
+        // It climbs back to 95 % of the refused rate by 5 % of the published rate a
+        // call (0.25/s), then only creeps (0.2 % of the published rate a call).
+        for _ in 0..((0.25 * r / 0.25).ceil() as usize) {
+            b.answered(false, t(0.0));
+        }
+        assert!((b.refill_per_sec() - 0.95 * r).abs() < 1e-9);
         for _ in 0..10 {
             b.answered(false, t(0.0));
         }
-        assert!((b.refill_per_sec() - 9.5).abs() < 1e-9);
-        for _ in 0..10 {
-            b.answered(false, t(0.0));
-        }
-        assert!(b.refill_per_sec() < 9.6, "{}", b.refill_per_sec());
+        assert!(
+            b.refill_per_sec() < 0.95 * r + 0.11,
+            "{}",
+            b.refill_per_sec()
+        );
         // Throttled again and again (an account far below the published limits): the
         // rate falls to its floor, never to zero.
         for _ in 0..100 {
