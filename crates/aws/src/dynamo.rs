@@ -102,7 +102,8 @@ struct Saved {
     version: u64,
     /// The sort keys of its further parts, and of parts left by an interrupted save.
     parts: BTreeSet<String>,
-    /// Its status and end as the index entry holds them.
+    /// Its status and end as the index entry holds them (when read, taken to be the
+    /// run's own: an entry a crash left behind is corrected by `unfinished_run`).
     index: Option<(String, Option<String>)>,
 }
 
@@ -250,29 +251,12 @@ impl DynamoStore {
             .insert(id.to_string(), saved);
     }
 
-    /// The items of a run, read consistently.
-    async fn run_items(&self, id: &str) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.tables.state)
-            .key_condition_expression("pk = :v")
-            .expression_attribute_values(":v", AttributeValue::S(format!("RUN#{id}")))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| backend("Query", err_text(&e)))?;
-            out.extend(page.items().iter().cloned());
-        }
-        Ok(out)
-    }
-
     /// Reads a run's items: the run (when its `RUN` item exists) and what this store
     /// must know to save it next.
     async fn read_run(&self, id: &str) -> StoreResult<(Option<Run>, Saved)> {
-        let items = self.run_items(id).await?;
+        let items = self
+            .query(&self.tables.state, "pk", &format!("RUN#{id}"), true)
+            .await?;
         let mut saved = Saved::default();
         let Some(head) = items.iter().find(|i| s(i, "sk").as_deref() == Some("RUN")) else {
             saved.parts = items.iter().filter_map(|i| s(i, "sk")).collect();
@@ -432,6 +416,17 @@ impl DynamoStore {
         pk_name: &str,
         pk: &str,
     ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
+        self.query(table, pk_name, pk, false).await
+    }
+
+    /// Every item with this partition key, read consistently when asked.
+    async fn query(
+        &self,
+        table: &str,
+        pk_name: &str,
+        pk: &str,
+        consistent: bool,
+    ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -440,6 +435,7 @@ impl DynamoStore {
             .key_condition_expression("#k = :v")
             .expression_attribute_names("#k", pk_name)
             .expression_attribute_values(":v", AttributeValue::S(pk.into()))
+            .consistent_read(consistent)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -1108,12 +1104,7 @@ impl RunStore for DynamoStore {
                 Some(run) if !run.status.is_finished() => return Ok(Some(run)),
                 // The run ended, but its index entry was not written (a crash
                 // between the two writes): correct it.
-                Some(run) => {
-                    self.put_index(&run).await?;
-                    if let Some(s) = self.saved.lock().expect("not poisoned").get_mut(&run.id) {
-                        s.index = Some(index_of(&run));
-                    }
-                }
+                Some(run) => self.put_index(&run).await?,
                 None => {}
             }
         }

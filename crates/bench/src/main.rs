@@ -227,21 +227,9 @@ const SCENARIOS: [Scenario; 5] = [
 ];
 
 impl Scenario {
-    /// The buckets the simulator applies.
+    /// The account's buckets.
     fn limits(&self) -> Limits {
-        let l = Limits::AWS;
-        let k = self.limits;
-        let s = |b: BucketSpec| BucketSpec {
-            capacity: b.capacity * k,
-            refill_per_sec: b.refill_per_sec * k,
-        };
-        Limits {
-            describe: s(l.describe),
-            mutating: s(l.mutating),
-            start_requests: s(l.start_requests),
-            start_instances: s(l.start_instances),
-            stop_instances: s(l.stop_instances),
-        }
+        Limits::AWS.scaled(self.limits)
     }
 
     /// The buckets the simulator applies to the engine: what the background client

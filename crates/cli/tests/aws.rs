@@ -10,13 +10,45 @@ use serde_json::Value;
 
 const REGION: &str = "us-west-2";
 
-fn cli(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"))
-        .args(args)
+/// The tool, pointed at moto.
+fn command(moto: &Moto, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"));
+    c.args(args)
         .args(["--endpoint-url", &moto.endpoint])
-        .env_remove("EC2_SCHEDULER_STORE")
-        .output()
-        .unwrap()
+        .env_remove("EC2_SCHEDULER_STORE");
+    c
+}
+
+fn cli(moto: &Moto, args: &[&str]) -> Output {
+    command(moto, args).output().unwrap()
+}
+
+/// `run` of the seed workload in its region, with `args`, as JSON.
+fn run(moto: &Moto, args: &[&str]) -> Value {
+    let mut all = vec!["run", "-w", "ExampleTestCase", "-r", REGION, "-o", "json"];
+    all.extend(args);
+    serde_json::from_str(&ok(&cli(moto, &all))).unwrap()
+}
+
+/// After a start with profileD: every member running at the profile's type, the
+/// decoys untouched, the web and app tiers back in their load balancers.
+async fn started_with_profile_d(conf: &ec2_scheduler_testkit::SdkConfig, world: &World) {
+    let after = fleet(conf).await;
+    let wanted = |t: &str| ("running".to_string(), t.to_string());
+    for id in world.web.iter().chain(&world.app) {
+        assert_eq!(after[id], wanted("c4.large"), "{id}");
+    }
+    for id in &world.db {
+        assert_eq!(after[id], wanted("r4.large"), "{id}");
+    }
+    for id in &world.decoys {
+        assert_eq!(after[id], wanted("t2.nano"), "decoy {id} was touched");
+    }
+    let (classic, group) = registered(conf, world).await;
+    let (mut web, mut app) = (world.web.clone(), world.app.clone());
+    web.sort();
+    app.sort();
+    assert_eq!((classic, group), (web, app), "registrations not restored");
 }
 
 fn ok(o: &Output) -> String {
@@ -101,9 +133,14 @@ fn tier_order(history: &str, action: &str) -> Vec<String> {
     order
 }
 
-/// The tier-steps a run did, from `runs show`.
-fn steps_done(history: &str) -> u64 {
-    history.lines().filter(|l| l.ends_with(" done")).count() as u64
+/// The steps each tier did, from `runs show`.
+fn steps_done(history: &str) -> BTreeMap<String, usize> {
+    let mut done = BTreeMap::new();
+    for l in history.lines().filter(|l| l.ends_with(" done")) {
+        let tier = l.split("] ").nth(1).and_then(|r| r.split(':').next());
+        *done.entry(tier.unwrap_or(l).to_string()).or_default() += 1;
+    }
+    done
 }
 
 /// Requests by service (`ec2:StopInstances` counts for `ec2`).
@@ -149,21 +186,7 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
 
     // Stop, as the original: -w -r -a Stop; with moto counting what it receives.
     moto.record();
-    let stop: Value = serde_json::from_str(&ok(&cli(
-        &moto,
-        &[
-            "run",
-            "-w",
-            "ExampleTestCase",
-            "-r",
-            REGION,
-            "-a",
-            "Stop",
-            "-o",
-            "json",
-        ],
-    )))
-    .unwrap();
+    let stop = run(&moto, &["-a", "Stop"]);
     assert_eq!(stop["status"], "succeeded", "{stop:#}");
     assert_eq!(stop["stopped"], 300);
     // Every request sent is counted: the process's count by service is what moto
@@ -204,7 +227,7 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
         &moto,
         &["runs", "show", stop["run"].as_str().unwrap(), "-r", REGION],
     ));
-    let stop_steps = steps_done(&history);
+    let stop_steps: usize = steps_done(&history).values().sum();
     assert_eq!(
         tier_order(&history, "ec2:StopInstances"),
         ["Role_Web", "Role_App", "Role_DB"],
@@ -212,51 +235,9 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
     );
 
     // Start with profileD.
-    let start: Value = serde_json::from_str(&ok(&cli(
-        &moto,
-        &[
-            "run",
-            "-w",
-            "ExampleTestCase",
-            "-r",
-            REGION,
-            "-a",
-            "start",
-            "-p",
-            "profileD",
-            "-o",
-            "json",
-        ],
-    )))
-    .unwrap();
+    let start = run(&moto, &["-a", "start", "-p", "profileD"]);
     assert_eq!(start["status"], "succeeded", "{start:#}");
-    let after = rt.block_on(fleet(&conf));
-    for id in world.web.iter().chain(&world.app) {
-        assert_eq!(
-            after[id],
-            ("running".to_string(), "c4.large".to_string()),
-            "{id}"
-        );
-    }
-    for id in &world.db {
-        assert_eq!(
-            after[id],
-            ("running".to_string(), "r4.large".to_string()),
-            "{id}"
-        );
-    }
-    for id in &world.decoys {
-        assert_eq!(
-            after[id],
-            ("running".to_string(), "t2.nano".to_string()),
-            "decoy {id} was touched"
-        );
-    }
-    let (classic, group) = rt.block_on(registered(&conf, &world));
-    let (mut web, mut app) = (world.web.clone(), world.app.clone());
-    web.sort();
-    app.sort();
-    assert_eq!((classic, group), (web, app), "registrations not restored");
+    rt.block_on(started_with_profile_d(&conf, &world));
     let state = rt.block_on(ec2_scheduler_testkit::workload_state(
         &conf,
         "ExampleTestCase",
@@ -270,7 +251,7 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
         &moto,
         &["runs", "show", start["run"].as_str().unwrap(), "-r", REGION],
     ));
-    let start_steps = steps_done(&history);
+    let start_steps: usize = steps_done(&history).values().sum();
     assert_eq!(
         tier_order(&history, "ec2:StartInstances"),
         ["Role_DB", "Role_App", "Role_Web"],
@@ -302,7 +283,7 @@ fn the_seed_example_stops_and_starts_on_moto_within_the_call_budget() {
     // more than 230 and about 280.
     for (what, s, steps) in [("stop", &stop, stop_steps), ("start", &start, start_steps)] {
         let minutes = (s["seconds"].as_f64().unwrap() / 60.0).ceil() as u64;
-        let bound = 3 * steps + minutes;
+        let bound = 3 * steps as u64 + minutes;
         eprintln!(
             "{what}: DynamoDB writes {} (UpdateItem {}, PutItem {}, BatchWriteItem {}); {steps} tier-steps, {minutes} min: bound {bound}",
             writes(s),
@@ -394,42 +375,11 @@ fn a_run_killed_at_random_points_resumes_and_finishes_on_dynamodb() {
     let moto = Moto::start();
     let conf = rt.block_on(moto.config(REGION));
     let world = rt.block_on(seed_world(&conf, 30));
-    let stop: Value = serde_json::from_str(&ok(&cli(
-        &moto,
-        &[
-            "run",
-            "-w",
-            "ExampleTestCase",
-            "-r",
-            REGION,
-            "-a",
-            "Stop",
-            "-o",
-            "json",
-        ],
-    )))
-    .unwrap();
+    let stop = run(&moto, &["-a", "Stop"]);
     assert_eq!(stop["status"], "succeeded", "{stop:#}");
 
     // The plan the run will follow: its steps by tier.
-    let plan: Value = serde_json::from_str(&ok(&cli(
-        &moto,
-        &[
-            "run",
-            "-w",
-            "ExampleTestCase",
-            "-r",
-            REGION,
-            "-a",
-            "start",
-            "-p",
-            "profileD",
-            "-d",
-            "-o",
-            "json",
-        ],
-    )))
-    .unwrap();
+    let plan = run(&moto, &["-a", "start", "-p", "profileD", "-d"]);
     let mut planned: BTreeMap<String, usize> = BTreeMap::new();
     for stage in plan["stages"].as_array().unwrap() {
         for t in stage["tiers"].as_array().unwrap() {
@@ -465,10 +415,7 @@ fn a_run_killed_at_random_points_resumes_and_finishes_on_dynamodb() {
     ];
     let mut kills = 0;
     let finished = loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"))
-            .args(args)
-            .args(["--endpoint-url", &moto.endpoint])
-            .env_remove("EC2_SCHEDULER_STORE")
+        let mut child = command(&moto, &args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -509,33 +456,9 @@ fn a_run_killed_at_random_points_resumes_and_finishes_on_dynamodb() {
     assert_eq!(starts[0].2, "succeeded", "{runs:?}");
     let history = ok(&cli(&moto, &["runs", "show", &starts[0].0, "-r", REGION]));
     // Each tier did each step of the plan once.
-    let mut done: BTreeMap<String, usize> = BTreeMap::new();
-    for l in history.lines().filter(|l| l.ends_with(" done")) {
-        let tier = l.split("] ").nth(1).and_then(|r| r.split(':').next());
-        *done.entry(tier.unwrap_or(l).to_string()).or_default() += 1;
-    }
-    assert_eq!(done, planned, "{history}");
+    assert_eq!(steps_done(&history), planned, "{history}");
     assert!(history.contains("resumed"), "{history}");
-
-    let after = rt.block_on(fleet(&conf));
-    for id in world.web.iter().chain(&world.app) {
-        assert_eq!(after[id], ("running".into(), "c4.large".into()), "{id}");
-    }
-    for id in &world.db {
-        assert_eq!(after[id], ("running".into(), "r4.large".into()), "{id}");
-    }
-    for id in &world.decoys {
-        assert_eq!(
-            after[id],
-            ("running".into(), "t2.nano".into()),
-            "decoy {id}"
-        );
-    }
-    let (classic, group) = rt.block_on(registered(&conf, &world));
-    let (mut web, mut app) = (world.web.clone(), world.app.clone());
-    web.sort();
-    app.sort();
-    assert_eq!((classic, group), (web, app), "registrations not restored");
+    rt.block_on(started_with_profile_d(&conf, &world));
 }
 
 #[test]

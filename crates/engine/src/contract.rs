@@ -6,8 +6,6 @@ use ec2_scheduler_core::schedule::EventKind;
 
 use ec2_scheduler_core::access::{Role, Token};
 
-use std::collections::BTreeMap;
-
 use ec2_scheduler_core::Action;
 use ec2_scheduler_core::plan::Plan;
 
@@ -15,7 +13,7 @@ use crate::pace::Jitter;
 use crate::ports::{
     AccessStore, EventOutcome, EventRecord, Lock, LockOutcome, RunStore, ScheduleStore,
 };
-use crate::run::{Cursor, Phase, Run, RunEvent, RunStatus};
+use crate::run::{Run, RunEvent, RunStatus};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("a time").to_utc()
@@ -120,50 +118,17 @@ pub async fn access_store(store: &dyn AccessStore) {
 /// A run with `entries` history entries, to save and load.
 pub fn sample_run(id: &str, workload: &str, entries: usize) -> Run {
     let at = t("2026-12-01T07:00:00Z");
-    let mut run = Run {
-        id: id.into(),
+    let plan = Plan {
         workload: workload.into(),
         action: Action::Start,
         profile: Some("big".into()),
-        status: RunStatus::Running,
-        owner: "host:1".into(),
-        started: at,
-        finished: None,
-        plan: Plan {
-            workload: workload.into(),
-            action: Action::Start,
-            profile: Some("big".into()),
-            stages: Vec::new(),
-            excluded: Vec::new(),
-            notes: Vec::new(),
-            ignored: Default::default(),
-            summary: Default::default(),
-        },
-        cursor: Cursor {
-            phase: Phase::Forward,
-            stage: 0,
-            steps: BTreeMap::new(),
-            began: BTreeMap::new(),
-            verify_began: None,
-        },
-        rollback: Vec::new(),
-        started_ids: BTreeMap::new(),
-        stopped_ids: BTreeMap::new(),
-        resized_ids: BTreeMap::new(),
-        kept: BTreeMap::new(),
-        failed: BTreeMap::new(),
-        failures_handled: 0,
-        history: Vec::new(),
-        calls: BTreeMap::new(),
-        retried: 0,
-        tiers: BTreeMap::new(),
-        jitter: Jitter::new(7),
-        error: None,
-        requested_by: None,
-        pacing: BTreeMap::new(),
-        aborted: false,
-        resized_ahead: BTreeMap::new(),
+        stages: Vec::new(),
+        excluded: Vec::new(),
+        notes: Vec::new(),
+        ignored: Default::default(),
+        summary: Default::default(),
     };
+    let mut run = Run::new(id, plan, "host:1", at, Jitter::new(7));
     for n in 0..entries {
         run.record(
             at + TimeDelta::seconds(n as i64),

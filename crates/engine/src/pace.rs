@@ -60,6 +60,22 @@ impl Limits {
 }
 
 impl Limits {
+    /// These limits times `k` (an account whose limits AWS raised or lowered):
+    /// every bucket's capacity and refill.
+    pub fn scaled(&self, k: f64) -> Limits {
+        let times = |b: BucketSpec| BucketSpec {
+            capacity: b.capacity * k,
+            refill_per_sec: b.refill_per_sec * k,
+        };
+        Limits {
+            describe: times(self.describe),
+            mutating: times(self.mutating),
+            start_requests: times(self.start_requests),
+            start_instances: times(self.start_instances),
+            stop_instances: times(self.stop_instances),
+        }
+    }
+
     /// What is left of these limits when another client of the account steadily
     /// spends `share` (0 to 1) of every bucket's refill: the same bursts, refilled at
     /// the rest of the rate.

@@ -302,6 +302,46 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run of `plan` (its workload, action and profile) by `owner`, begun at
+    /// `started`, with nothing done yet.
+    pub fn new(id: &str, plan: Plan, owner: &str, started: DateTime<Utc>, jitter: Jitter) -> Run {
+        Run {
+            id: id.to_string(),
+            workload: plan.workload.clone(),
+            action: plan.action,
+            profile: plan.profile.clone(),
+            status: RunStatus::Running,
+            owner: owner.to_string(),
+            started,
+            finished: None,
+            cursor: Cursor {
+                phase: Phase::Forward,
+                stage: 0,
+                steps: BTreeMap::new(),
+                began: BTreeMap::new(),
+                verify_began: None,
+            },
+            plan,
+            rollback: Vec::new(),
+            started_ids: BTreeMap::new(),
+            stopped_ids: BTreeMap::new(),
+            resized_ids: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            failures_handled: 0,
+            history: Vec::new(),
+            calls: BTreeMap::new(),
+            retried: 0,
+            tiers: BTreeMap::new(),
+            jitter,
+            error: None,
+            requested_by: None,
+            pacing: BTreeMap::new(),
+            aborted: false,
+            resized_ahead: BTreeMap::new(),
+        }
+    }
+
     /// Records an event in the history, and logs it (in the current run and tier
     /// spans).
     pub fn record(&mut self, at: DateTime<Utc>, tier: Option<&str>, event: RunEvent) {

@@ -29,9 +29,9 @@ use crate::ports::{
     ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Meter, Notifier,
     OverrideProbe, RunStore, StoreError,
 };
-use crate::run::{Cursor, Phase, Run, RunEvent, RunStatus, TierTiming};
+use crate::run::{Phase, Run, RunEvent, RunStatus, TierTiming};
 use policy::Tries;
-use step::{Active, Ahead, Began, Cx, Early, Poll};
+use step::{Active, Began, Cx, Poll, Power, Resize};
 
 /// Errors that stop the engine (as opposed to instance failures, which the failure
 /// policy handles).
@@ -215,13 +215,13 @@ pub struct Executor<'a> {
     due: BTreeMap<String, DateTime<Utc>>,
     /// The type changes of a later tier being made ahead of its stage, and when they
     /// asked to be polled again.
-    ahead: Option<(String, Ahead, DateTime<Utc>)>,
+    ahead: Option<(String, Resize, DateTime<Utc>)>,
     /// Later tiers whose changes ahead left something for their own step.
     ahead_tried: BTreeSet<String>,
     /// The type changes this executor made, by tier, in the order it made them.
     resized: BTreeMap<String, VecDeque<(DateTime<Utc>, String)>>,
     /// Each tier's early starts in progress, and when they asked to be polled again.
-    early: BTreeMap<String, (Early, DateTime<Utc>)>,
+    early: BTreeMap<String, (Power, DateTime<Utc>)>,
     /// Each tier's instances ready for an early start, not yet handed to one; a tier
     /// is here once its early starts began.
     early_ready: BTreeMap<String, Vec<String>>,
@@ -394,41 +394,13 @@ impl<'a> Executor<'a> {
             return Ok(Begin::NothingToDo(Box::new(plan)));
         }
         self.take_lock(run_id).await?;
-        let mut run = Run {
-            id: run_id.to_string(),
-            workload: name,
-            action: req.action,
-            profile: req.profile.clone(),
-            status: RunStatus::Running,
-            owner: self.settings.owner.clone(),
-            started: now,
-            finished: None,
-            cursor: Cursor {
-                phase: Phase::Forward,
-                stage: 0,
-                steps: BTreeMap::new(),
-                began: BTreeMap::new(),
-                verify_began: None,
-            },
+        let mut run = Run::new(
+            run_id,
             plan,
-            rollback: Vec::new(),
-            started_ids: BTreeMap::new(),
-            stopped_ids: BTreeMap::new(),
-            resized_ids: BTreeMap::new(),
-            kept: BTreeMap::new(),
-            failed: BTreeMap::new(),
-            failures_handled: 0,
-            history: Vec::new(),
-            calls: BTreeMap::new(),
-            retried: 0,
-            tiers: BTreeMap::new(),
-            jitter: Jitter::new(seed_of(run_id)),
-            error: None,
-            requested_by: None,
-            pacing: BTreeMap::new(),
-            aborted: false,
-            resized_ahead: BTreeMap::new(),
-        };
+            &self.settings.owner,
+            now,
+            Jitter::new(seed_of(run_id)),
+        );
         run.record(now, None, RunEvent::Started { action: req.action });
         self.save(&mut run).await?;
         let event = Event::run_started(&run);
@@ -691,7 +663,7 @@ impl<'a> Executor<'a> {
             .filter(|c| sent.contains(c.instance.as_str()))
             .map(|c| (c.instance.clone(), c.to.clone()))
             .collect();
-        let mut early = Early::new(&ready, types, &mut self.cx(run, &tp.tier), now);
+        let mut early = Power::early(&ready, types, &mut self.cx(run, &tp.tier), now);
         match early.poll(&mut self.cx(run, &tp.tier)).await? {
             Poll::Wait(w) => {
                 let now = self.ports.clock.now();
@@ -805,7 +777,7 @@ impl<'a> Executor<'a> {
                     let Some((tier, changes)) = next else {
                         return Ok(None);
                     };
-                    let ahead = Ahead::new(&changes, &mut self.cx(run, &tier), now);
+                    let ahead = Resize::ahead(&changes, &mut self.cx(run, &tier), now);
                     (tier, ahead, now)
                 }
             };
@@ -825,18 +797,7 @@ impl<'a> Executor<'a> {
                     return Ok(Some(w));
                 }
                 Poll::Done if ahead.complete() => {
-                    let instances = run
-                        .plan
-                        .stages
-                        .iter()
-                        .flat_map(|s| &s.tiers)
-                        .filter(|t| t.tier == tier)
-                        .flat_map(|t| &t.steps)
-                        .map(|s| match s {
-                            Step::Resize { changes } => changes.len(),
-                            _ => 0,
-                        })
-                        .sum();
+                    let instances = ahead.count();
                     run.record(now, Some(&tier), RunEvent::ResizedAhead { instances });
                     run.resized_ahead.insert(tier, now);
                     self.save(run).await?;

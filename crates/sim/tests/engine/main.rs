@@ -743,29 +743,12 @@ fn a_step_whose_observations_keep_being_throttled_ends_with_a_clear_reason() {
     assert!(secs < 3 * 300, "{secs} s");
 }
 
-/// The published limits scaled by `k` (an account whose limits AWS raised, or one
-/// whose buckets other clients share).
-fn scaled_limits(k: f64) -> ec2_scheduler_engine::pace::Limits {
-    let s = |b: ec2_scheduler_engine::pace::BucketSpec| ec2_scheduler_engine::pace::BucketSpec {
-        capacity: b.capacity * k,
-        refill_per_sec: b.refill_per_sec * k,
-    };
-    let l = ec2_scheduler_engine::pace::Limits::AWS;
-    ec2_scheduler_engine::pace::Limits {
-        describe: s(l.describe),
-        mutating: s(l.mutating),
-        start_requests: s(l.start_requests),
-        start_instances: s(l.start_instances),
-        stop_instances: s(l.stop_instances),
-    }
-}
-
 /// A start with profileD of 300 stopped instances (every one resized: 300
 /// ModifyInstanceAttribute calls on the mutating bucket) on an account whose limits
 /// are `k` times the published ones, which the engine is not told.
 fn resize_start_on(k: f64) -> (ec2_scheduler_engine::Run, u64) {
     let cfg = ec2_scheduler_sim::SimConfig {
-        limits: scaled_limits(k),
+        limits: ec2_scheduler_engine::pace::Limits::AWS.scaled(k),
         ..Default::default()
     };
     let h = Harness::with_config(seed_workload(), seed_fleet(100, Stopped), cfg);
@@ -807,7 +790,7 @@ fn pacing_finds_the_account_s_real_limits() {
 fn what_pacing_learned_is_kept_with_the_run_across_executors() {
     // A driver that makes a new executor for each tick, as `serve` does.
     let cfg = ec2_scheduler_sim::SimConfig {
-        limits: scaled_limits(3.0),
+        limits: ec2_scheduler_engine::pace::Limits::AWS.scaled(3.0),
         ..Default::default()
     };
     let h = Harness::with_config(seed_workload(), seed_fleet(100, Stopped), cfg);

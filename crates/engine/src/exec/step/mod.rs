@@ -17,13 +17,18 @@ mod probe;
 mod resize;
 mod wait;
 
+/// Early starts ([`Power::early`]) and type changes ahead of a tier's stage
+/// ([`Resize::ahead`]), which the executor drives besides the tiers' own steps.
+pub(crate) use power::Power;
+pub(crate) use resize::Resize;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::model::{Tier, Workload};
-use ec2_scheduler_core::plan::{PauseReason, Resize as Change, Step};
+use ec2_scheduler_core::plan::{PauseReason, Step};
 use ec2_scheduler_core::{Action, Instance};
 
 use super::policy::{self, Decision, Tries};
@@ -329,44 +334,5 @@ impl Active {
             Active::Register(s) => s.poll(cx).await,
             Active::Ready(s) => s.poll(cx).await,
         }
-    }
-}
-
-/// A later tier's type changes, made ahead of its stage (see [`resize`]).
-pub(crate) struct Ahead(resize::Resize);
-
-impl Ahead {
-    pub fn new(changes: &[Change], cx: &mut Cx<'_, '_>, at: DateTime<Utc>) -> Self {
-        Ahead(resize::Resize::ahead(changes, cx, at))
-    }
-
-    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
-        self.0.poll(cx).await
-    }
-
-    /// Done, and every change was made.
-    pub fn complete(&self) -> bool {
-        self.0.complete()
-    }
-}
-
-/// Starts of a tier's instances whose type change is made and settled, while the
-/// tier's Resize step goes on with the others (see [`power`]).
-pub(crate) struct Early(power::Power);
-
-impl Early {
-    /// Starts `ids` that are stopped and of the type `types` names for them (when it
-    /// names one).
-    pub fn new(
-        ids: &[String],
-        types: BTreeMap<String, String>,
-        cx: &mut Cx<'_, '_>,
-        at: DateTime<Utc>,
-    ) -> Self {
-        Early(power::Power::early(ids, types, cx, at))
-    }
-
-    pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
-        self.0.poll(cx).await
     }
 }

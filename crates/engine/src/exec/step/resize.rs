@@ -74,6 +74,11 @@ impl Resize {
         !self.left
     }
 
+    /// How many changes it makes.
+    pub fn count(&self) -> usize {
+        self.changes.len()
+    }
+
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         if let Phase::Observe = self.phase {
             let ids: Vec<String> = self.changes.iter().map(|(i, _)| i.clone()).collect();
