@@ -133,7 +133,8 @@ pub struct Learned {
 
 /// A token bucket, full at creation, that finds the account's real rate: it starts
 /// at the published rate; until a first throttle each call that goes through raises
-/// the rate by a tenth of itself (the account's limits may be far higher), after it a
+/// the rate and the burst by a tenth of themselves, and what the burst grew by can be
+/// used at once (the account's limits may be far higher), after it a
 /// little (additive increase), and a throttled call cuts it (multiplicative decrease). After
 /// a throttle it climbs back only to just below the rate that was refused, so an
 /// account at the published limits is not probed again and again, one with higher
@@ -220,12 +221,16 @@ impl TokenBucket {
             if self.rate < top {
                 // Until a first throttle, the rate grows by a share of itself (the
                 // account may allow much more); after, by a share of the published.
-                let step = if self.refused.is_none() {
-                    self.rate * SLOW_START
+                if self.refused.is_none() {
+                    // The burst grows with the rate, and what it grew by is there to
+                    // use: so a larger burst is found as a larger rate is.
+                    self.refill(now);
+                    let before = self.capacity();
+                    self.rate = (self.rate * (1.0 + SLOW_START)).min(top);
+                    self.tokens += self.capacity() - before;
                 } else {
-                    published * INCREASE
-                };
-                self.rate = (self.rate + step).min(top);
+                    self.rate = (self.rate + published * INCREASE).min(top);
+                }
             } else if let Some(r) = &mut self.refused {
                 // At the top: what was refused may be allowed now (another client
                 // stopped sharing the account); probe above it, slowly.
@@ -316,6 +321,22 @@ mod tests {
         assert_eq!(b.take(1.0, t(0.0)), Err(Duration::from_millis(500)));
         assert!(b.take(1.0, t(0.5)).is_ok());
         assert_eq!(b.available(t(100.0)), 5.0);
+    }
+
+    #[test]
+    fn until_a_first_throttle_the_burst_grows_with_the_rate_and_can_be_used_at_once() {
+        let published = Limits::AWS.mutating;
+        let mut b = TokenBucket::new(published);
+        b.take(50.0, t(0.0)).unwrap();
+        // The burst grows from 50 to 55 and the 5 more are there now: an account with
+        // a larger burst is found without waiting for a refill.
+        b.answered(false, t(0.0));
+        assert!((b.capacity() - 55.0).abs() < 1e-9);
+        assert!((b.available(t(0.0)) - 5.0).abs() < 1e-9);
+        // After a throttle, calls that go through raise the rate, not the tokens.
+        b.answered(true, t(0.0));
+        b.answered(false, t(0.0));
+        assert_eq!(b.available(t(0.0)), 0.0);
     }
 
     #[test]
