@@ -93,23 +93,45 @@ pub async fn not_found() -> Problem {
     Problem::new(ProblemKind::NotFound, "no such route")
 }
 
+/// A tier's members by state, and how many are exempt from stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Counts {
+    pub running: usize,
+    pub stopped: usize,
+    pub other: usize,
+    pub exempt: usize,
+}
+
+impl Counts {
+    pub(crate) fn of(tier: &ec2_scheduler_app::status::TierStatus) -> Counts {
+        use ec2_scheduler_core::InstanceState as St;
+        let mut c = Counts::default();
+        for m in &tier.members {
+            match m.instance.state {
+                St::Running => c.running += 1,
+                St::Stopped => c.stopped += 1,
+                _ => c.other += 1,
+            }
+            if m.kept_by.is_some() {
+                c.exempt += 1;
+            }
+        }
+        c
+    }
+}
+
 /// Counts of a tier's members by state.
 fn tier_counts(status: &ec2_scheduler_app::status::Status) -> Vec<Value> {
-    use ec2_scheduler_core::InstanceState as St;
     status
         .tiers
         .iter()
         .map(|t| {
-            let n = |f: &dyn Fn(&ec2_scheduler_app::status::Member) -> bool| {
-                t.members.iter().filter(|m| f(m)).count()
-            };
-            json!({
-                "name": t.name,
-                "running": n(&|m| m.instance.state == St::Running),
-                "stopped": n(&|m| m.instance.state == St::Stopped),
-                "other": n(&|m| !matches!(m.instance.state, St::Running | St::Stopped)),
-                "exempt": n(&|m| m.kept_by.is_some()),
-            })
+            let mut v = serde_json::to_value(Counts::of(t)).unwrap_or_default();
+            let mut named = json!({"name": t.name});
+            if let (Some(named), Some(counts)) = (named.as_object_mut(), v.as_object_mut()) {
+                named.append(counts);
+            }
+            named
         })
         .collect()
 }
@@ -320,7 +342,7 @@ pub struct PlanQuery {
     scale_in: bool,
 }
 
-fn run_request(
+pub(crate) fn run_request(
     action: &str,
     profile: Option<String>,
     scale_in: bool,
@@ -379,13 +401,53 @@ pub(crate) async fn begin(
     key: Option<&str>,
     by: &str,
 ) -> Reply {
-    let cloud = state.clouds.get(&state.app, w).await?;
     if dry_run {
+        let cloud = state.clouds.get(&state.app, w).await?;
         return json_reply(
             StatusCode::OK,
             json!({"dry_run": true, "plan": state.app.dry_run(&cloud, w, req).await?}),
         );
     }
+    match begin_run(state, w, req, key, by).await? {
+        Begun::Accepted {
+            workload,
+            run_id,
+            repeated,
+        } => accepted(&workload, &run_id, repeated),
+        Begun::NothingToDo(plan) => json_reply(
+            StatusCode::OK,
+            json!({"run_id": null, "status": "nothing to do", "plan": plan}),
+        ),
+    }
+}
+
+/// What became of a request to begin a run.
+pub(crate) enum Begun {
+    /// The run is begun (or, `repeated`, was begun before with the same key) and
+    /// handed to the driver.
+    Accepted {
+        workload: String,
+        run_id: String,
+        repeated: bool,
+    },
+    NothingToDo(Box<ec2_scheduler_core::plan::Plan>),
+}
+
+/// Begins `req` on `w` for `by`, one run per workload: `409 locked` while another
+/// is unfinished, the same run again for the same idempotency `key`.
+pub(crate) async fn begin_run(
+    state: &State,
+    w: &Workload,
+    req: &RunRequest,
+    key: Option<&str>,
+    by: &str,
+) -> Result<Begun, Problem> {
+    let cloud = state.clouds.get(&state.app, w).await?;
+    let repeated = |run_id: String| Begun::Accepted {
+        workload: w.name.to_string(),
+        run_id,
+        repeated: true,
+    };
     // One run per workload: this process's own unfinished run is not taken over.
     let _one_at_a_time = state.begin_lock.lock().await;
     let keyed = key
@@ -393,7 +455,7 @@ pub(crate) async fn begin(
         .transpose()?;
     if let Some(run) = state.app.unfinished_run(w.name.as_str()).await? {
         if keyed.as_deref() == Some(run.id.as_str()) {
-            return accepted(w.name.as_str(), &run.id, true);
+            return Ok(repeated(run.id));
         }
         let mut p = Problem::new(
             ProblemKind::Locked,
@@ -407,7 +469,7 @@ pub(crate) async fn begin(
     }
     let begun = match key {
         Some(k) => match state.app.begin_run_keyed(&cloud, w, req, k).await? {
-            runs::Keyed::Repeated(id) => return accepted(w.name.as_str(), &id, true),
+            runs::Keyed::Repeated(id) => return Ok(repeated(id)),
             runs::Keyed::Begun(b) => b,
         },
         None => {
@@ -417,17 +479,18 @@ pub(crate) async fn begin(
                 .await?
         }
     };
-    match begun {
+    Ok(match begun {
         Begin::Started(run) | Begin::Resumed(run) => {
             state.app.attribute_run(&run.id, by).await?;
             state.driver.started(&run.workload, &run.id);
-            accepted(&run.workload, &run.id, false)
+            Begun::Accepted {
+                workload: run.workload,
+                run_id: run.id,
+                repeated: false,
+            }
         }
-        Begin::NothingToDo(plan) => json_reply(
-            StatusCode::OK,
-            json!({"run_id": null, "status": "nothing to do", "plan": plan}),
-        ),
-    }
+        Begin::NothingToDo(plan) => Begun::NothingToDo(plan),
+    })
 }
 
 fn accepted(workload: &str, id: &str, repeated: bool) -> Reply {

@@ -11,6 +11,7 @@ mod legacy;
 pub mod metrics;
 pub mod problem;
 mod reads;
+mod web;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -167,6 +168,8 @@ pub struct State {
     pub principals: Arc<Principals>,
     /// Answers of the busiest reads, kept for a second.
     pub(crate) reads: Arc<reads::Reads>,
+    /// The dashboard's signed-in sessions.
+    pub(crate) sessions: Arc<web::Sessions>,
 }
 
 impl State {
@@ -178,6 +181,7 @@ impl State {
             begin_lock: Arc::default(),
             principals: Arc::default(),
             reads: Arc::new(reads::Reads::new(clouds.max_age())),
+            sessions: Arc::default(),
             clouds,
         }
     }
@@ -394,6 +398,7 @@ pub fn app(state: State, limits: &Limits) -> Router {
         )
         .route("/v1/tokens", get(h::list_tokens).post(h::create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(h::revoke_token))
+        .merge(web::routes())
         .route("/workloads", get(legacy::list))
         .route(
             "/workloads/{workload}",
@@ -449,10 +454,14 @@ pub async fn serve_http(
 /// body too large, a timeout) as a problem document, like every other error.
 async fn as_problem(response: Response) -> Response {
     let status = response.status();
+    // Problems, and the dashboard's own error pages, are answered as they are.
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/problem+json")
+                || v.as_bytes().starts_with(b"text/html")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }

@@ -15,6 +15,7 @@ use ec2_scheduler_core::Workload;
 use ec2_scheduler_core::schedule::Timetable;
 use serde::{Deserialize, Serialize};
 
+use crate::clouds::Clouds;
 use crate::env::{App, Cloud};
 use crate::error::{Error, Result};
 use crate::files::read_text;
@@ -218,22 +219,49 @@ impl App {
         to: DateTime<Utc>,
         prices: &Prices,
     ) -> Result<Savings> {
-        if to <= from {
-            return Err(Error::Invalid(format!(
-                "the range is empty: --to {} is not after --from {}",
-                to.to_rfc3339(),
-                from.to_rfc3339()
-            )));
-        }
+        nonempty(from, to)?;
+        let status = self.status(cloud, workload).await?;
+        self.savings_of(cloud, workload, &status, from, to, prices)
+            .await
+    }
+
+    /// [`App::savings`] with the instances `clouds` observed at most
+    /// [`Observations::max_age`](crate::observed::Observations::max_age) ago.
+    ///
+    /// # Errors
+    /// As [`App::savings`].
+    pub async fn savings_seen(
+        &self,
+        clouds: &Clouds,
+        workload: &Workload,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        prices: &Prices,
+    ) -> Result<Savings> {
+        nonempty(from, to)?;
+        let cloud = clouds.get(self, workload).await?;
+        let status = self.status_seen(clouds, workload).await?;
+        self.savings_of(&cloud, workload, &status, from, to, prices)
+            .await
+    }
+
+    async fn savings_of(
+        &self,
+        cloud: &Cloud,
+        workload: &Workload,
+        status: &Status,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        prices: &Prices,
+    ) -> Result<Savings> {
         let overrides = self.store.overrides(Some(workload.name.as_str())).await?;
         let stopped = Timetable::new(&workload.schedules)
             .with_overrides(&overrides)
             .stopped_for(from, to);
         let hours = (to - from).num_seconds() as f64 / 3600.0;
         let stopped_hours = stopped.num_seconds() as f64 / 3600.0;
-        let status = self.status(cloud, workload).await?;
         let mut warnings = Vec::new();
-        let prices = live_prices(cloud, workload, &status, prices, &mut warnings).await;
+        let prices = live_prices(cloud, workload, status, prices, &mut warnings).await;
         let prices = prices.as_ref();
         let mut lines = Vec::new();
         let mut unpriced = Vec::new();
@@ -264,7 +292,7 @@ impl App {
             }
         }
         let actual = self
-            .actual(workload, &status, from, to.min(cloud.now()), prices)
+            .actual(workload, status, from, to.min(cloud.now()), prices)
             .await?;
         Ok(Savings {
             actual,
@@ -324,6 +352,18 @@ async fn live_prices<'a>(
             Cow::Borrowed(prices)
         }
     }
+}
+
+/// `Ok` when `[from, to)` is not empty.
+fn nonempty(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<()> {
+    if to <= from {
+        return Err(Error::Invalid(format!(
+            "the range is empty: --to {} is not after --from {}",
+            to.to_rfc3339(),
+            from.to_rfc3339()
+        )));
+    }
+    Ok(())
 }
 
 /// An instance's stops (`true`) and starts (`false`) by runs.

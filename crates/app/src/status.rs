@@ -1,7 +1,7 @@
 //! The status of a workload: its tiers, their members as the cloud shows them now,
 //! what would keep each from a stop, and the last run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use ec2_scheduler_core::Exemption;
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::plan::Exemptions;
 use ec2_scheduler_core::{Instance, Workload};
-use ec2_scheduler_engine::ports::RunSummaryRow;
+use ec2_scheduler_engine::ports::{Health, LbTarget, RunSummaryRow};
 
 use crate::clouds::Clouds;
 use crate::env::{App, Cloud};
@@ -112,6 +112,35 @@ impl App {
             .zip(seen)
             .map(|(w, o)| o.map(|o| status(w, &o, &exemptions, last.remove(w.name.as_str()))))
             .collect())
+    }
+
+    /// The load-balancer health of `ids`: for each instance registered somewhere,
+    /// each target it is registered with and its health there. Instances in no load
+    /// balancer are left out.
+    ///
+    /// # Errors
+    /// The cloud could not be reached or refused.
+    pub async fn lb_health(
+        &self,
+        cloud: &Cloud,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, Vec<(String, Health)>>> {
+        let ports = cloud.ports(&*self.store);
+        let mut by_target: BTreeMap<String, (LbTarget, Vec<String>)> = BTreeMap::new();
+        for (id, target) in ports.lb.memberships(ids).await? {
+            by_target
+                .entry(target.to_string())
+                .or_insert_with(|| (target, Vec::new()))
+                .1
+                .push(id);
+        }
+        let mut out: BTreeMap<String, Vec<(String, Health)>> = BTreeMap::new();
+        for (label, (target, ids)) in by_target {
+            for (id, health) in ports.lb.health(&target, &ids).await? {
+                out.entry(id).or_default().push((label.clone(), health));
+            }
+        }
+        Ok(out)
     }
 
     /// The last run of each workload (of `only`, when given), by workload name.

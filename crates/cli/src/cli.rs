@@ -220,12 +220,18 @@ struct ServeArgs {
     cloud: CloudArgs,
     #[command(flatten)]
     store: StoreArg,
-    /// On the simulator: virtual seconds per real second, or `max`.
-    #[arg(long, default_value = "1", value_parser = parse_speed)]
-    speed: Speed,
+    /// On the simulator: virtual seconds per real second, or `max` (default 1; with
+    /// --demo, 60).
+    #[arg(long, value_parser = parse_speed)]
+    speed: Option<Speed>,
     /// On the simulator: where its clock starts (RFC 3339; default: now).
-    #[arg(long, value_parser = parse_time, requires = "fleet")]
+    #[arg(long, value_parser = parse_time)]
     start: Option<DateTime<Utc>>,
+    /// Serve a demo: a simulated region with the original's example workload and a
+    /// second one, schedules that fire every few minutes of real time, nothing kept;
+    /// the dashboard on --listen (default 127.0.0.1:8080) and two tokens printed.
+    #[arg(long, conflicts_with_all = ["fleet", "store", "dynamodb_region"])]
+    demo: bool,
     /// Stop at this instant of the cloud's clock (RFC 3339).
     #[arg(long, value_parser = parse_time)]
     until: Option<DateTime<Utc>>,
@@ -249,7 +255,7 @@ struct ServeArgs {
     listen: Option<String>,
     /// Browser origins allowed to call the API (CORS; repeat the option). Default:
     /// none, no CORS headers.
-    #[arg(long, requires = "listen")]
+    #[arg(long)]
     cors_origin: Vec<String>,
 }
 
@@ -1056,11 +1062,33 @@ async fn prices_cmd(command: PricesCommand) -> Result {
 
 async fn serve_cmd(args: ServeArgs) -> Result {
     init_service_logging(args.log_level, args.log_format);
-    let mut cloud = cloud_spec(&args.cloud, &args.store, args.speed)?;
-    if let CloudSpec::SimFile { start, .. } = &mut cloud {
-        *start = args.start;
-    }
-    let app = Arc::new(App::open(&args.store.opts(), cloud).await?);
+    let mut demo = None;
+    let app = if args.demo {
+        let served = crate::demo::serve_app(
+            args.start.unwrap_or_else(Utc::now),
+            args.speed.unwrap_or(Speed::Times(60.0)),
+        )
+        .await?;
+        demo = Some((served.operator, served.viewer));
+        Arc::new(served.app)
+    } else {
+        let mut cloud = cloud_spec(
+            &args.cloud,
+            &args.store,
+            args.speed.unwrap_or(Speed::Times(1.0)),
+        )?;
+        match &mut cloud {
+            CloudSpec::SimFile { start, .. } => *start = args.start,
+            _ if args.start.is_some() => {
+                return Err(Error::Invalid(
+                    "--start needs --cloud sim --fleet FLEET.json or --demo".into(),
+                )
+                .into());
+            }
+            _ => {}
+        }
+        Arc::new(App::open(&args.store.opts(), cloud).await?)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
         let mut signal = tokio::signal::unix::signal(kind).map_err(CliError::Runtime)?;
@@ -1070,13 +1098,21 @@ async fn serve_cmd(args: ServeArgs) -> Result {
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let options = ec2_scheduler_app::serve::Options {
+    let mut options = ec2_scheduler_app::serve::Options {
         grace: std::time::Duration::from_secs(args.grace_minutes.saturating_mul(60)),
         until: args.until,
         turn: std::time::Duration::from_secs(args.turn_seconds),
         ..Default::default()
     };
-    let Some(addr) = &args.listen else {
+    // A demo has no history: events before it began were not missed.
+    if args.demo {
+        options.lookback = options.grace;
+    }
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| args.demo.then(|| "127.0.0.1:8080".to_string()));
+    let Some(addr) = &listen else {
         return Ok(app.serve(&options, stop).await?);
     };
     // The API and the scheduler share the clouds (one simulated region) and the
@@ -1100,6 +1136,18 @@ async fn serve_cmd(args: ServeArgs) -> Result {
     let bound = listener.local_addr().map_err(CliError::Runtime)?;
     tracing::info!(address = %bound, "API listening");
     term::note(format!("API listening on http://{bound}"));
+    if let Some((operator, viewer)) = &demo {
+        term::out(format!(
+            "Demo: a simulated us-west-2 (ExampleTestCase and Analytics) whose clock runs at {} virtual seconds per real second; nothing is kept.\n\
+             Dashboard: http://{bound}/\n\
+             Operator token: {operator}\n\
+             Viewer token:   {viewer}\n",
+            match args.speed.unwrap_or(Speed::Times(60.0)) {
+                Speed::Times(x) => x.to_string(),
+                Speed::Max => "max".to_string(),
+            }
+        ))?;
+    }
     let http = tokio::spawn(ec2_scheduler_api::serve_http(
         listener,
         router,

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use ec2_scheduler_app::{App, CloudSpec, Error, Outcome, Speed, Watch};
 use ec2_scheduler_config::{Source, load};
+use ec2_scheduler_core::access::Role;
 use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_core::schedule::{SkipDate, SkipDay, Wish};
 use ec2_scheduler_core::{Action, Instance, InstanceState};
 use ec2_scheduler_engine::memory::MemoryStore;
 use ec2_scheduler_engine::{Run, RunRequest};
@@ -85,6 +87,113 @@ pub fn fleet() -> Vec<Instance> {
     out
 }
 
+/// `serve --demo`'s fleet: the demo fleet, with ExampleTestCase's instances in
+/// `example_state`, and the second workload, Analytics: 2 queue and 8 worker
+/// instances, running.
+fn serve_fleet(example_state: InstanceState) -> Vec<Instance> {
+    let azs = ["us-west-2a", "us-west-2b", "us-west-2c"];
+    let mut out = fleet();
+    for i in &mut out {
+        if i.tags.get("Environment").map(String::as_str) == Some("ENV001")
+            && i.vpc_id.as_deref() == Some("vpc-xyz")
+        {
+            i.state = example_state;
+        }
+    }
+    for (tier, n, ty) in [
+        ("Role_Queue", 2, "m5.large"),
+        ("Role_Worker", 8, "c5.xlarge"),
+    ] {
+        for i in 0..n {
+            let short = tier[5..].to_lowercase();
+            out.push(Instance {
+                id: format!("i-0{short}{i:05}"),
+                state: InstanceState::Running,
+                instance_type: ty.to_string(),
+                az: azs[i % 3].to_string(),
+                vpc_id: Some("vpc-xyz".to_string()),
+                tags: [
+                    ("Environment", "ENV003".to_string()),
+                    ("Role", tier.to_string()),
+                    ("Name", format!("analytics-{short}-{i}")),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+                state_reason: None,
+                load_balancers: None,
+            });
+        }
+    }
+    out
+}
+
+/// What `serve --demo` serves.
+pub struct Served {
+    pub app: App,
+    /// A token with the operator role, and one with the viewer role.
+    pub operator: String,
+    pub viewer: String,
+}
+
+/// An application for `serve --demo`: a memory store holding both workloads of
+/// `examples/demo.yaml` (ExampleTestCase with a holiday on the Wednesday of the week of
+/// `start`, in its schedule's zone), a simulated region whose clock begins at `start`
+/// and runs at `speed`, with ExampleTestCase as its schedule wishes at `start`, and
+/// two tokens.
+pub async fn serve_app(start: DateTime<Utc>, speed: Speed) -> Result<Served> {
+    let mut loaded = load(&[Source {
+        name: "examples/demo.yaml",
+        text: WORKLOAD,
+    }])
+    .map_err(Error::from)?;
+    let mut example_state = InstanceState::Running;
+    for w in &mut loaded.workloads {
+        if w.name.as_str() != "ExampleTestCase" {
+            continue;
+        }
+        if let Some(s) = w.schedules.first_mut() {
+            let today = s.zone.date(start);
+            let monday =
+                today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()));
+            s.skip.push(SkipDate {
+                day: SkipDay::Once(monday + chrono::Duration::days(2)),
+                label: Some("Demo holiday".into()),
+                calendar: None,
+            });
+        }
+        let wish = ec2_scheduler_app::schedules::state(&w.schedules, &[], start).wish;
+        if wish == Wish::Stopped {
+            example_state = InstanceState::Stopped;
+        }
+    }
+    let app = App::new(
+        Box::new(MemoryStore::new()),
+        CloudSpec::SimMemory {
+            instances: serve_fleet(example_state),
+            start,
+            speed,
+        },
+        "demo".into(),
+        Default::default(),
+    );
+    app.store_workloads(&loaded).await?;
+    let now = Utc::now();
+    let operator = app
+        .create_token("demo-operator", Role::Operator, None, "demo", now)
+        .await?
+        .token;
+    let viewer = app
+        .create_token("demo-viewer", Role::Viewer, None, "demo", now)
+        .await?
+        .token;
+    Ok(Served {
+        app,
+        operator,
+        viewer,
+    })
+}
+
 /// Prints the plan's header as a run begins, and its progress.
 struct Show<'a> {
     workload: &'a str,
@@ -148,7 +257,13 @@ pub async fn demo(speed: Speed) -> Result {
         text: WORKLOAD,
     }])
     .map_err(Error::from)?;
-    let workload = &loaded.workloads[0];
+    let Some(workload) = loaded
+        .workloads
+        .iter()
+        .find(|w| w.name.as_str() == "ExampleTestCase")
+    else {
+        return Err(Error::Invalid("examples/demo.yaml has no ExampleTestCase".into()).into());
+    };
     let app = App::new(
         Box::new(MemoryStore::new()),
         CloudSpec::SimMemory {
