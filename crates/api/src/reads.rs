@@ -6,11 +6,15 @@
 //! that succeeds) forgets them all, so a caller reads its own change at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use tokio::sync::Mutex;
+
+use ec2_scheduler_app::App;
+use ec2_scheduler_core::Workload;
 
 use crate::problem::{Problem, ProblemKind};
 
@@ -20,6 +24,11 @@ type Slot = Arc<Mutex<Option<(Instant, Bytes)>>>;
 pub struct Reads {
     max_age: Duration,
     slots: SyncMutex<HashMap<String, Slot>>,
+    /// The stored workloads as last read (when, in which generation), for the
+    /// dashboard's pages.
+    workloads: Mutex<Option<(Instant, u64, Arc<Vec<Workload>>)>>,
+    /// Counts [`Reads::clear`]s: what was read before one is not served after it.
+    generation: AtomicU64,
 }
 
 impl Reads {
@@ -27,6 +36,8 @@ impl Reads {
         Reads {
             max_age,
             slots: SyncMutex::new(HashMap::new()),
+            workloads: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -79,5 +90,25 @@ impl Reads {
     /// Forgets every kept answer.
     pub fn clear(&self) {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Every stored workload, read from the store at most `max_age` ago (readers
+    /// arriving while it is read wait for it).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn workloads(&self, app: &App) -> Result<Arc<Vec<Workload>>, Problem> {
+        let mut held = self.workloads.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((made, g, list)) = held.as_ref()
+            && *g == generation
+            && made.elapsed() < self.max_age
+        {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(app.stored_workloads().await?);
+        *held = Some((Instant::now(), generation, list.clone()));
+        Ok(list)
     }
 }

@@ -50,6 +50,11 @@ impl Clouds {
         self.observations.max_age()
     }
 
+    /// Whether the clock is the cloud's: on the simulator, once its region is made.
+    pub fn clock_ready(&self) -> bool {
+        !self.simulated || self.shared.get().is_some()
+    }
+
     /// Whether every workload shares one simulated region.
     pub fn simulated(&self) -> bool {
         self.simulated

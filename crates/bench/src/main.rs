@@ -14,6 +14,9 @@
 //!   64 connections while a stop of the large workload runs; reports throughput, p50
 //!   and p99, and the run's duration against the same stop without load. Needs the
 //!   release `ec2-scheduler` and `oha` on the PATH (or `$OHA`). Not in the default set.
+//! - `dashboard N`: the same service with N workloads that have schedules; `oha` asks
+//!   for each dashboard page 40 times over one connection, one request at a time;
+//!   reports p50, p99 and the slowest. Same needs as `api`; not in the default set.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -599,8 +602,28 @@ fn timed_run(addr: &str, token: &str, action: &str, during: impl FnOnce()) -> f6
     }
 }
 
-fn api_bench(n: usize) {
-    let dir = std::env::temp_dir().join(format!("ec2-scheduler-bench-api-{}", std::process::id()));
+/// The release `ec2-scheduler serve --listen` on a SQLite store and a simulated fleet:
+/// `bench` (3,000 instances, paced) and N workloads of six instances each (with
+/// office hours in Berlin when `schedules`), and an operator token.
+struct BenchServer {
+    dir: std::path::PathBuf,
+    oha: String,
+    serve: std::process::Child,
+    addr: String,
+    token: String,
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.serve.kill();
+        let _ = self.serve.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bench_server(n: usize, what: &str, schedules: bool) -> BenchServer {
+    let dir =
+        std::env::temp_dir().join(format!("ec2-scheduler-bench-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let binary = std::env::current_exe()
         .expect("own path")
@@ -613,18 +636,22 @@ fn api_bench(n: usize) {
             .is_err()
     {
         eprintln!(
-            "api: needs {} (cargo build --release -p ec2-scheduler) and oha (cargo install oha --locked)",
+            "{what}: needs {} (cargo build --release -p ec2-scheduler) and oha (cargo install oha --locked)",
             binary.display()
         );
         std::process::exit(1);
     }
-    // `bench` (3,000 instances, paced) and N workloads of six instances each.
     let mut yaml = ec2_scheduler_config::export(&[workload()], ec2_scheduler_config::Format::Yaml);
     let mut instances = fleet(3000, InstanceState::Running);
+    let schedule = if schedules {
+        "  schedules:\n  - {name: office, timezone: Europe/Berlin, skip: [\"2026-12-24\"], periods: [{name: office-hours, weekdays: [mon-fri], start: \"08:00\", stop: \"18:00\"}]}\n"
+    } else {
+        ""
+    };
     for w in 0..n {
         let name = format!("w{w:04}");
         yaml.push_str(&format!(
-            "- name: {name}\n  region: sim\n  workload_tag: {{key: env, value: {name}}}\n  tier_tag_key: tier\n  tiers:\n  - {{name: db, start: {{order: 0}}, stop: {{order: 1}}}}\n  - {{name: web, start: {{order: 1}}, stop: {{order: 0}}}}\n"
+            "- name: {name}\n  region: sim\n  workload_tag: {{key: env, value: {name}}}\n  tier_tag_key: tier\n{schedule}  tiers:\n  - {{name: db, start: {{order: 0}}, stop: {{order: 1}}}}\n  - {{name: web, start: {{order: 1}}, stop: {{order: 0}}}}\n"
         ));
         for i in 0..6 {
             let mut inst = instances[0].clone();
@@ -696,6 +723,18 @@ fn api_bench(n: usize) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
+    BenchServer {
+        dir,
+        oha,
+        serve,
+        addr,
+        token,
+    }
+}
+
+fn api_bench(n: usize) {
+    let server = bench_server(n, "api", false);
+    let (oha, addr, token) = (&server.oha, &server.addr, &server.token);
     let load = |path: &str, seconds: u32| -> serde_json::Value {
         let o = std::process::Command::new(&oha)
             .args([
@@ -733,13 +772,13 @@ fn api_bench(n: usize) {
     // A first stop and start, untimed: the fleet file's instances are not yet
     // registered with their load balancers, so a first stop skips the draining every
     // later stop waits for. Both timed stops then begin from the same state.
-    timed_run(&addr, &token, "stop", || {});
-    timed_run(&addr, &token, "start", || {});
-    let idle = timed_run(&addr, &token, "stop", || {});
-    timed_run(&addr, &token, "start", || {});
+    timed_run(addr, token, "stop", || {});
+    timed_run(addr, token, "start", || {});
+    let idle = timed_run(addr, token, "stop", || {});
+    timed_run(addr, token, "start", || {});
     let mut status = serde_json::Value::Null;
     let mut list = serde_json::Value::Null;
-    let loaded = timed_run(&addr, &token, "stop", || {
+    let loaded = timed_run(addr, token, "stop", || {
         status = load("/v1/workloads/w0042/status", 15);
         list = load("/v1/workloads", 15);
     });
@@ -748,15 +787,98 @@ fn api_bench(n: usize) {
     println!(
         "api {n}: a stop of 3,000 instances took {idle:.1} virtual s idle, {loaded:.1} under load"
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Signs in to the dashboard with `token`; the session's `Cookie` header value.
+fn sign_in(addr: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connects");
+    let body = format!("token={token}");
+    let req = format!(
+        "POST /signin HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("writes");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("reads");
+    raw.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l["set-cookie:".len()..].trim())
+        })
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string()
+}
+
+/// Every dashboard page with N workloads: sequential requests (one connection, so
+/// each latency is the page's server time plus loopback), p50, p99 and the slowest.
+fn dashboard_bench(n: usize) {
+    let server = bench_server(n, "dashboard", true);
+    let (oha, addr, token) = (&server.oha, &server.addr, &server.token);
+    let cookie = sign_in(addr, token);
+    let (status, v) = http(
+        addr,
+        "POST",
+        "/v1/workloads/w0042/runs",
+        token,
+        r#"{"action":"stop"}"#,
+    );
+    assert_eq!(status, 202, "{v}");
+    let run = v["run_id"].as_str().expect("a run id").to_string();
+    let last = n.div_ceil(20);
+    let pages = [
+        "/".to_string(),
+        "/?q=w004".to_string(),
+        "/workload/w0042".to_string(),
+        "/workload/w0042/plan?action=start".to_string(),
+        format!("/run/{run}"),
+        format!("/run/{run}/live"),
+        "/schedule".to_string(),
+        format!("/schedule?page={last}&tz=America/New_York"),
+        "/savings".to_string(),
+        format!("/savings?page={last}"),
+    ];
+    for path in &pages {
+        let o = std::process::Command::new(oha)
+            .args([
+                "-c",
+                "1",
+                "-n",
+                "40",
+                "--no-tui",
+                "--output-format",
+                "json",
+                "-H",
+            ])
+            .arg(format!("Cookie: {cookie}"))
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .expect("oha runs");
+        assert!(
+            o.status.success(),
+            "oha: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("oha's JSON");
+        let ms = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
+        let codes = &v["statusCodeDistribution"];
+        println!(
+            "dashboard {n} GET {path}: p50 {:.1} ms, p99 {:.1} ms, slowest {:.1} ms, {:.0} KiB, statuses {codes}",
+            ms("p50"),
+            ms("p99"),
+            v["summary"]["slowest"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+            v["summary"]["sizePerRequest"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+        );
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [cmd, n] if cmd == "api" => api_bench(n.parse().expect("a number")),
+        [cmd, n] if cmd == "dashboard" => dashboard_bench(n.parse().expect("a number")),
         [cmd, n] if cmd == "converge" => {
             for scenario in &SCENARIOS {
                 converge(n.parse().expect("a number"), scenario);
@@ -792,7 +914,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: ec2-scheduler-bench [converge N [SCENARIO] | plan N | cli N | api N]"
+                "usage: ec2-scheduler-bench [converge N [SCENARIO] | plan N | cli N | api N | dashboard N]"
             );
             std::process::exit(2);
         }

@@ -233,7 +233,7 @@ pub(crate) fn badge(status: &str) -> Markup {
 /// The cloud's clock: on the simulator, its virtual time (the region is made with
 /// the first stored workload if no request made it yet).
 pub(crate) async fn now(state: &State) -> DateTime<Utc> {
-    if state.clouds.simulated()
+    if !state.clouds.clock_ready()
         && let Ok(all) = state.app.stored_workloads().await
         && let Some(w) = all.first()
     {

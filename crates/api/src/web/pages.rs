@@ -89,21 +89,27 @@ pub(crate) async fn workloads(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let now = super::now(&state).await;
-    let all = match state.app.stored_workloads().await {
+    let all = match state.reads.workloads(&state.app).await {
         Ok(w) => w,
-        Err(e) => return problem_page(Some(&who), e.into()),
+        Err(p) => return problem_page(Some(&who), p),
     };
     let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
     let wanted = q.state.as_deref().unwrap_or("any");
-    let shown: Vec<Workload> = all
-        .into_iter()
-        .filter(|w| {
-            needle.is_empty()
-                || w.name.as_str().to_lowercase().contains(&needle)
-                || w.region.as_str().to_lowercase().contains(&needle)
-        })
-        .collect();
-    let statuses = match state.app.statuses(&state.clouds, &shown).await {
+    let filtered: Vec<Workload>;
+    let shown: &[Workload] = if needle.is_empty() {
+        &all
+    } else {
+        filtered = all
+            .iter()
+            .filter(|w| {
+                w.name.as_str().to_lowercase().contains(&needle)
+                    || w.region.as_str().to_lowercase().contains(&needle)
+            })
+            .cloned()
+            .collect();
+        &filtered
+    };
+    let statuses = match state.app.statuses(&state.clouds, shown).await {
         Ok(s) => s,
         Err(e) => return problem_page(Some(&who), e.into()),
     };

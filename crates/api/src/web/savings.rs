@@ -170,9 +170,9 @@ pub(crate) async fn savings(
     Query(q): Query<SavingsQuery>,
 ) -> Response {
     let now = super::now(&state).await;
-    let all = match state.app.stored_workloads().await {
+    let all = match state.reads.workloads(&state.app).await {
         Ok(w) => w,
-        Err(e) => return problem_page(Some(&who), e.into()),
+        Err(p) => return problem_page(Some(&who), p),
     };
     let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
     let shown: Vec<&Workload> = all

@@ -250,9 +250,9 @@ pub(crate) async fn schedule(
         },
     };
     let weeks = q.week.unwrap_or(0).clamp(-52, 52);
-    let all = match state.app.stored_workloads().await {
+    let all = match state.reads.workloads(&state.app).await {
         Ok(w) => w,
-        Err(e) => return problem_page(Some(&who), e.into()),
+        Err(p) => return problem_page(Some(&who), p),
     };
     let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
     let scheduled: Vec<&Workload> = all
