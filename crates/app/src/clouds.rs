@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Workload;
 use tokio::sync::Mutex;
 
-use crate::env::{App, Cloud, CloudSpec};
+use crate::env::{App, Cloud, CloudSpec, Speed};
 use crate::error::Result;
 use crate::observed::Observations;
 
@@ -101,7 +101,31 @@ impl Clouds {
     /// `wake` soon.
     pub async fn sleep(&self, d: Duration, stop: &AtomicBool, wake: &AtomicBool) {
         if let Some(c) = self.shared.get() {
-            // The simulator sleeps at most 2 s of real time per wait.
+            // The simulator sleeps at most 2 s of real time per wait. Woken early (a
+            // run begun through the API), its clock moves on only by the real time
+            // that passed, scaled, so the run begins when it was asked for.
+            if let Cloud::Sim {
+                sim,
+                speed: Speed::Times(x),
+            } = &**c
+            {
+                let real = Duration::from_secs_f64((d.as_secs_f64() / x).min(2.0));
+                let began = tokio::time::Instant::now();
+                while !stop.load(Ordering::SeqCst)
+                    && !wake.load(Ordering::SeqCst)
+                    && began.elapsed() < real
+                {
+                    tokio::time::sleep((real - began.elapsed()).min(Duration::from_millis(50)))
+                        .await;
+                }
+                let passed = if began.elapsed() >= real {
+                    d
+                } else {
+                    d.min(began.elapsed().mul_f64(*x))
+                };
+                sim.region.advance(passed.max(Duration::from_millis(1)));
+                return;
+            }
             return c.wait(d).await;
         }
         let end = tokio::time::Instant::now() + d;
