@@ -157,6 +157,8 @@ await test("the operator starts it with profileD and the timeline reaches succes
   await Promise.all([operator.waitForNavigation(), operator.click("#confirm")]);
   runUrl = operator.url();
   check(/\/run\//.test(runUrl), `not on a run page: ${runUrl}`);
+  // A table the reader opens stays open while the page refreshes.
+  await operator.click("#bars-table > summary");
   // The page follows the run by itself.
   await operator.waitForFunction(
     () => /succeeded/.test(document.querySelector("#run-status")?.textContent || ""),
@@ -170,6 +172,8 @@ await test("the operator starts it with profileD and the timeline reaches succes
   const lanes = await operator.locator("svg.timeline > text").allTextContents();
   for (const t of ["Role_DB", "Role_App", "Role_Web"]) check(lanes.includes(t), `no lane ${t}`);
   check(await operator.locator("#cancel").count() === 0, "a finished run offers cancel");
+  check(await operator.locator("#bars-table[open]").count() === 1, "the opened table was closed by a refresh");
+  check(await operator.locator("#bars tbody tr").count() === steps.length, "the table does not list every bar");
   await operator.screenshot({ path: join(shots, "run.png"), fullPage: false });
   // The workload is now running with the profile's types.
   await operator.goto(`${demo.base}/workload/ExampleTestCase`);

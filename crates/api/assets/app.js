@@ -11,7 +11,10 @@ function followRun(live) {
         return;
       }
       if (res.ok) {
+        // What the reader opened stays open.
+        const open = [...live.querySelectorAll("details[open][id]")].map((d) => d.id);
         live.innerHTML = await res.text();
+        for (const id of open) document.getElementById(id)?.setAttribute("open", "");
         const state = live.querySelector("[data-finished]");
         if (state && state.dataset.finished === "true") {
           live.dataset.finished = "true";

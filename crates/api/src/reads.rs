@@ -20,13 +20,16 @@ use crate::problem::{Problem, ProblemKind};
 
 type Slot = Arc<Mutex<Option<(Instant, Bytes)>>>;
 
+/// The workloads as read (when, in which generation).
+type KeptList = (Instant, u64, Arc<Vec<Workload>>);
+
 /// Kept answers, by key (`list`, `status:NAME`).
 pub struct Reads {
     max_age: Duration,
     slots: SyncMutex<HashMap<String, Slot>>,
     /// The stored workloads as last read (when, in which generation), for the
     /// dashboard's pages.
-    workloads: Mutex<Option<(Instant, u64, Arc<Vec<Workload>>)>>,
+    workloads: Mutex<Option<KeptList>>,
     /// Counts [`Reads::clear`]s: what was read before one is not served after it.
     generation: AtomicU64,
 }

@@ -736,7 +736,7 @@ fn api_bench(n: usize) {
     let server = bench_server(n, "api", false);
     let (oha, addr, token) = (&server.oha, &server.addr, &server.token);
     let load = |path: &str, seconds: u32| -> serde_json::Value {
-        let o = std::process::Command::new(&oha)
+        let o = std::process::Command::new(oha)
             .args([
                 "-c",
                 "64",

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::access::{Caller, Role};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 pub(crate) use session::Sessions;
 
@@ -250,9 +250,4 @@ pub(crate) fn may_act(who: &Caller) -> bool {
 /// An empty marker for a value that is not there.
 pub(crate) fn none() -> Markup {
     html! { span.muted { "—" } }
-}
-
-/// Text that is already HTML (an SVG made by this module).
-pub(crate) fn raw(s: String) -> Markup {
-    PreEscaped(s)
 }

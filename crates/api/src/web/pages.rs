@@ -742,7 +742,7 @@ fn live(run: &Run, now: DateTime<Utc>, act: bool) -> Markup {
                 li { "API calls " strong { (run.total_calls()) } @if run.retried > 0 { " (" (run.retried) " retried)" } }
             }
             (super::timeline::timeline(run, now))
-            details {
+            details #calls {
                 summary { "API calls by action" }
                 table.list { tbody { @for (action, n) in &run.calls { tr { td { code { (action) } } td.num { (n) } } } } }
             }
@@ -751,7 +751,7 @@ fn live(run: &Run, now: DateTime<Utc>, act: bool) -> Markup {
                 table.list { tbody { @for (id, f) in &run.failed { tr { td { code { (id) } } td { (f.tier) } td { (f.reason) } } } } }
             }
             @if !run.kept.is_empty() {
-                details {
+                details #kept {
                     summary { "Left alone during the run (" (run.kept.len()) ")" }
                     table.list { tbody { @for (id, k) in &run.kept { tr { td { code { (id) } } td { (k.tier) } td { (k.reason) } } } } }
                 }

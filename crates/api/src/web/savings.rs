@@ -2,8 +2,6 @@
 //! forecast (from the schedules, for the whole month) and actual (from the run
 //! history, up to now), as a bar chart with the figures in a table beside it.
 
-use std::fmt::Write as _;
-
 use axum::extract::{Query, State as S};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -15,8 +13,8 @@ use serde::Deserialize;
 
 use super::pages::urlpath;
 use super::session::Signed;
-use super::timeline::esc;
-use super::{Nav, html_response, page, problem_page, raw};
+use super::timeline::at1;
+use super::{Nav, html_response, page, problem_page};
 use crate::State;
 
 /// Workloads per page.
@@ -80,7 +78,7 @@ const H: f64 = 180.0;
 const BOTTOM: f64 = 24.0;
 
 /// Grouped bars: forecast (hatched) and actual (solid) money per month.
-fn chart(id: &str, months: &[NaiveDate], figures: &[Month], currency: &str) -> String {
+fn chart(id: &str, months: &[NaiveDate], figures: &[Month], currency: &str) -> Markup {
     let top = figures
         .iter()
         .flat_map(|m| [m.forecast, m.actual.unwrap_or(0.0)])
@@ -89,49 +87,35 @@ fn chart(id: &str, months: &[NaiveDate], figures: &[Month], currency: &str) -> S
     let group = (W - 20.0) / months.len().max(1) as f64;
     let bar = (group - 16.0) / 2.0;
     let scale = (H - BOTTOM - 16.0) / top;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="savings-chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="sv-{id}" xmlns="http://www.w3.org/2000/svg"><title id="sv-{id}">Money saved per month in {}: forecast (hatched) and actual (solid)</title>"#,
-        esc(currency)
-    );
-    svg.push_str(r##"<defs><pattern id="s-forecast" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="8" height="8" fill="#cfe0f3"/><line x1="0" y1="0" x2="0" y2="8" stroke="#2c6fb0" stroke-width="3"/></pattern></defs>"##);
-    let _ = write!(
-        svg,
-        r##"<line x1="10" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#333333"/>"##,
-        H - BOTTOM,
-        W - 10.0
-    );
-    for (i, (m, f)) in months.iter().zip(figures).enumerate() {
-        let gx = 10.0 + group * i as f64 + 8.0;
-        let base = H - BOTTOM;
-        let mut one = |x: f64, v: f64, fill: &str, what: &str| {
-            let h = v.max(0.0) * scale;
-            let _ = write!(
-                svg,
-                r##"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{h:.1}" fill="{fill}" stroke="#1b4f80" stroke-width="0.8"><title>{} {what}: {v:.2} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#111111">{}</text>"##,
-                base - h,
-                m.format("%b %Y"),
-                esc(currency),
-                x + bar / 2.0,
-                base - h - 3.0,
-                fixed(v, 0)
-            );
-        };
-        one(gx, f.forecast, "url(#s-forecast)", "forecast");
-        if let Some(a) = f.actual {
-            one(gx + bar, a, "#2c6fb0", "actual");
+    let base = H - BOTTOM;
+    let one = |x: f64, m: &NaiveDate, v: f64, fill: &str, what: &str| {
+        let h = v.max(0.0) * scale;
+        html! {
+            rect x=(at1(x)) y=(at1(base - h)) width=(at1(bar)) height=(at1(h)) fill=(fill) stroke="#1b4f80" stroke-width="0.8" {
+                title { (m.format("%b %Y")) " " (what) ": " (fixed(v, 2)) " " (currency) }
+            }
+            text x=(at1(x + bar / 2.0)) y=(at1(base - h - 3.0)) font-size="10" text-anchor="middle" fill="#111111" { (fixed(v, 0)) }
         }
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="#333333">{}</text>"##,
-            gx + bar,
-            H - 8.0,
-            m.format("%b %Y")
-        );
+    };
+    html! {
+        svg.savings-chart viewBox=(format!("0 0 {W} {H}")) role="img" aria-labelledby=(format!("sv-{id}")) xmlns="http://www.w3.org/2000/svg" {
+            title #(format!("sv-{id}")) { "Money saved per month in " (currency) ": forecast (hatched) and actual (solid)" }
+            // The pattern once a page: later charts use the first one's.
+            @if id == "total" { defs {
+                pattern #s-forecast width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                    rect width="8" height="8" fill="#cfe0f3" {}
+                    line x1="0" y1="0" x2="0" y2="8" stroke="#2c6fb0" stroke-width="3" {}
+                }
+            } }
+            line x1="10" y1=(at1(base)) x2=(at1(W - 10.0)) y2=(at1(base)) stroke="#333333" {}
+            @for (i, (m, f)) in months.iter().zip(figures).enumerate() {
+                @let gx = 10.0 + group * i as f64 + 8.0;
+                (one(gx, m, f.forecast, "url(#s-forecast)", "forecast"))
+                @if let Some(a) = f.actual { (one(gx + bar, m, a, "#2c6fb0", "actual")) }
+                text x=(at1(gx + bar)) y=(at1(H - 8.0)) font-size="11" text-anchor="middle" fill="#333333" { (m.format("%b %Y")) }
+            }
+        }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// `v` with `decimals` decimals; a sum that rounds to nothing shows as 0, never -0.
@@ -223,7 +207,7 @@ pub(crate) async fn savings(
         section.savings-row #savings-total {
             h2 { "These " (rows.len()) " workloads" }
             div.pair {
-                (raw(chart("total", &months, &totals, &currency)))
+                (chart("total", &months, &totals, &currency))
                 (figures_table(&months, &totals, &currency))
             }
         }
@@ -233,7 +217,7 @@ pub(crate) async fn savings(
                 @match figures {
                     Ok(f) => {
                         div.pair {
-                            (raw(chart(&i.to_string(), &months, f, &currency)))
+                            (chart(&i.to_string(), &months, f, &currency))
                             (figures_table(&months, f, &currency))
                         }
                     }

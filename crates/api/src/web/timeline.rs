@@ -2,7 +2,6 @@
 //! it was done (the step under way grows to now), drawn as SVG and listed in a table.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_engine::Run;
@@ -10,7 +9,7 @@ use ec2_scheduler_engine::run::{Phase, RunEvent};
 use maud::{Markup, html};
 
 use super::pages::step_label;
-use super::{duration, raw, when};
+use super::{duration, when};
 
 /// One bar of the timeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +118,11 @@ fn fill(step: &str) -> &'static str {
     }
 }
 
+/// `v` with one decimal, for SVG coordinates.
+pub(crate) fn at1(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 /// The timeline of `run` as of `now`: an SVG chart and the same bars as a table.
 pub(crate) fn timeline(run: &Run, now: DateTime<Utc>) -> Markup {
     let bars = bars(run, now);
@@ -133,91 +137,79 @@ pub(crate) fn timeline(run: &Run, now: DateTime<Utc>) -> Markup {
         LABEL + (t - t0).num_milliseconds() as f64 / span * (WIDTH - LABEL - 10.0)
     };
     let height = AXIS + LANE * lanes.len().max(1) as f64 + 6.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="timeline" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="tl-title" xmlns="http://www.w3.org/2000/svg"><title id="tl-title">Timeline of run {}: one lane per tier</title>"#,
-        esc(&run.id)
-    );
-    svg.push_str(concat!(
-        r##"<defs><pattern id="p-wait" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="8" height="8" fill="#e3c770"/><line x1="0" y1="0" x2="0" y2="8" stroke="#8a6d12" stroke-width="3"/></pattern>"##,
-        r##"<pattern id="p-gate" width="8" height="8" patternUnits="userSpaceOnUse"><rect width="8" height="8" fill="#9fd3c7"/><path d="M0 4H8M4 0V8" stroke="#1f6f5c" stroke-width="1.5"/></pattern>"##,
-        r##"<pattern id="p-pause" width="6" height="6" patternUnits="userSpaceOnUse"><rect width="6" height="6" fill="#dddddd"/><circle cx="3" cy="3" r="1.4" fill="#555555"/></pattern></defs>"##,
-    ));
-    // The time axis: five ticks, seconds from the start.
-    for i in 0..=4 {
-        let t = t0 + chrono::Duration::milliseconds((span * f64::from(i) / 4.0) as i64);
-        let xi = x(t);
-        let _ = write!(
-            svg,
-            r##"<line x1="{xi:.1}" y1="{AXIS}" x2="{xi:.1}" y2="{height}" stroke="#cccccc"/><text x="{xi:.1}" y="16" font-size="12" text-anchor="{}" fill="#333333">+{}</text>"##,
-            match i {
+    let took = |b: &Bar| duration((b.to - b.from).num_milliseconds() as f64 / 1000.0);
+    // The time axis: five ticks, time from the start.
+    let ticks: Vec<(f64, &str, String)> = (0..=4)
+        .map(|i| {
+            let t = t0 + chrono::Duration::milliseconds((span * f64::from(i) / 4.0) as i64);
+            let anchor = match i {
                 0 => "start",
                 4 => "end",
                 _ => "middle",
-            },
-            duration((t - t0).num_milliseconds() as f64 / 1000.0)
-        );
-    }
-    for (i, lane) in lanes.iter().enumerate() {
-        let y = AXIS + LANE * i as f64;
-        let _ = write!(
-            svg,
-            r##"<text x="4" y="{:.1}" font-size="13" fill="#111111">{}</text>"##,
-            y + LANE / 2.0 + 4.0,
-            esc(lane)
-        );
-        for b in bars.iter().filter(|b| &b.tier == lane) {
-            let (bx, bw) = (x(b.from), (x(b.to) - x(b.from)).max(2.0));
-            let label = step_label(&b.step);
-            let _ = write!(
-                svg,
-                r##"<g class="bar{}" data-step="{}"><rect x="{bx:.1}" y="{:.1}" width="{bw:.1}" height="{BAR}" fill="{}" stroke="#222222" stroke-width="0.6"{}/><title>{}: {} {} – {} ({}){}</title>"##,
-                if b.ongoing { " ongoing" } else { "" },
-                esc(label),
-                y + (LANE - BAR) / 2.0,
-                fill(&b.step),
-                if b.ongoing {
-                    r#" stroke-dasharray="4 2""#
-                } else {
-                    ""
-                },
-                esc(lane),
-                esc(label),
-                b.from.format("%H:%M:%S"),
-                b.to.format("%H:%M:%S"),
-                duration((b.to - b.from).num_milliseconds() as f64 / 1000.0),
-                if b.ongoing { ", under way" } else { "" }
-            );
-            if bw > 8.0 * label.len() as f64 {
-                let _ = write!(
-                    svg,
-                    r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#000000" stroke="#ffffff" stroke-width="3" paint-order="stroke">{}</text>"##,
-                    bx + 3.0,
-                    y + LANE / 2.0 + 4.0,
-                    esc(label)
-                );
+            };
+            (
+                x(t),
+                anchor,
+                duration((t - t0).num_milliseconds() as f64 / 1000.0),
+            )
+        })
+        .collect();
+    let svg = html! {
+        svg.timeline viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-labelledby="tl-title" xmlns="http://www.w3.org/2000/svg" {
+            title #tl-title { "Timeline of run " (run.id) ": one lane per tier" }
+            defs {
+                pattern #p-wait width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                    rect width="8" height="8" fill="#e3c770" {}
+                    line x1="0" y1="0" x2="0" y2="8" stroke="#8a6d12" stroke-width="3" {}
+                }
+                pattern #p-gate width="8" height="8" patternUnits="userSpaceOnUse" {
+                    rect width="8" height="8" fill="#9fd3c7" {}
+                    path d="M0 4H8M4 0V8" stroke="#1f6f5c" stroke-width="1.5" {}
+                }
+                pattern #p-pause width="6" height="6" patternUnits="userSpaceOnUse" {
+                    rect width="6" height="6" fill="#dddddd" {}
+                    circle cx="3" cy="3" r="1.4" fill="#555555" {}
+                }
             }
-            svg.push_str("</g>");
+            @for (tx, anchor, label) in &ticks {
+                line x1=(at1(*tx)) y1=(AXIS) x2=(at1(*tx)) y2=(height) stroke="#cccccc" {}
+                text x=(at1(*tx)) y="16" font-size="12" text-anchor=(anchor) fill="#333333" { "+" (label) }
+            }
+            @for (i, lane) in lanes.iter().enumerate() {
+                @let y = AXIS + LANE * i as f64;
+                text x="4" y=(at1(y + LANE / 2.0 + 4.0)) font-size="13" fill="#111111" { (lane) }
+                @for b in bars.iter().filter(|b| &b.tier == lane) {
+                    @let (bx, bw) = (x(b.from), (x(b.to) - x(b.from)).max(2.0));
+                    @let label = step_label(&b.step);
+                    g.bar.ongoing[b.ongoing] data-step=(label) {
+                        rect x=(at1(bx)) y=(at1(y + (LANE - BAR) / 2.0)) width=(at1(bw)) height=(BAR)
+                            fill=(fill(&b.step)) stroke="#222222" stroke-width="0.6"
+                            stroke-dasharray=[b.ongoing.then_some("4 2")] {}
+                        title {
+                            (lane) ": " (label) " " (b.from.format("%H:%M:%S")) " – " (b.to.format("%H:%M:%S"))
+                            " (" (took(b)) ")" @if b.ongoing { ", under way" }
+                        }
+                        @if bw > 8.0 * label.len() as f64 {
+                            text x=(at1(bx + 3.0)) y=(at1(y + LANE / 2.0 + 4.0)) font-size="11" fill="#000000"
+                                stroke="#ffffff" stroke-width="3" paint-order="stroke" { (label) }
+                        }
+                    }
+                }
+            }
+            // Type changes made ahead of a tier's stage: a marker when they were done.
+            @for (tier, done) in &run.resized_ahead {
+                @if let Some(i) = lanes.iter().position(|l| l == tier) {
+                    @let (mx, my) = (x(*done), AXIS + LANE * i as f64 + 3.0);
+                    path d=(format!("M{mx:.1} {my:.1} l5 5 l-5 5 l-5 -5 z")) fill="#2c6fb0" stroke="#ffffff" {
+                        title { (tier) ": type changes made ahead, done " (done.format("%H:%M:%S")) }
+                    }
+                }
+            }
         }
-    }
-    // Type changes made ahead of a tier's stage: a marker when they were all done.
-    for (tier, at) in &run.resized_ahead {
-        if let Some(i) = lanes.iter().position(|l| l == tier) {
-            let y = AXIS + LANE * i as f64 + 3.0;
-            let xa = x(*at);
-            let _ = write!(
-                svg,
-                r##"<path d="M{xa:.1} {y:.1} l5 5 l-5 5 l-5 -5 z" fill="#2c6fb0" stroke="#ffffff"><title>{}: type changes made ahead, done {}</title></path>"##,
-                esc(tier),
-                at.format("%H:%M:%S")
-            );
-        }
-    }
-    svg.push_str("</svg>");
+    };
     html! {
         figure.timeline-figure {
-            (raw(svg))
+            (svg)
             figcaption.legend {
                 span.key.k-deregister { "deregister / register" }
                 span.key.k-stop { "stop" }
@@ -227,34 +219,19 @@ pub(crate) fn timeline(run: &Run, now: DateTime<Utc>) -> Markup {
                 span.key.k-gate { "gate (crossed)" }
                 span.key.k-pause { "pause (dotted)" }
                 span.key.k-ongoing { "dashed: under way" }
+                span { "◆ type changes made ahead" }
             }
         }
-        details.bars {
+        details.bars #bars-table {
             summary { "The bars as a table (" (bars.len()) ")" }
             div.scroll { table.list #bars {
                 thead { tr { th { "Tier" } th { "Step" } th { "From" } th { "To" } th { "Took" } } }
                 tbody { @for b in &bars { tr {
                     td { (b.tier) } td { (step_label(&b.step)) @if b.ongoing { " (under way)" } }
                     td { (when(b.from)) } td { (when(b.to)) }
-                    td.num { (duration((b.to - b.from).num_milliseconds() as f64 / 1000.0)) }
+                    td.num { (took(b)) }
                 } } }
             } }
         }
     }
-}
-
-/// Text for SVG built by hand.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

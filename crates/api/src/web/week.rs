@@ -4,7 +4,6 @@
 //! viewer names (their own, filled in by the page's script).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use axum::extract::{Query, State as S};
 use axum::http::StatusCode;
@@ -19,8 +18,8 @@ use serde::Deserialize;
 
 use super::pages::urlpath;
 use super::session::Signed;
-use super::timeline::esc;
-use super::{Nav, html_response, page, problem_page, raw};
+use super::timeline::at1;
+use super::{Nav, html_response, page, problem_page};
 use crate::State;
 
 /// Workloads per page.
@@ -136,98 +135,74 @@ fn week_svg(
     monday: NaiveDate,
     week: &WeekOf,
     now: DateTime<Utc>,
-) -> String {
+) -> Markup {
     let height = TOP + ROW * 7.0 + 4.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="week" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="wk-{id}" xmlns="http://www.w3.org/2000/svg"><title id="wk-{id}">The week from {monday} in {}: running, stopped or no wish, with events</title>"#,
-        esc(zone.name())
-    );
-    svg.push_str(concat!(
-        r##"<defs><pattern id="w-running" width="6" height="6" patternUnits="userSpaceOnUse"><rect width="6" height="6" fill="#3f9a64"/></pattern>"##,
-        r##"<pattern id="w-stopped" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="8" height="8" fill="#c9c9c9"/><line x1="0" y1="0" x2="0" y2="8" stroke="#7d7d7d" stroke-width="3"/></pattern>"##,
-        r##"<pattern id="w-any" width="6" height="6" patternUnits="userSpaceOnUse"><rect width="6" height="6" fill="#ffffff"/><circle cx="3" cy="3" r="1" fill="#999999"/></pattern></defs>"##,
-    ));
     let span = WIDTH - LABEL - 6.0;
-    for h in [0u32, 6, 12, 18, 24] {
-        let x = LABEL + span * f64::from(h) / 24.0;
-        let _ = write!(
-            svg,
-            r##"<text x="{x:.1}" y="13" font-size="11" text-anchor="{}" fill="#333333">{h:02}:00</text>"##,
-            if h == 24 { "end" } else { "middle" }
-        );
-    }
-    for row in 0..7 {
-        let day = monday + Duration::days(row);
-        let (d0, d1) = (zone.start_of(day), zone.start_of(day + Duration::days(1)));
-        let len = (d1 - d0).num_seconds().max(1) as f64;
-        let x =
-            |t: DateTime<Utc>| LABEL + span * ((t - d0).num_seconds() as f64 / len).clamp(0.0, 1.0);
-        let y = TOP + ROW * row as f64;
-        let holiday = week.holidays.iter().find(|(d, _)| *d == day);
-        let _ = write!(
-            svg,
-            r##"<text x="4" y="{:.1}" font-size="12" fill="#111111">{}{}</text>"##,
-            y + 16.0,
-            day.format("%a %d %b"),
-            if holiday.is_some() {
-                " ✱ holiday"
-            } else {
-                ""
+    let days: Vec<NaiveDate> = (0..7).map(|k| monday + Duration::days(k)).collect();
+    html! {
+        svg.week viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-labelledby=(format!("wk-{id}")) xmlns="http://www.w3.org/2000/svg" {
+            title #(format!("wk-{id}")) { "The week from " (monday) " in " (zone.name()) ": running, stopped or no wish, with events" }
+            // The patterns once a page: later weeks use the first one's.
+            @if id == 0 { defs {
+                pattern #w-running width="6" height="6" patternUnits="userSpaceOnUse" {
+                    rect width="6" height="6" fill="#3f9a64" {}
+                }
+                pattern #w-stopped width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                    rect width="8" height="8" fill="#c9c9c9" {}
+                    line x1="0" y1="0" x2="0" y2="8" stroke="#7d7d7d" stroke-width="3" {}
+                }
+                pattern #w-any width="6" height="6" patternUnits="userSpaceOnUse" {
+                    rect width="6" height="6" fill="#ffffff" {}
+                    circle cx="3" cy="3" r="1" fill="#999999" {}
+                }
+            } }
+            @for h in [0u32, 6, 12, 18, 24] {
+                text x=(at1(LABEL + span * f64::from(h) / 24.0)) y="13" font-size="11"
+                    text-anchor=(if h == 24 { "end" } else { "middle" }) fill="#333333" { (format!("{h:02}:00")) }
             }
-        );
-        for s in week.segments.iter().filter(|s| s.to > d0 && s.from < d1) {
-            let (a, b) = (x(s.from.max(d0)), x(s.to.min(d1)));
-            let _ = write!(
-                svg,
-                r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#555555" stroke-width="0.4"><title>{}: {} – {}</title></rect>"##,
-                y + 3.0,
-                (b - a).max(0.5),
-                ROW - 6.0,
-                wish_fill(s.wish),
-                s.wish.as_str(),
-                zone.local(s.from.max(d0)).format("%a %H:%M"),
-                zone.local(s.to.min(d1)).format("%a %H:%M")
-            );
-        }
-        if let Some((_, label)) = holiday {
-            let _ = write!(
-                svg,
-                r##"<rect class="holiday" x="{LABEL}" y="{:.1}" width="{span:.1}" height="{:.1}" fill="none" stroke="#b8860b" stroke-width="2" stroke-dasharray="6 3"><title>Holiday: {}</title></rect>"##,
-                y + 1.0,
-                ROW - 2.0,
-                esc(label)
-            );
-        }
-        for (at, kind, fired, what) in week.events.iter().filter(|e| e.0 >= d0 && e.0 < d1) {
-            let ex = x(*at);
-            let (path, color) = match kind {
-                EventKind::Start => (format!("M{ex:.1} {:.1} l6 10 h-12 z", y + 3.0), "#0b5d2e"),
-                EventKind::Stop => (
-                    format!("M{ex:.1} {:.1} l6 -10 h-12 z", y + ROW - 3.0),
-                    "#7a1f12",
-                ),
-            };
-            let _ = write!(
-                svg,
-                r##"<path d="{path}" fill="{}" stroke="{color}" stroke-width="1.5"><title>{} {}</title></path>"##,
-                if *fired { color } else { "#ffffff" },
-                zone.local(*at).format("%a %H:%M"),
-                esc(what)
-            );
-        }
-        if now >= d0 && now < d1 {
-            let nx = x(now);
-            let _ = write!(
-                svg,
-                r##"<line x1="{nx:.1}" y1="{y:.1}" x2="{nx:.1}" y2="{:.1}" stroke="#d62828" stroke-width="2"><title>now</title></line>"##,
-                y + ROW
-            );
+            @for (row, day) in days.iter().enumerate() {
+                @let (d0, d1) = (zone.start_of(*day), zone.start_of(*day + Duration::days(1)));
+                @let len = (d1 - d0).num_seconds().max(1) as f64;
+                @let x = |t: DateTime<Utc>| LABEL + span * ((t - d0).num_seconds() as f64 / len).clamp(0.0, 1.0);
+                @let y = TOP + ROW * row as f64;
+                @let holiday = week.holidays.iter().find(|(d, _)| d == day);
+                text x="4" y=(at1(y + 16.0)) font-size="12" fill="#111111" {
+                    (day.format("%a %d %b")) @if holiday.is_some() { " ✱ holiday" }
+                }
+                @for seg in week.segments.iter().filter(|seg| seg.to > d0 && seg.from < d1) {
+                    @let (a, b) = (x(seg.from.max(d0)), x(seg.to.min(d1)));
+                    rect x=(at1(a)) y=(at1(y + 3.0)) width=(at1((b - a).max(0.5))) height=(at1(ROW - 6.0))
+                        fill=(wish_fill(seg.wish)) stroke="#555555" stroke-width="0.4" {
+                        title {
+                            (seg.wish.as_str()) ": " (zone.local(seg.from.max(d0)).format("%a %H:%M"))
+                            " – " (zone.local(seg.to.min(d1)).format("%a %H:%M"))
+                        }
+                    }
+                }
+                @if let Some((_, label)) = holiday {
+                    rect.holiday x=(LABEL) y=(at1(y + 1.0)) width=(at1(span)) height=(at1(ROW - 2.0)) fill="none"
+                        stroke="#b8860b" stroke-width="2" stroke-dasharray="6 3" {
+                        title { "Holiday: " (label) }
+                    }
+                }
+                @for (at, kind, fired, what) in week.events.iter().filter(|e| e.0 >= d0 && e.0 < d1) {
+                    @let ex = x(*at);
+                    @let (d, color) = match kind {
+                        EventKind::Start => (format!("M{ex:.1} {:.1} l6 10 h-12 z", y + 3.0), "#0b5d2e"),
+                        EventKind::Stop => (format!("M{ex:.1} {:.1} l6 -10 h-12 z", y + ROW - 3.0), "#7a1f12"),
+                    };
+                    path d=(d) fill=(if *fired { color } else { "#ffffff" }) stroke=(color) stroke-width="1.5" {
+                        title { (zone.local(*at).format("%a %H:%M")) " " (what) }
+                    }
+                }
+                @if now >= d0 && now < d1 {
+                    line x1=(at1(x(now))) y1=(at1(y)) x2=(at1(x(now))) y2=(at1(y + ROW)) stroke="#d62828" stroke-width="2" {
+                        title { "now" }
+                    }
+                }
+            }
         }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 pub(crate) async fn schedule(
@@ -305,7 +280,7 @@ pub(crate) async fn schedule(
         blocks.push(html! {
             section.week-block data-workload=(w.name.as_str()) {
                 h2 { a href={"/workload/" (urlpath(w.name.as_str()))} { (w.name.as_str()) } " " span.muted { "in " (zone.name()) @if view.is_some() { " (schedule: " (own.name()) ")" } } }
-                (raw(svg))
+                (svg)
                 @if !week.holidays.is_empty() {
                     p.holidays { "✱ Holidays: " @for (k, (d, l)) in week.holidays.iter().enumerate() { @if k > 0 { "; " } (d.format("%a %d %b")) " " (l) } }
                 }
