@@ -171,6 +171,44 @@ pub(crate) fn html_response(status: StatusCode, markup: Markup) -> Response {
         .into_response()
 }
 
+/// A page answered with 200.
+pub(crate) fn ok_page(title: &str, who: &Caller, nav: Nav, body: Markup) -> Response {
+    html_response(StatusCode::OK, page(title, Some(who), nav, body))
+}
+
+/// `None` when `who` may act, else the 403 page saying that `what` needs an operator.
+pub(crate) fn need_operator(who: &Caller, what: &str) -> Option<Response> {
+    (!may_act(who)).then(|| {
+        error_page(
+            Some(who),
+            StatusCode::FORBIDDEN,
+            &format!(
+                "{} has the role {}; {what} needs operator",
+                who.name, who.role
+            ),
+        )
+    })
+}
+
+/// Workloads per page of the schedule and savings pages.
+pub(crate) const PER_PAGE: usize = 20;
+
+/// The workloads whose name holds `needle` (lower case; empty: all).
+pub(crate) fn named<'a>(
+    all: &'a [ec2_scheduler_core::Workload],
+    needle: &str,
+) -> Vec<&'a ec2_scheduler_core::Workload> {
+    all.iter()
+        .filter(|w| needle.is_empty() || w.name.as_str().to_lowercase().contains(needle))
+        .collect()
+}
+
+/// The page `asked` (1-based, clamped) of `len` items, and how many pages there are.
+pub(crate) fn page_of(len: usize, asked: Option<usize>) -> (usize, usize) {
+    let pages = len.div_ceil(PER_PAGE).max(1);
+    (asked.unwrap_or(1).clamp(1, pages), pages)
+}
+
 /// An error page: what went wrong, and where to go next.
 pub(crate) fn error_page(who: Option<&Caller>, status: StatusCode, detail: &str) -> Response {
     let title = match status.as_u16() {

@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use super::session::Signed;
 use super::{
-    Nav, badge, duration, error_page, html_response, may_act, none, page, problem_page, when,
+    Nav, badge, duration, html_response, may_act, need_operator, none, ok_page, page, problem_page,
+    when,
 };
 use crate::handlers::{Begun, Counts, begin_run, run_request};
 use crate::{ProblemKind, State};
@@ -176,10 +177,7 @@ pub(crate) async fn workloads(
             }
         }
     };
-    html_response(
-        StatusCode::OK,
-        page("Workloads", Some(&who), Nav::Workloads, body),
-    )
+    ok_page("Workloads", &who, Nav::Workloads, body)
 }
 
 /// The tiers of a status in the workload's start order (tiers without a start last).
@@ -251,10 +249,7 @@ pub(crate) async fn workload(
     Path(name): Path<String>,
 ) -> Response {
     match workload_body(&state, &who, &name).await {
-        Ok(body) => html_response(
-            StatusCode::OK,
-            page(&name, Some(&who), Nav::Workloads, body),
-        ),
+        Ok(body) => ok_page(&name, &who, Nav::Workloads, body),
         Err(p) => problem_page(Some(&who), p),
     }
 }
@@ -591,10 +586,7 @@ pub(crate) async fn plan(
             }
         }
     };
-    html_response(
-        StatusCode::OK,
-        page(&title, Some(&who), Nav::Workloads, body),
-    )
+    ok_page(&title, &who, Nav::Workloads, body)
 }
 
 pub(crate) async fn start(
@@ -603,15 +595,8 @@ pub(crate) async fn start(
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if !may_act(&who) {
-        return error_page(
-            Some(&who),
-            StatusCode::FORBIDDEN,
-            &format!(
-                "{} has the role {}; starting and stopping needs operator",
-                who.name, who.role
-            ),
-        );
+    if let Some(refused) = need_operator(&who, "starting and stopping") {
+        return refused;
     }
     let w = match state.app.stored_workload(&name).await {
         Ok(w) => w,
@@ -627,14 +612,11 @@ pub(crate) async fn start(
             state.reads.clear();
             Redirect::to(&format!("/run/{}", urlpath(&run_id))).into_response()
         }
-        Ok(Begun::NothingToDo(plan)) => html_response(
-            StatusCode::OK,
-            page(
-                &format!("Nothing to do: {} {}", req.action, w.name),
-                Some(&who),
-                Nav::Workloads,
-                plan_view(&plan),
-            ),
+        Ok(Begun::NothingToDo(plan)) => ok_page(
+            &format!("Nothing to do: {} {}", req.action, w.name),
+            &who,
+            Nav::Workloads,
+            plan_view(&plan),
         ),
         Err(p) if p.kind() == Some(ProblemKind::Locked) => {
             let run = p.run_id.clone().unwrap_or_default();
@@ -690,10 +672,7 @@ pub(crate) async fn run(
             (plan_view(&run.plan))
         }
     };
-    html_response(
-        StatusCode::OK,
-        page(&title, Some(&who), Nav::Workloads, body),
-    )
+    ok_page(&title, &who, Nav::Workloads, body)
 }
 
 pub(crate) async fn run_live(
@@ -774,15 +753,8 @@ pub(crate) async fn cancel(
     Signed(who): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    if !may_act(&who) {
-        return error_page(
-            Some(&who),
-            StatusCode::FORBIDDEN,
-            &format!(
-                "{} has the role {}; cancelling needs operator",
-                who.name, who.role
-            ),
-        );
+    if let Some(refused) = need_operator(&who, "cancelling") {
+        return refused;
     }
     match state.app.cancel(&id).await {
         Ok(_) => {

@@ -3,7 +3,6 @@
 //! history, up to now), as a bar chart with the figures in a table beside it.
 
 use axum::extract::{Query, State as S};
-use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use ec2_scheduler_app::savings::Prices;
@@ -14,11 +13,8 @@ use serde::Deserialize;
 use super::pages::urlpath;
 use super::session::Signed;
 use super::timeline::at1;
-use super::{Nav, html_response, page, problem_page};
+use super::{Nav, PER_PAGE, named, ok_page, page_of, problem_page};
 use crate::State;
-
-/// Workloads per page.
-const PER_PAGE: usize = 20;
 
 #[derive(Deserialize)]
 pub(crate) struct SavingsQuery {
@@ -159,12 +155,8 @@ pub(crate) async fn savings(
         Err(p) => return problem_page(Some(&who), p),
     };
     let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
-    let shown: Vec<&Workload> = all
-        .iter()
-        .filter(|w| needle.is_empty() || w.name.as_str().to_lowercase().contains(&needle))
-        .collect();
-    let pages = shown.len().div_ceil(PER_PAGE).max(1);
-    let at = q.page.unwrap_or(1).clamp(1, pages);
+    let shown = named(&all, &needle);
+    let (at, pages) = page_of(shown.len(), q.page);
     let this = now.date_naive();
     let months: Vec<NaiveDate> = (-2..=1).map(|k| month_start(this, k)).collect();
     let prices = Prices::bundled();
@@ -233,10 +225,7 @@ pub(crate) async fn savings(
             }
         }
     };
-    html_response(
-        StatusCode::OK,
-        page("Savings", Some(&who), Nav::Savings, body),
-    )
+    ok_page("Savings", &who, Nav::Savings, body)
 }
 
 #[cfg(test)]

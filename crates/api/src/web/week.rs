@@ -19,11 +19,8 @@ use serde::Deserialize;
 use super::pages::urlpath;
 use super::session::Signed;
 use super::timeline::at1;
-use super::{Nav, html_response, page, problem_page};
+use super::{Nav, PER_PAGE, named, ok_page, page_of, problem_page};
 use crate::State;
-
-/// Workloads per page.
-pub(crate) const PER_PAGE: usize = 20;
 
 #[derive(Deserialize)]
 pub(crate) struct WeekQuery {
@@ -230,13 +227,9 @@ pub(crate) async fn schedule(
         Err(p) => return problem_page(Some(&who), p),
     };
     let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
-    let scheduled: Vec<&Workload> = all
-        .iter()
-        .filter(|w| !w.schedules.is_empty())
-        .filter(|w| needle.is_empty() || w.name.as_str().to_lowercase().contains(&needle))
-        .collect();
-    let pages = scheduled.len().div_ceil(PER_PAGE).max(1);
-    let at = q.page.unwrap_or(1).clamp(1, pages);
+    let mut scheduled = named(&all, &needle);
+    scheduled.retain(|w| !w.schedules.is_empty());
+    let (at, pages) = page_of(scheduled.len(), q.page);
     let mut overrides: HashMap<String, Vec<Override>> = HashMap::new();
     match state.app.overrides(None, false, now).await {
         Ok(list) => {
@@ -330,8 +323,5 @@ pub(crate) async fn schedule(
             }
         }
     };
-    html_response(
-        StatusCode::OK,
-        page("Schedule: the week", Some(&who), Nav::Schedule, body),
-    )
+    ok_page("Schedule: the week", &who, Nav::Schedule, body)
 }
