@@ -186,6 +186,17 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_a_bad_token_is_refused() 
     for part in ["ec2s_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(part), "{cookie}");
     }
+    // Another site's sign-in form does not sign the browser in.
+    let forged = site
+        .post(
+            "/signin",
+            None,
+            &format!("token={}&next=/", site.token(Role::Viewer)),
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.headers.get(header::SET_COOKIE).is_none());
     // Somewhere else is never where sign-in goes back to.
     let away = site
         .post(

@@ -299,6 +299,11 @@ async fn workload_body(state: &State, who: &Caller, name: &str) -> Result<Markup
             dt { "Schedules wish now" } dd { (wish.wish.as_str()) @if let Some(p) = &wish.period { " (" (p) ")" } }
             dt { "Observed" } dd { (when(status.observed_at)) }
         }
+        @if let Some(r) = status.last_run.as_ref().filter(|r| r.status == "running") {
+            p.notice role="status" {
+                "A " (r.action) " is under way: " a href={"/run/" (urlpath(&r.id))} { "follow run " code { (r.id) } }
+            }
+        }
         @if may_act(who) { (actions(&w)) }
         section aria-labelledby="tiers-h" {
             h2 #tiers-h { "Tiers in start order" }

@@ -50,7 +50,7 @@ async fn months_of(
     prices: &Prices,
 ) -> Result<Vec<Month>, String> {
     let mut out = Vec::new();
-    for (i, m) in months.iter().enumerate() {
+    for m in months {
         let (from, to) = (midnight(*m), midnight(month_start(*m, 1)));
         let s = state
             .app
@@ -64,7 +64,6 @@ async fn months_of(
             actual_hours: begun.then_some(s.actual.instance_hours_saved),
             actual: begun.then_some(s.actual.saved),
         });
-        let _ = i;
     }
     Ok(out)
 }

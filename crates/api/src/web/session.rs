@@ -129,7 +129,10 @@ impl FromRequestParts<State> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Signed, Response> {
-        if parts.method != Method::GET && parts.method != Method::HEAD && !same_origin(parts) {
+        if parts.method != Method::GET
+            && parts.method != Method::HEAD
+            && !same_origin(&parts.headers)
+        {
             return Err(error_page(
                 None,
                 StatusCode::FORBIDDEN,
@@ -174,17 +177,19 @@ impl FromRequestParts<State> for Signed {
 }
 
 /// Whether a form comes from this site: its `Origin` (when the browser sends one)
-/// names the host the request was sent to.
-fn same_origin(parts: &Parts) -> bool {
-    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+/// names the host the request was sent to (`Host`, or `X-Forwarded-Host` from a
+/// proxy in front).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let origin = origin.to_str().ok().and_then(|o| o.split_once("://"));
-    matches!((origin, host), (Some((_, o)), Some(h)) if o == h)
+    let Some((_, origin)) = origin.to_str().ok().and_then(|o| o.split_once("://")) else {
+        return false;
+    };
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
+        .any(|host| host.split(',').any(|h| h.trim() == origin))
 }
 
 #[derive(Deserialize)]
@@ -229,6 +234,14 @@ pub(crate) async fn signin(
     Form(form): Form<SigninForm>,
 ) -> Response {
     let next = form.next.as_deref();
+    // Signing in from another site's form would sign the browser in as someone else.
+    if !same_origin(&headers) {
+        return error_page(
+            None,
+            StatusCode::FORBIDDEN,
+            "this form was sent from another site",
+        );
+    }
     match state.app.authenticate(Some(&form.token), Utc::now()).await {
         Ok(_caller) => {}
         Err(Err(_refused)) => {
@@ -296,6 +309,36 @@ mod tests {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn a_form_is_from_this_site_when_its_origin_names_the_host() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(same_origin(&h(&[("host", "a.example")])));
+        assert!(same_origin(&h(&[
+            ("host", "a.example"),
+            ("origin", "https://a.example")
+        ])));
+        assert!(same_origin(&h(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "dash.example"),
+            ("origin", "https://dash.example")
+        ])));
+        assert!(!same_origin(&h(&[
+            ("host", "a.example"),
+            ("origin", "https://b.example")
+        ])));
+        assert!(!same_origin(&h(&[
+            ("host", "a.example"),
+            ("origin", "null")
+        ])));
+        assert!(!same_origin(&h(&[("origin", "https://a.example")])));
     }
 
     #[test]

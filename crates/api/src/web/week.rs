@@ -67,10 +67,11 @@ fn week_of(w: &Workload, overrides: &[Override], from: DateTime<Utc>, to: DateTi
             }),
         }
     }
+    // `events` leaves out its first instant; an event at midnight on Monday is in.
     let events = tt
-        .events(from, to)
+        .events(from - Duration::seconds(1), to)
         .into_iter()
-        .filter(|e| e.at < to)
+        .filter(|e| e.at >= from && e.at < to)
         .map(|e| {
             let what = match (&e.skipped, &e.by_override) {
                 (Some(why), _) => format!("{} kept from firing: {why}", e.kind),
