@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ec2_scheduler_aws::dynamo::{DynamoStore, Tables};
+use ec2_scheduler_aws::dynamo::DynamoStore;
+pub use ec2_scheduler_aws::dynamo::Tables;
 use ec2_scheduler_aws::{AwsCloud, CallCounter, Connect, sdk_config};
 use ec2_scheduler_core::{Instance, Workload};
 use ec2_scheduler_engine::ports::{AccessStore, Clock, ConfigStore, RunStore, ScheduleStore};

@@ -13,7 +13,8 @@
 //! - [`exemptions`]: exemptions from stop.
 //! - [`schedules`]: what schedules wish at an instant, their next events, overrides.
 //! - [`savings`]: what schedules save against running always, with prices.
-//! - [`serve`]: the always-on service that fires schedule events and drives runs.
+//! - [`serve`]: the always-on service that fires schedule events and drives runs;
+//!   [`gate`]: the same rules for one event, for drivers woken at its instant.
 //! - [`error`]: [`Error`], named by meaning ([`Kind`]: invalid, not found, conflict,
 //!   forbidden, upstream, internal), keeping every source.
 //! - [`sim`]: the simulated cloud saved to a fleet file; [`files`]: bounded reads,
@@ -27,6 +28,7 @@ pub mod env;
 pub mod error;
 pub mod exemptions;
 pub mod files;
+pub mod gate;
 pub mod observed;
 pub mod runs;
 pub mod savings;

@@ -330,11 +330,7 @@ impl App {
             let late = now - e.at;
             if e.at < started && late > to_chrono(options.grace) {
                 record.outcome = EventOutcome::Missed;
-                record.detail = Some(format!(
-                    "{} min late, more than the grace period ({} min)",
-                    late.num_minutes(),
-                    options.grace.as_secs() / 60
-                ));
+                record.detail = Some(crate::gate::missed(late, options.grace));
                 if self.store.claim_event(&record).await? {
                     warn!(workload = %w.name, action = %e.kind, at = %e.at, "event missed");
                 }
@@ -387,7 +383,7 @@ impl App {
                 Ok(Begin::NothingToDo(plan)) => {
                     record.outcome = EventOutcome::Skipped;
                     record.detail = Some(if w.disabled {
-                        "the workload is disabled (kill switch)".to_string()
+                        crate::gate::disabled()
                     } else {
                         format!(
                             "nothing to do: the workload is already {}",
@@ -400,10 +396,7 @@ impl App {
                 }
                 Err(Error::Busy(lock)) => {
                     record.outcome = EventOutcome::Skipped;
-                    record.detail = Some(format!(
-                        "the workload is busy with run {} of {}",
-                        lock.run_id, lock.owner
-                    ));
+                    record.detail = Some(crate::gate::busy(&lock.run_id, &lock.owner));
                 }
                 Err(err) => {
                     record.outcome = EventOutcome::Failed;

@@ -1,0 +1,249 @@
+//! ec2-scheduler on AWS Lambda: one `bootstrap` (runtime `provided.al2023`) serves
+//! the function its `EC2S_FUNCTION` names. Each handler parses its event and calls the
+//! application layer; nothing here waits for an instance.
+//!
+//! - `api`: the HTTP API's router ([`ec2_scheduler_api::app`]) behind API Gateway
+//!   (HTTP API), with the caller's IAM identity from the request context
+//!   ([`api`]).
+//! - `run-step`: begins or resumes a run and advances it by one tick ([`run_step`]);
+//!   the state machine waits between steps.
+//! - `event-gate`: whether a scheduled event fires ([`event_gate`]), by the rules of
+//!   `serve`.
+//! - `event-failed`: records a run the state machine gave up on ([`event_failed`]).
+//!
+//! The store is DynamoDB: the original's tables and the state table, named by
+//! `WORKLOAD_TABLE`, `TIER_TABLE`, `STATE_TABLE` and `WORKLOAD_STATE_TABLE`, in the
+//! function's region (`AWS_REGION`).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ec2_scheduler_app::clouds::Clouds;
+use ec2_scheduler_app::env::Tables;
+use ec2_scheduler_app::gate::Gate;
+use ec2_scheduler_app::runs::Keyed;
+use ec2_scheduler_app::{App, Begin, CloudSpec, Error, Next, Quiet, StoreOpts};
+use ec2_scheduler_core::Action;
+use ec2_scheduler_core::plan::ScaleIn;
+use ec2_scheduler_core::schedule::EventKind;
+use ec2_scheduler_engine::RunRequest;
+use serde::{Deserialize, Serialize};
+
+/// What every handler of one function instance shares.
+pub struct Env {
+    pub app: Arc<App>,
+    pub clouds: Arc<Clouds>,
+}
+
+/// The tables, from the environment (the template sets them), with the original's
+/// names as defaults.
+pub fn tables_from_env() -> Tables {
+    let mut t = Tables::default();
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(v) = var("WORKLOAD_TABLE") {
+        t.workloads = v;
+    }
+    if let Some(v) = var("TIER_TABLE") {
+        t.tiers = v;
+    }
+    if let Some(v) = var("STATE_TABLE") {
+        t.state = v;
+    }
+    if let Some(v) = var("WORKLOAD_STATE_TABLE") {
+        t.workload_state = v;
+    }
+    t
+}
+
+impl Env {
+    /// The environment of a function: the DynamoDB store in `region` with `tables`,
+    /// AWS as the cloud (through `endpoint_url` when given, as in tests).
+    ///
+    /// # Errors
+    /// The store cannot be opened.
+    pub async fn open(
+        region: &str,
+        tables: Tables,
+        endpoint_url: Option<String>,
+    ) -> Result<Env, Error> {
+        let opts = StoreOpts {
+            spec: None,
+            dynamodb_region: Some(region.to_string()),
+            endpoint_url: endpoint_url.clone(),
+            tables,
+        };
+        let app = Arc::new(App::open(&opts, CloudSpec::Aws { endpoint_url }).await?);
+        let clouds = Arc::new(Clouds::new(&app));
+        Ok(Env { app, clouds })
+    }
+}
+
+fn action(s: &str) -> Result<Action, Error> {
+    s.parse::<Action>().map_err(Error::Invalid)
+}
+
+fn kind(a: Action) -> EventKind {
+    match a {
+        Action::Start => EventKind::Start,
+        Action::Stop => EventKind::Stop,
+    }
+}
+
+/// The run step's input: the run to begin (workload, action, profile, and the
+/// event's key, which names the run), or the run to go on with (`run_id`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInput {
+    pub workload: String,
+    pub action: String,
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The idempotency key of the run: retried, the step finds the run it began.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The run to advance; none on the first step.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Who asked for it (recorded on the run when it begins).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+/// The run step's answer, for the state machine's Choice and Wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepOutput {
+    /// None when there was nothing to do.
+    pub run_id: Option<String>,
+    pub done: bool,
+    /// The run's status (`running`, `succeeded`, ...), or `nothing-to-do`.
+    pub outcome: String,
+    /// How long to wait before the next step (at least 1 s).
+    pub wait_seconds: u64,
+}
+
+impl StepOutput {
+    fn done(run_id: Option<String>, outcome: &str) -> StepOutput {
+        StepOutput {
+            run_id,
+            done: true,
+            outcome: outcome.to_string(),
+            wait_seconds: 0,
+        }
+    }
+}
+
+/// Begins the run (first step) or goes on with it, and advances it by one tick.
+///
+/// # Errors
+/// No such workload or profile, the workload busy with another run, the store or
+/// AWS failing: the state machine retries or catches them.
+pub async fn run_step(env: &Env, input: StepInput) -> Result<StepOutput, Error> {
+    let app = &env.app;
+    let w = app.stored_workload(&input.workload).await?;
+    let cloud = env.clouds.get(app, &w).await?;
+    let run_id = match input.run_id {
+        Some(id) => {
+            let run = app.run_record(&id).await?;
+            if run.status.is_finished() {
+                return Ok(StepOutput::done(Some(id), run.status.as_str()));
+            }
+            id
+        }
+        None => {
+            let req = RunRequest {
+                action: action(&input.action)?,
+                profile: input.profile.clone().filter(|p| !p.is_empty()),
+                scale_in: ScaleIn::ReportOnly,
+            };
+            let begun = match &input.key {
+                Some(k) => match app.begin_run_keyed(&cloud, &w, &req, k).await? {
+                    Keyed::Repeated(id) => Ok(id),
+                    Keyed::Begun(b) => Err(b),
+                },
+                None => Err(app.begin_run(&cloud, &w, &req, None, &mut Quiet).await?),
+            };
+            match begun {
+                Ok(id) => id,
+                Err(Begin::NothingToDo(_)) => return Ok(StepOutput::done(None, "nothing-to-do")),
+                Err(Begin::Started(run) | Begin::Resumed(run)) => {
+                    if let Some(by) = &input.requested_by {
+                        app.attribute_run(&run.id, by).await?;
+                    }
+                    run.id
+                }
+            }
+        }
+    };
+    Ok(match app.advance(&cloud, &w, &run_id).await? {
+        Next::Wait(d, run) => StepOutput {
+            run_id: Some(run_id),
+            done: false,
+            outcome: run.status.as_str().to_string(),
+            wait_seconds: d.as_secs_f64().ceil().max(1.0) as u64,
+        },
+        Next::Done(run) => StepOutput::done(Some(run_id), run.status.as_str()),
+    })
+}
+
+/// The event gate's input: one event of a workload's schedules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateInput {
+    pub workload: String,
+    /// `start` or `stop`.
+    pub action: String,
+    /// The event's instant.
+    pub at: DateTime<Utc>,
+}
+
+/// How late an event may still fire (as `serve --grace-minutes`'s default).
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Whether the event fires now, and with which profile ([`App::gate_event`]).
+///
+/// # Errors
+/// No such workload; the store's errors.
+pub async fn event_gate(env: &Env, input: GateInput, now: DateTime<Utc>) -> Result<Gate, Error> {
+    env.app
+        .gate_event(
+            &input.workload,
+            kind(action(&input.action)?),
+            input.at,
+            now,
+            GRACE,
+        )
+        .await
+}
+
+/// What the state machine's Catch passes on: the event and the error it caught.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FailedInput {
+    pub workload: String,
+    pub action: String,
+    pub at: DateTime<Utc>,
+    /// Step Functions' error object (`Error`, `Cause`).
+    #[serde(default)]
+    pub error: serde_json::Value,
+}
+
+/// Records the failure of an event's run in the store's event history.
+///
+/// # Errors
+/// The store's.
+pub async fn event_failed(env: &Env, input: FailedInput, now: DateTime<Utc>) -> Result<(), Error> {
+    let what = |k: &str| input.error.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let detail = format!(
+        "the state machine gave up: {} {}",
+        what("Error"),
+        what("Cause")
+    );
+    env.app
+        .event_failed(
+            &input.workload,
+            kind(action(&input.action)?),
+            input.at,
+            detail.trim(),
+            now,
+        )
+        .await
+}

@@ -1,0 +1,445 @@
+//! The Lambda handlers in process, against moto (DynamoDB, EC2, ELB, SNS): the event
+//! gate's decisions, and a scheduled start of the seed example driven state by state
+//! as the committed state machine definition says.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, Utc};
+use ec2_scheduler_core::schedule::{Period, Schedule, SkipDate, SkipDay};
+use ec2_scheduler_core::zone::Zone;
+use ec2_scheduler_lambda::{
+    Env, FailedInput, GateInput, StepInput, event_failed, event_gate, run_step, tables_from_env,
+};
+use ec2_scheduler_testkit::{Moto, World, seed_world};
+use serde_json::{Value, json};
+
+const DEFINITION: &str = include_str!("../../../deploy/serverless/statemachine.asl.json");
+
+async fn env(moto: &Moto) -> Env {
+    Env::open("us-west-2", tables_from_env(), Some(moto.endpoint.clone()))
+        .await
+        .unwrap()
+}
+
+/// Adds to the stored workload a schedule (UTC) that starts it with `profile` every
+/// day at the minute of `at`, with `skip` dates.
+async fn schedule_start(env: &Env, at: DateTime<Utc>, profile: &str, skip: &[&str]) {
+    let mut w = env.app.stored_workload("ExampleTestCase").await.unwrap();
+    w.schedules = vec![Schedule {
+        name: "lambda-test".into(),
+        zone: Zone::utc(),
+        periods: vec![Period {
+            name: Some("morning".into()),
+            start: Some(at.time()),
+            profile: Some(profile.into()),
+            ..Period::default()
+        }],
+        skip: skip
+            .iter()
+            .map(|d| SkipDate {
+                day: d.parse::<SkipDay>().unwrap(),
+                label: None,
+                calendar: None,
+            })
+            .collect(),
+    }];
+    let text = ec2_scheduler_config::export(&[w], ec2_scheduler_config::Format::Yaml);
+    env.app
+        .put_workload_text("ExampleTestCase", "test.yaml", &text)
+        .await
+        .unwrap();
+}
+
+/// Instance id -> (state, type), as the application layer observes them.
+async fn observed(env: &Env) -> BTreeMap<String, (String, String)> {
+    let w = env.app.stored_workload("ExampleTestCase").await.unwrap();
+    let cloud = env.clouds.get(&env.app, &w).await.unwrap();
+    let status = env.app.status(&cloud, &w).await.unwrap();
+    status
+        .tiers
+        .iter()
+        .flat_map(|t| &t.members)
+        .map(|m| {
+            (
+                m.instance.id.clone(),
+                (
+                    m.instance.state.to_string(),
+                    m.instance.instance_type.clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Drives the run step by itself until it is done (for a stop before the test).
+async fn run_to_end(env: &Env, action: &str) -> String {
+    let mut input = StepInput {
+        workload: "ExampleTestCase".into(),
+        action: action.into(),
+        profile: None,
+        key: None,
+        run_id: None,
+        requested_by: None,
+    };
+    for _ in 0..500 {
+        let out = run_step(env, input.clone()).await.unwrap();
+        if out.done {
+            return out.outcome;
+        }
+        input.run_id = out.run_id;
+        tokio::time::sleep(std::time::Duration::from_secs(out.wait_seconds.min(1))).await;
+    }
+    panic!("the run did not end");
+}
+
+// ---- a small interpreter of the states the definition uses ----
+
+/// The value at a JSONPath of the forms the definition uses: `$`, `$.a.b`, `$$.a.b`.
+fn at_path(input: &Value, context: &Value, path: &str) -> Value {
+    let (root, rest) = if let Some(r) = path.strip_prefix("$$") {
+        (context, r)
+    } else if let Some(r) = path.strip_prefix('$') {
+        (input, r)
+    } else {
+        panic!("not a path: {path}");
+    };
+    rest.split('.')
+        .filter(|k| !k.is_empty())
+        .fold(root.clone(), |v, k| {
+            v.get(k).cloned().unwrap_or(Value::Null)
+        })
+}
+
+/// A `.$` value: a path, or the intrinsic `States.Format('...{}...', path)`.
+fn resolve(input: &Value, context: &Value, expr: &str) -> Value {
+    if let Some(args) = expr
+        .strip_prefix("States.Format(")
+        .and_then(|a| a.strip_suffix(')'))
+    {
+        let (template, arg) = args.split_once("',").expect("a template and one argument");
+        let template = template.trim().trim_start_matches('\'');
+        let value = at_path(input, context, arg.trim());
+        let text = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        return Value::String(template.replacen("{}", &text, 1));
+    }
+    at_path(input, context, expr)
+}
+
+/// `Parameters` or `ResultSelector`: fields ending in `.$` are resolved.
+fn fill(template: &Value, input: &Value, context: &Value) -> Value {
+    match template {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| match (k.strip_suffix(".$"), v) {
+                    (Some(name), Value::String(expr)) => {
+                        (name.to_string(), resolve(input, context, expr))
+                    }
+                    _ => (k.clone(), fill(v, input, context)),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The state's output from its input and its result, by `ResultPath`.
+fn place(input: Value, state: &Value, result: Value) -> Value {
+    match state.get("ResultPath") {
+        Some(Value::Null) => input,
+        None => result,
+        Some(Value::String(p)) if p == "$" => result,
+        Some(Value::String(p)) => {
+            let mut out = input;
+            let keys: Vec<&str> = p.trim_start_matches("$.").split('.').collect();
+            let mut slot = &mut out;
+            for k in &keys[..keys.len() - 1] {
+                slot = slot
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(k.to_string())
+                    .or_insert(json!({}));
+            }
+            slot.as_object_mut()
+                .unwrap()
+                .insert(keys[keys.len() - 1].to_string(), result);
+            out
+        }
+        Some(other) => panic!("ResultPath {other}"),
+    }
+}
+
+/// What one run of the definition did.
+struct Execution {
+    /// The states entered, in order.
+    path: Vec<String>,
+    output: Value,
+    /// How many times each function was invoked.
+    invocations: BTreeMap<String, usize>,
+}
+
+/// Runs the committed definition on `input`, invoking the handlers in process for
+/// its Lambda tasks (by the function each `FunctionName` placeholder names). Waits
+/// last at most 1 s each (moto's instances change state at once).
+async fn execute(env: &Env, name: &str, input: Value) -> Execution {
+    let definition: Value = serde_json::from_str(DEFINITION).unwrap();
+    let states = &definition["States"];
+    let context = json!({"Execution": {"Name": name}});
+    let mut current = definition["StartAt"].as_str().unwrap().to_string();
+    let mut data = input;
+    let mut path = Vec::new();
+    let mut invocations: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..5_000 {
+        path.push(current.clone());
+        let state = &states[&current];
+        let next = state
+            .get("Next")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match state["Type"].as_str().unwrap() {
+            "Task" => {
+                assert_eq!(
+                    state["Resource"], "arn:aws:states:::lambda:invoke",
+                    "{current}"
+                );
+                let params = fill(&state["Parameters"], &data, &context);
+                let function = params["FunctionName"].as_str().unwrap().to_string();
+                *invocations.entry(function.clone()).or_default() += 1;
+                let payload = params["Payload"].clone();
+                let answer = match function.as_str() {
+                    "${EventGateFunctionArn}" => {
+                        let i: GateInput = serde_json::from_value(payload).unwrap();
+                        serde_json::to_value(event_gate(env, i, Utc::now()).await.unwrap())
+                    }
+                    "${RunStepFunctionArn}" => {
+                        let i: StepInput = serde_json::from_value(payload).unwrap();
+                        serde_json::to_value(run_step(env, i).await.unwrap())
+                    }
+                    "${EventFailedFunctionArn}" => {
+                        let i: FailedInput = serde_json::from_value(payload).unwrap();
+                        event_failed(env, i, Utc::now()).await.unwrap();
+                        Ok(json!({"recorded": true}))
+                    }
+                    other => panic!("no handler for {other}"),
+                }
+                .unwrap();
+                let result = json!({"Payload": answer, "StatusCode": 200});
+                let result = match state.get("ResultSelector") {
+                    Some(sel) => fill(sel, &result, &context),
+                    None => result,
+                };
+                data = place(data, state, result);
+            }
+            "Pass" => {
+                let result = state.get("Result").cloned().unwrap_or_else(|| data.clone());
+                data = place(data, state, result);
+            }
+            "Choice" => {
+                let chosen = state["Choices"].as_array().unwrap().iter().find(|c| {
+                    let v = at_path(&data, &context, c["Variable"].as_str().unwrap());
+                    v == c["BooleanEquals"]
+                });
+                current = chosen.map_or_else(
+                    || state["Default"].as_str().unwrap().to_string(),
+                    |c| c["Next"].as_str().unwrap().to_string(),
+                );
+                continue;
+            }
+            "Wait" => {
+                let secs = at_path(&data, &context, state["SecondsPath"].as_str().unwrap())
+                    .as_u64()
+                    .expect("SecondsPath gives whole seconds");
+                assert!(secs >= 1, "a Wait of {secs} s");
+                tokio::time::sleep(std::time::Duration::from_secs(secs.min(1))).await;
+            }
+            "Succeed" => {
+                return Execution {
+                    path,
+                    output: data,
+                    invocations,
+                };
+            }
+            "Fail" => panic!("the execution failed: {data:#}\n{path:?}"),
+            other => panic!("state type {other} is not followed here"),
+        }
+        current = next.unwrap_or_else(|| panic!("{current} has no Next"));
+    }
+    panic!("the execution did not end: {path:?}");
+}
+
+fn now_minute() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(chrono::Duration::minutes(1))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scheduled_start_driven_as_the_state_machine_says_takes_the_seed_example_to_profile_d() {
+    let moto = Moto::start();
+    let conf = moto.config("us-west-2").await;
+    let world: World = seed_world(&conf, 9).await;
+    let env = env(&moto).await;
+    assert_eq!(run_to_end(&env, "stop").await, "succeeded");
+    assert!(observed(&env).await.values().all(|(s, _)| s == "stopped"));
+
+    let at = now_minute();
+    schedule_start(&env, at, "profileD", &[]).await;
+    let input = json!({"workload": "ExampleTestCase", "action": "start", "at": at});
+    let run = execute(&env, "ExampleTestCase-start-test", input.clone()).await;
+    assert_eq!(run.output["gate"]["fire"], true, "{:#}", run.output);
+    assert_eq!(
+        run.output["step"]["outcome"], "succeeded",
+        "{:#}",
+        run.output
+    );
+    assert_eq!(run.path.first().map(String::as_str), Some("Gate"));
+    assert_eq!(run.path.last().map(String::as_str), Some("Finished"));
+    assert!(run.path.iter().any(|s| s == "Wait"), "{:?}", run.path);
+    assert_eq!(run.invocations["${EventGateFunctionArn}"], 1);
+    let after = observed(&env).await;
+    for id in world.web.iter().chain(&world.app) {
+        assert_eq!(after[id], ("running".into(), "c4.large".into()), "{id}");
+    }
+    for id in &world.db {
+        assert_eq!(after[id], ("running".into(), "r4.large".into()), "{id}");
+    }
+    // The run is recorded as begun by the schedule, under the event's key.
+    let run_id = run.output["step"]["run_id"].as_str().unwrap();
+    let record = env.app.run_record(run_id).await.unwrap();
+    assert_eq!(
+        record.requested_by.as_deref(),
+        Some("schedule ExampleTestCase-start-test")
+    );
+    // The same event again (a duplicate delivery) does not fire twice.
+    let again = execute(&env, "ExampleTestCase-start-test-2", input).await;
+    assert_eq!(again.output["gate"]["fire"], false);
+    assert_eq!(again.path.last().map(String::as_str), Some("Not fired"));
+    let history = env
+        .app
+        .event_records(Some("ExampleTestCase"), 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].run_id.as_deref(), Some(run_id));
+}
+
+#[tokio::test]
+async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
+    let moto = Moto::start();
+    let conf = moto.config("us-west-2").await;
+    seed_world(&conf, 3).await;
+    let env = env(&moto).await;
+    let at = now_minute();
+    let gate = |action: &str, at: DateTime<Utc>| GateInput {
+        workload: "ExampleTestCase".into(),
+        action: action.into(),
+        at,
+    };
+    // A skip date on the event's day.
+    schedule_start(&env, at, "profileD", &[&at.date_naive().to_string()]).await;
+    let g = event_gate(&env, gate("start", at), Utc::now())
+        .await
+        .unwrap();
+    assert!(!g.fire);
+    assert!(
+        g.reason.unwrap().contains("skip date"),
+        "skipped by its skip date"
+    );
+    // No such event: a stop the schedules never had.
+    let g = event_gate(&env, gate("stop", at), Utc::now())
+        .await
+        .unwrap();
+    assert!(!g.fire);
+    assert!(g.reason.unwrap().contains("no longer have a stop"));
+    // Later than the grace period.
+    let earlier = at - chrono::Duration::days(1);
+    schedule_start(&env, earlier, "profileD", &[]).await;
+    let g = event_gate(&env, gate("start", earlier), Utc::now())
+        .await
+        .unwrap();
+    assert!(!g.fire);
+    assert!(g.reason.unwrap().contains("late"));
+    // A run still going (each case at its own instant: a decision claims its event).
+    let at = at + chrono::Duration::minutes(2);
+    schedule_start(&env, at, "profileD", &[]).await;
+    let busy = run_step(
+        &env,
+        StepInput {
+            workload: "ExampleTestCase".into(),
+            action: "stop".into(),
+            profile: None,
+            key: None,
+            run_id: None,
+            requested_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!busy.done);
+    let g = event_gate(&env, gate("start", at), Utc::now())
+        .await
+        .unwrap();
+    assert!(!g.fire);
+    assert!(g.reason.unwrap().contains("busy with run"));
+    // Once that run is over: the event was already claimed (and recorded skipped).
+    let cancelled = env
+        .app
+        .cancel(busy.run_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert!(cancelled.status.is_finished());
+    let g = event_gate(&env, gate("start", at), Utc::now())
+        .await
+        .unwrap();
+    assert!(!g.fire);
+    assert!(g.reason.unwrap().contains("claimed"));
+    // A new instant fires once, with its profile and the key that names its run.
+    let next = at + chrono::Duration::minutes(1);
+    schedule_start(&env, next, "profileD", &[]).await;
+    let g = event_gate(&env, gate("start", next), Utc::now())
+        .await
+        .unwrap();
+    assert!(g.fire, "{g:?}");
+    assert_eq!(g.profile.as_deref(), Some("profileD"));
+    assert!(g.run_id.is_some());
+    let twice = event_gate(&env, gate("start", next), Utc::now())
+        .await
+        .unwrap();
+    assert!(!twice.fire);
+    // The history shows each decision.
+    let outcomes: Vec<String> = env
+        .app
+        .event_records(Some("ExampleTestCase"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.outcome.as_str()))
+        .collect();
+    for o in ["start skipped", "start missed", "start fired"] {
+        assert!(outcomes.iter().any(|x| x == o), "{o}: {outcomes:?}");
+    }
+    // A failure the state machine gave up on is recorded on its event.
+    event_failed(
+        &env,
+        FailedInput {
+            workload: "ExampleTestCase".into(),
+            action: "start".into(),
+            at: next,
+            error: json!({"Error": "Lambda.Unknown", "Cause": "timed out"}),
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let failed = env
+        .app
+        .event_records(Some("ExampleTestCase"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.at == next)
+        .unwrap();
+    assert_eq!(failed.outcome.as_str(), "failed");
+    assert!(failed.detail.unwrap().contains("timed out"));
+}
