@@ -14,7 +14,8 @@
 //! - [`schedules`]: what schedules wish at an instant, their next events, overrides.
 //! - [`savings`]: what schedules save against running always, with prices.
 //! - [`serve`]: the always-on service that fires schedule events and drives runs;
-//!   [`gate`]: the same rules for one event, for drivers woken at its instant.
+//!   [`gate`]: the same rules for one event, for drivers woken at its instant;
+//!   [`sync`]: one-time schedules of the next events, for such a driver's scheduler.
 //! - [`error`]: [`Error`], named by meaning ([`Kind`]: invalid, not found, conflict,
 //!   forbidden, upstream, internal), keeping every source.
 //! - [`sim`]: the simulated cloud saved to a fleet file; [`files`]: bounded reads,
@@ -36,6 +37,7 @@ pub mod schedules;
 pub mod serve;
 pub mod sim;
 pub mod status;
+pub mod sync;
 pub mod workloads;
 
 pub use ec2_scheduler_engine::Begin;

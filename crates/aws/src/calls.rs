@@ -44,13 +44,18 @@ pub const ACTIONS: &[&str] = &[
     "pricing:GetProducts",
     "sts:GetCallerIdentity",
     "sts:AssumeRole",
+    "scheduler:ListSchedules",
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
 ];
 
 /// Permissions the adapters need without calling the action themselves:
-/// starting an instance whose EBS volumes are encrypted with a customer-managed KMS key
-/// makes EC2 create a grant on the caller's behalf (without it the start "succeeds"
-/// and the instance falls back from pending to stopped).
-pub const IMPLIED: &[&str] = &["kms:CreateGrant"];
+/// - `kms:CreateGrant`: starting an instance whose EBS volumes are encrypted with a
+///   customer-managed KMS key makes EC2 create a grant on the caller's behalf (without
+///   it the start "succeeds" and the instance falls back from pending to stopped);
+/// - `iam:PassRole`: creating a schedule whose target assumes a role passes that role
+///   to EventBridge Scheduler (serverless deployment).
+pub const IMPLIED: &[&str] = &["kms:CreateGrant", "iam:PassRole"];
 
 /// Counts the HTTP requests sent, by action: one per attempt, so pages and the SDK's
 /// own retries are all counted. Installed on every client as an interceptor

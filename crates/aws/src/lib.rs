@@ -15,6 +15,7 @@ pub mod dynamo;
 mod ec2;
 mod elb;
 pub mod pricing;
+pub mod scheduler;
 mod sns;
 mod ssm;
 
@@ -215,6 +216,17 @@ where
         instances: instance_ids_in(&message),
         code,
         message,
+    }
+}
+
+/// A request that could not be built (a required field missing): a defect here.
+pub(crate) fn build_error(action: &str, e: &dyn std::error::Error) -> ApiError {
+    ApiError {
+        kind: ErrorKind::Other,
+        action: action.to_string(),
+        code: "BuildError".to_string(),
+        message: e.to_string(),
+        instances: Vec::new(),
     }
 }
 

@@ -508,3 +508,29 @@ pub trait AccessStore: Send + Sync {
     /// Adds a token or replaces the one with its id (to revoke it).
     async fn put_token(&self, token: &Token) -> StoreResult<()>;
 }
+
+/// A one-time schedule that starts one run of a scheduled event at its instant
+/// (EventBridge Scheduler's `at(...)` with a time zone), in the deployment's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTime {
+    /// Unique in the group: the workload's event (see `app::sync`).
+    pub name: String,
+    /// The event's local wall time, `YYYY-MM-DDTHH:MM:SS`, in `timezone`.
+    pub local: String,
+    /// IANA name.
+    pub timezone: String,
+    /// The execution's name (so that Step Functions refuses a second start of it).
+    pub execution: String,
+    /// The execution's input, JSON: `{workload, action, at}`.
+    pub input: String,
+}
+
+/// The one-time schedules of a deployment (EventBridge Scheduler, one group).
+#[async_trait]
+pub trait EventSchedules: Send + Sync {
+    /// The names of the schedules in the group that begin with `prefix`.
+    async fn names(&self, prefix: &str) -> ApiResult<Vec<String>>;
+    async fn create(&self, schedule: &OneTime) -> ApiResult<()>;
+    /// Deletes a schedule; one already gone is no error.
+    async fn delete(&self, name: &str) -> ApiResult<()>;
+}

@@ -10,6 +10,8 @@
 //! - `event-gate`: whether a scheduled event fires ([`event_gate`]), by the rules of
 //!   `serve`.
 //! - `event-failed`: records a run the state machine gave up on ([`event_failed`]).
+//! - `schedule-sync`: keeps EventBridge Scheduler's one-time schedules in step with
+//!   the workloads' next events ([`schedule_sync`]).
 //!
 //! The store is DynamoDB: the original's tables and the state table, named by
 //! `WORKLOAD_TABLE`, `TIER_TABLE`, `STATE_TABLE` and `WORKLOAD_STATE_TABLE`, in the
@@ -22,17 +24,22 @@ use ec2_scheduler_app::clouds::Clouds;
 use ec2_scheduler_app::env::Tables;
 use ec2_scheduler_app::gate::Gate;
 use ec2_scheduler_app::runs::Keyed;
+use ec2_scheduler_app::sync::Synced;
 use ec2_scheduler_app::{App, Begin, CloudSpec, Error, Next, Quiet, StoreOpts};
+use ec2_scheduler_aws::scheduler::EventBridgeSchedules;
 use ec2_scheduler_core::Action;
 use ec2_scheduler_core::plan::ScaleIn;
 use ec2_scheduler_core::schedule::EventKind;
 use ec2_scheduler_engine::RunRequest;
+use ec2_scheduler_engine::ports::EventSchedules;
 use serde::{Deserialize, Serialize};
 
 /// What every handler of one function instance shares.
 pub struct Env {
     pub app: Arc<App>,
     pub clouds: Arc<Clouds>,
+    /// The deployment's one-time schedules (the schedule-sync function's).
+    pub schedules: Option<Arc<dyn EventSchedules>>,
 }
 
 /// The tables, from the environment (the template sets them), with the original's
@@ -74,8 +81,64 @@ impl Env {
         };
         let app = Arc::new(App::open(&opts, CloudSpec::Aws { endpoint_url }).await?);
         let clouds = Arc::new(Clouds::new(&app));
-        Ok(Env { app, clouds })
+        Ok(Env {
+            app,
+            clouds,
+            schedules: None,
+        })
     }
+
+    /// With the one-time schedules of `group`, each starting `state_machine` as
+    /// `role` (`SCHEDULE_GROUP`, `STATE_MACHINE_ARN`, `SCHEDULER_ROLE_ARN`).
+    #[must_use]
+    pub fn with_schedules(mut self, schedules: Arc<dyn EventSchedules>) -> Env {
+        self.schedules = Some(schedules);
+        self
+    }
+}
+
+/// The schedules the environment names, if it names them all.
+pub async fn schedules_from_env(
+    region: &str,
+    endpoint_url: Option<String>,
+) -> Option<Arc<dyn EventSchedules>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (group, machine, role) = (
+        var("SCHEDULE_GROUP")?,
+        var("STATE_MACHINE_ARN")?,
+        var("SCHEDULER_ROLE_ARN")?,
+    );
+    Some(Arc::new(
+        EventBridgeSchedules::connect(region, endpoint_url, &group, &machine, &role).await,
+    ))
+}
+
+/// The schedule sync's input: one workload, or all when none is named.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncInput {
+    #[serde(default)]
+    pub workload: Option<String>,
+}
+
+/// Brings the deployment's one-time schedules in step with the workloads' next
+/// events ([`App::sync_schedules`]).
+///
+/// # Errors
+/// The environment names no schedule group; the store's and the scheduler's errors.
+pub async fn schedule_sync(
+    env: &Env,
+    input: SyncInput,
+    now: DateTime<Utc>,
+) -> Result<Synced, Error> {
+    let Some(schedules) = &env.schedules else {
+        return Err(Error::Invalid(
+            "schedule sync needs SCHEDULE_GROUP, STATE_MACHINE_ARN and SCHEDULER_ROLE_ARN".into(),
+        ));
+    };
+    env.app
+        .sync_schedules(schedules.as_ref(), input.workload.as_deref(), now)
+        .await
 }
 
 fn action(s: &str) -> Result<Action, Error> {

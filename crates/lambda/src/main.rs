@@ -1,10 +1,12 @@
 //! The Lambda `bootstrap`: serves the function `EC2S_FUNCTION` names (`run-step`,
-//! `event-gate`, `event-failed`) with the store and tables the environment names.
+//! `event-gate`, `event-failed`, `schedule-sync`) with the store, tables and schedule
+//! group the environment names.
 
 use std::sync::Arc;
 
 use ec2_scheduler_lambda::{
-    Env, FailedInput, GateInput, StepInput, event_failed, event_gate, run_step, tables_from_env,
+    Env, FailedInput, GateInput, StepInput, SyncInput, event_failed, event_gate, run_step,
+    schedule_sync, schedules_from_env, tables_from_env,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -24,7 +26,11 @@ async fn main() -> Result<(), Error> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .ok()
         .filter(|e| !e.is_empty());
-    let env = Arc::new(Env::open(&region, tables_from_env(), endpoint).await?);
+    let mut env = Env::open(&region, tables_from_env(), endpoint.clone()).await?;
+    if let Some(s) = schedules_from_env(&region, endpoint).await {
+        env = env.with_schedules(s);
+    }
+    let env = Arc::new(env);
     match function.as_str() {
         "run-step" => {
             lambda_runtime::run(service_fn(|e: LambdaEvent<StepInput>| {
@@ -50,8 +56,22 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
+        "schedule-sync" => {
+            lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
+                let env = env.clone();
+                async move {
+                    // A scheduled invocation without a payload syncs every workload.
+                    let input: SyncInput = match e.payload {
+                        serde_json::Value::Null => SyncInput::default(),
+                        v => serde_json::from_value(v)?,
+                    };
+                    Ok::<_, Error>(schedule_sync(&env, input, chrono::Utc::now()).await?)
+                }
+            }))
+            .await
+        }
         other => Err(format!(
-            "EC2S_FUNCTION is {other:?}: this bootstrap serves run-step, event-gate and event-failed"
+            "EC2S_FUNCTION is {other:?}: this bootstrap serves run-step, event-gate, event-failed and schedule-sync"
         )
         .into()),
     }

@@ -7,18 +7,42 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, DurationRound, Utc};
 use ec2_scheduler_core::schedule::{Period, Schedule, SkipDate, SkipDay};
 use ec2_scheduler_core::zone::Zone;
+use std::sync::Arc;
+
+use ec2_scheduler_app::schedules::{self, OverrideRequest};
+use ec2_scheduler_aws::scheduler::EventBridgeSchedules;
+use ec2_scheduler_core::schedule::EventKind;
 use ec2_scheduler_lambda::{
-    Env, FailedInput, GateInput, StepInput, event_failed, event_gate, run_step, tables_from_env,
+    Env, FailedInput, GateInput, StepInput, SyncInput, event_failed, event_gate, run_step,
+    schedule_sync, tables_from_env,
 };
-use ec2_scheduler_testkit::{Moto, World, seed_world};
+use ec2_scheduler_testkit::{
+    Moto, World, create_schedule_group, create_seed_tables, schedules, seed_world,
+};
 use serde_json::{Value, json};
 
 const DEFINITION: &str = include_str!("../../../deploy/serverless/statemachine.asl.json");
 
+const GROUP: &str = "ec2-scheduler-test-events";
+const MACHINE: &str = "arn:aws:states:us-west-2:123456789012:stateMachine:ec2-scheduler-runs";
+const ROLE: &str = "arn:aws:iam::123456789012:role/ec2-scheduler-scheduler";
+
+/// The functions' environment on moto, with a schedule group.
 async fn env(moto: &Moto) -> Env {
+    let conf = moto.config("us-west-2").await;
+    create_schedule_group(&conf, GROUP).await;
+    let schedules = EventBridgeSchedules::connect(
+        "us-west-2",
+        Some(moto.endpoint.clone()),
+        GROUP,
+        MACHINE,
+        ROLE,
+    )
+    .await;
     Env::open("us-west-2", tables_from_env(), Some(moto.endpoint.clone()))
         .await
         .unwrap()
+        .with_schedules(Arc::new(schedules))
 }
 
 /// Adds to the stored workload a schedule (UTC) that starts it with `profile` every
@@ -216,6 +240,10 @@ async fn execute(env: &Env, name: &str, input: Value) -> Execution {
                         let i: StepInput = serde_json::from_value(payload).unwrap();
                         serde_json::to_value(run_step(env, i).await.unwrap())
                     }
+                    "${ScheduleSyncFunctionArn}" => {
+                        let i: SyncInput = serde_json::from_value(payload).unwrap();
+                        serde_json::to_value(schedule_sync(env, i, Utc::now()).await.unwrap())
+                    }
                     "${EventFailedFunctionArn}" => {
                         let i: FailedInput = serde_json::from_value(payload).unwrap();
                         event_failed(env, i, Utc::now()).await.unwrap();
@@ -297,6 +325,7 @@ async fn a_scheduled_start_driven_as_the_state_machine_says_takes_the_seed_examp
     assert_eq!(run.path.last().map(String::as_str), Some("Finished"));
     assert!(run.path.iter().any(|s| s == "Wait"), "{:?}", run.path);
     assert_eq!(run.invocations["${EventGateFunctionArn}"], 1);
+    assert_eq!(run.invocations["${ScheduleSyncFunctionArn}"], 1);
     let after = observed(&env).await;
     for id in world.web.iter().chain(&world.app) {
         assert_eq!(after[id], ("running".into(), "c4.large".into()), "{id}");
@@ -442,4 +471,167 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
         .unwrap();
     assert_eq!(failed.outcome.as_str(), "failed");
     assert!(failed.detail.unwrap().contains("timed out"));
+}
+
+/// The schedules sync should leave for `ExampleTestCase` after `now`, by the same
+/// evaluator as `schedule next`: (name, `at(...)`, zone) of each next event that fires.
+async fn expected(env: &Env, now: DateTime<Utc>) -> BTreeMap<String, (String, String)> {
+    let w = env.app.stored_workload("ExampleTestCase").await.unwrap();
+    let overrides = env
+        .app
+        .overrides(Some("ExampleTestCase"), false, now)
+        .await
+        .unwrap();
+    schedules::next(
+        &w.schedules,
+        &overrides,
+        now,
+        ec2_scheduler_app::sync::AHEAD,
+    )
+    .unwrap()
+    .into_iter()
+    .filter(|e| e.skipped.is_none())
+    .map(|e| {
+        let s = ec2_scheduler_app::sync::one_time("ExampleTestCase", &e);
+        (s.name, (format!("at({})", s.local), s.timezone))
+    })
+    .collect()
+}
+
+async fn seen(moto: &Moto) -> BTreeMap<String, (String, String)> {
+    let conf = moto.config("us-west-2").await;
+    schedules(&conf, GROUP)
+        .await
+        .into_values()
+        .map(|s| (s.name, (s.expression, s.timezone)))
+        .collect()
+}
+
+#[tokio::test]
+async fn schedule_sync_creates_moves_and_deletes_one_time_schedules_at_the_instants_of_schedule_next()
+ {
+    let moto = Moto::start();
+    let conf = moto.config("us-west-2").await;
+    create_seed_tables(&conf).await;
+    let env = env(&moto).await;
+    let office = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/office-hours.yaml"
+    ))
+    .unwrap();
+    env.app
+        .put_workload_text("ExampleTestCase", "office-hours.yaml", &office)
+        .await
+        .unwrap();
+    // Wednesday 23 December 2026, 10:00 UTC (11:00 in Berlin): the 24th is a skip
+    // date and the 25th and 26th holidays, so the next events skip to the 28th.
+    let now: DateTime<Utc> = "2026-12-23T10:00:00Z".parse().unwrap();
+    let sync = |now| schedule_sync(&env, SyncInput::default(), now);
+    let first = sync(now).await.unwrap();
+    let want = expected(&env, now).await;
+    assert_eq!(first.created.len(), ec2_scheduler_app::sync::AHEAD);
+    assert_eq!(seen(&moto).await, want);
+    assert!(
+        want.values()
+            .any(|(at, tz)| at == "at(2026-12-23T12:00:00)" && tz == "Europe/Berlin"),
+        "{want:?}"
+    );
+    assert!(
+        want.values()
+            .all(|(at, _)| !at.starts_with("at(2026-12-24") && !at.starts_with("at(2026-12-25")),
+        "holidays fire nothing: {want:?}"
+    );
+    // What each schedule starts: the state machine, named after the event, with it.
+    let conf = moto.config("us-west-2").await;
+    for s in schedules(&conf, GROUP).await.values() {
+        assert_eq!(
+            s.target_arn,
+            "arn:aws:scheduler:::aws-sdk:sfn:startExecution"
+        );
+        assert_eq!(s.after_completion, "DELETE");
+        let request: Value = serde_json::from_str(&s.target_input).unwrap();
+        assert_eq!(request["StateMachineArn"], MACHINE);
+        let input: Value = serde_json::from_str(request["Input"].as_str().unwrap()).unwrap();
+        assert_eq!(input["workload"], "ExampleTestCase");
+        assert!(
+            request["Name"]
+                .as_str()
+                .unwrap()
+                .starts_with("ExampleTestCase-")
+        );
+    }
+    // Nothing changed: nothing to do.
+    let again = sync(now).await.unwrap();
+    assert_eq!(
+        (again.created.len(), again.deleted.len(), again.kept),
+        (0, 0, 4)
+    );
+
+    // An override that skips the next stop: that stop's schedule goes, and the
+    // schedules follow what the timeline now says.
+    let w = env.app.stored_workload("ExampleTestCase").await.unwrap();
+    env.app
+        .add_override(
+            &w,
+            OverrideRequest::SkipNext(EventKind::Stop),
+            "test",
+            "release",
+            now,
+        )
+        .await
+        .unwrap();
+    let moved = schedule_sync(
+        &env,
+        SyncInput {
+            workload: Some("ExampleTestCase".into()),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    // Skipping the 23rd's stop keeps it running through the holidays, so the 28th's
+    // start goes too; the 28th's stop and the 29th's start come instead.
+    assert!(
+        moved
+            .deleted
+            .iter()
+            .any(|n| n.ends_with("-stop-20261223T180000Z")),
+        "{moved:?}"
+    );
+    assert_eq!(moved.created.len(), moved.deleted.len(), "{moved:?}");
+    assert_eq!(seen(&moto).await, expected(&env, now).await);
+
+    // A calendar change: the 28th becomes a skip date, so its events move on.
+    let with_skip = office.replace(
+        r#"skip: ["2026-12-24", "2026-12-31"]"#,
+        r#"skip: ["2026-12-24", "2026-12-28", "2026-12-31"]"#,
+    );
+    assert_ne!(with_skip, office);
+    env.app
+        .put_workload_text("ExampleTestCase", "office-hours.yaml", &with_skip)
+        .await
+        .unwrap();
+    let calendar = sync(now).await.unwrap();
+    assert!(
+        !calendar.deleted.is_empty() && !calendar.created.is_empty(),
+        "{calendar:?}"
+    );
+    let want = expected(&env, now).await;
+    assert_eq!(seen(&moto).await, want);
+    assert!(
+        want.values()
+            .all(|(at, _)| !at.starts_with("at(2026-12-28")),
+        "{want:?}"
+    );
+
+    // Later, after events fired: the schedules follow the clock.
+    let later: DateTime<Utc> = "2026-12-29T20:00:00Z".parse().unwrap();
+    sync(later).await.unwrap();
+    assert_eq!(seen(&moto).await, expected(&env, later).await);
+
+    // A deleted workload loses its schedules.
+    env.app.delete_workload("ExampleTestCase").await.unwrap();
+    let gone = sync(later).await.unwrap();
+    assert_eq!(gone.deleted.len(), 4);
+    assert!(seen(&moto).await.is_empty());
 }

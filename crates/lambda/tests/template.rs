@@ -149,13 +149,21 @@ fn the_role_in_other_accounts_acts_only_on_tagged_instances_and_trusts_only_the_
     let t = template("cross-account-role.yaml");
     let st = role_statements(&t, "Role");
     // What acts on the other account's instances: everything but the store, the
-    // notifications, identity and prices, which stay in the scheduler's account.
+    // notifications, identity, prices and the schedules, which stay in the
+    // scheduler's account.
     let expected: BTreeSet<String> = called()
         .into_iter()
         .filter(|a| {
-            !["dynamodb:", "sns:", "sts:", "pricing:"]
-                .iter()
-                .any(|p| a.starts_with(p))
+            ![
+                "dynamodb:",
+                "sns:",
+                "sts:",
+                "pricing:",
+                "scheduler:",
+                "iam:",
+            ]
+            .iter()
+            .any(|p| a.starts_with(p))
         })
         .collect();
     assert_eq!(granted(&st), expected);

@@ -461,3 +461,65 @@ pub async fn seed_world(conf: &SdkConfig, per_tier: usize) -> World {
         target_group,
     }
 }
+
+/// Creates an EventBridge Scheduler schedule group.
+pub async fn create_schedule_group(conf: &SdkConfig, name: &str) {
+    aws_sdk_scheduler::Client::new(conf)
+        .create_schedule_group()
+        .name(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// One schedule as EventBridge Scheduler holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSeen {
+    pub name: String,
+    pub expression: String,
+    pub timezone: String,
+    pub target_arn: String,
+    pub target_input: String,
+    pub after_completion: String,
+}
+
+/// Every schedule of `group`, by name.
+pub async fn schedules(conf: &SdkConfig, group: &str) -> BTreeMap<String, ScheduleSeen> {
+    let client = aws_sdk_scheduler::Client::new(conf);
+    let mut out = BTreeMap::new();
+    let list = client
+        .list_schedules()
+        .group_name(group)
+        .send()
+        .await
+        .unwrap();
+    for s in list.schedules() {
+        let name = s.name().unwrap().to_string();
+        let got = client
+            .get_schedule()
+            .group_name(group)
+            .name(&name)
+            .send()
+            .await
+            .unwrap();
+        let target = got.target().unwrap();
+        out.insert(
+            name.clone(),
+            ScheduleSeen {
+                name,
+                expression: got.schedule_expression().unwrap_or_default().to_string(),
+                timezone: got
+                    .schedule_expression_timezone()
+                    .unwrap_or_default()
+                    .to_string(),
+                target_arn: target.arn().to_string(),
+                target_input: target.input().unwrap_or_default().to_string(),
+                after_completion: got
+                    .action_after_completion()
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_default(),
+            },
+        );
+    }
+    out
+}
