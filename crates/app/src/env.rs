@@ -166,6 +166,8 @@ pub struct App {
     pub(crate) owner: String,
     /// Every request this environment sends to AWS (store and clouds).
     pub(crate) requests: Arc<CallCounter>,
+    /// How often a wait for instances looks, when not the engine's default.
+    pub(crate) poll: Option<Duration>,
 }
 
 impl App {
@@ -192,7 +194,17 @@ impl App {
             cloud,
             owner,
             requests,
+            poll: None,
         }
+    }
+
+    /// Waits for instances look every `poll` (first and after): for drivers that pay
+    /// for each look, such as a state machine whose every tick is a Lambda invocation
+    /// and three state transitions. The end of a tier is then seen up to `poll` late.
+    #[must_use]
+    pub fn with_poll(mut self, poll: Duration) -> App {
+        self.poll = Some(poll);
+        self
     }
 
     /// Requests sent to AWS so far, by action.

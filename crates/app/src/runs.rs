@@ -108,11 +108,12 @@ impl App {
         slot: &'a mut Option<Checkpointed<'a>>,
     ) -> Executor<'a> {
         let store = run_store(&*self.store, cloud, slot);
-        Executor::new(
-            cloud.ports(store),
-            cloud.settings(&self.owner),
-            workload.clone(),
-        )
+        let mut settings = cloud.settings(&self.owner);
+        if let Some(poll) = self.poll {
+            settings.poll = poll;
+            settings.fast_poll = poll;
+        }
+        Executor::new(cloud.ports(store), settings, workload.clone())
     }
 
     /// Observes and plans, changing nothing (a dry run).

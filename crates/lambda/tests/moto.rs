@@ -21,14 +21,23 @@ use ec2_scheduler_testkit::{
 };
 use serde_json::{Value, json};
 
-const DEFINITION: &str = include_str!("../../../deploy/serverless/statemachine.asl.json");
+mod common;
+use common::{Waits, execute};
 
 const GROUP: &str = "ec2-scheduler-test-events";
 const MACHINE: &str = "arn:aws:states:us-west-2:123456789012:stateMachine:ec2-scheduler-runs";
 const ROLE: &str = "arn:aws:iam::123456789012:role/ec2-scheduler-scheduler";
 
-/// The functions' environment on moto, with a schedule group.
+/// The functions' environment on moto, with a schedule group. Its run step sleeps
+/// through short waits as under Lambda.
 async fn env(moto: &Moto) -> Env {
+    env_holding(moto, ec2_scheduler_lambda::HOLD).await
+}
+
+/// The same, with the run step sleeping through waits up to `hold` only (zero:
+/// every wait goes back to the state machine, so its Wait loop is exercised even
+/// where moto's instances change state at once).
+async fn env_holding(moto: &Moto, hold: std::time::Duration) -> Env {
     let conf = moto.config("us-west-2").await;
     create_schedule_group(&conf, GROUP).await;
     let schedules = EventBridgeSchedules::connect(
@@ -43,18 +52,32 @@ async fn env(moto: &Moto) -> Env {
         .await
         .unwrap()
         .with_schedules(Arc::new(schedules))
+        .with_hold(hold)
 }
 
 /// Adds to the stored workload a schedule (UTC) that starts it with `profile` every
 /// day at the minute of `at`, with `skip` dates.
 async fn schedule_start(env: &Env, at: DateTime<Utc>, profile: &str, skip: &[&str]) {
+    schedule(env, Some(at), None, profile, skip).await;
+}
+
+/// Adds to the stored workload a schedule (UTC) that starts it (with `profile`)
+/// and stops it every day at the minutes of `start` and `stop`, with `skip` dates.
+async fn schedule(
+    env: &Env,
+    start: Option<DateTime<Utc>>,
+    stop: Option<DateTime<Utc>>,
+    profile: &str,
+    skip: &[&str],
+) {
     let mut w = env.app.stored_workload("ExampleTestCase").await.unwrap();
     w.schedules = vec![Schedule {
         name: "lambda-test".into(),
         zone: Zone::utc(),
         periods: vec![Period {
-            name: Some("morning".into()),
-            start: Some(at.time()),
+            name: Some("window".into()),
+            start: start.map(|t| t.time()),
+            stop: stop.map(|t| t.time()),
             profile: Some(profile.into()),
             ..Period::default()
         }],
@@ -116,186 +139,6 @@ async fn run_to_end(env: &Env, action: &str) -> String {
     panic!("the run did not end");
 }
 
-// ---- a small interpreter of the states the definition uses ----
-
-/// The value at a JSONPath of the forms the definition uses: `$`, `$.a.b`, `$$.a.b`.
-fn at_path(input: &Value, context: &Value, path: &str) -> Value {
-    let (root, rest) = if let Some(r) = path.strip_prefix("$$") {
-        (context, r)
-    } else if let Some(r) = path.strip_prefix('$') {
-        (input, r)
-    } else {
-        panic!("not a path: {path}");
-    };
-    rest.split('.')
-        .filter(|k| !k.is_empty())
-        .fold(root.clone(), |v, k| {
-            v.get(k).cloned().unwrap_or(Value::Null)
-        })
-}
-
-/// A `.$` value: a path, or the intrinsic `States.Format('...{}...', path)`.
-fn resolve(input: &Value, context: &Value, expr: &str) -> Value {
-    if let Some(args) = expr
-        .strip_prefix("States.Format(")
-        .and_then(|a| a.strip_suffix(')'))
-    {
-        let (template, arg) = args.split_once("',").expect("a template and one argument");
-        let template = template.trim().trim_start_matches('\'');
-        let value = at_path(input, context, arg.trim());
-        let text = value
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_string);
-        return Value::String(template.replacen("{}", &text, 1));
-    }
-    at_path(input, context, expr)
-}
-
-/// `Parameters` or `ResultSelector`: fields ending in `.$` are resolved.
-fn fill(template: &Value, input: &Value, context: &Value) -> Value {
-    match template {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| match (k.strip_suffix(".$"), v) {
-                    (Some(name), Value::String(expr)) => {
-                        (name.to_string(), resolve(input, context, expr))
-                    }
-                    _ => (k.clone(), fill(v, input, context)),
-                })
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// The state's output from its input and its result, by `ResultPath`.
-fn place(input: Value, state: &Value, result: Value) -> Value {
-    match state.get("ResultPath") {
-        Some(Value::Null) => input,
-        None => result,
-        Some(Value::String(p)) if p == "$" => result,
-        Some(Value::String(p)) => {
-            let mut out = input;
-            let keys: Vec<&str> = p.trim_start_matches("$.").split('.').collect();
-            let mut slot = &mut out;
-            for k in &keys[..keys.len() - 1] {
-                slot = slot
-                    .as_object_mut()
-                    .unwrap()
-                    .entry(k.to_string())
-                    .or_insert(json!({}));
-            }
-            slot.as_object_mut()
-                .unwrap()
-                .insert(keys[keys.len() - 1].to_string(), result);
-            out
-        }
-        Some(other) => panic!("ResultPath {other}"),
-    }
-}
-
-/// What one run of the definition did.
-struct Execution {
-    /// The states entered, in order.
-    path: Vec<String>,
-    output: Value,
-    /// How many times each function was invoked.
-    invocations: BTreeMap<String, usize>,
-}
-
-/// Runs the committed definition on `input`, invoking the handlers in process for
-/// its Lambda tasks (by the function each `FunctionName` placeholder names). Waits
-/// last at most 1 s each (moto's instances change state at once).
-async fn execute(env: &Env, name: &str, input: Value) -> Execution {
-    let definition: Value = serde_json::from_str(DEFINITION).unwrap();
-    let states = &definition["States"];
-    let context = json!({"Execution": {"Name": name}});
-    let mut current = definition["StartAt"].as_str().unwrap().to_string();
-    let mut data = input;
-    let mut path = Vec::new();
-    let mut invocations: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..5_000 {
-        path.push(current.clone());
-        let state = &states[&current];
-        let next = state
-            .get("Next")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match state["Type"].as_str().unwrap() {
-            "Task" => {
-                assert_eq!(
-                    state["Resource"], "arn:aws:states:::lambda:invoke",
-                    "{current}"
-                );
-                let params = fill(&state["Parameters"], &data, &context);
-                let function = params["FunctionName"].as_str().unwrap().to_string();
-                *invocations.entry(function.clone()).or_default() += 1;
-                let payload = params["Payload"].clone();
-                let answer = match function.as_str() {
-                    "${EventGateFunctionArn}" => {
-                        let i: GateInput = serde_json::from_value(payload).unwrap();
-                        serde_json::to_value(event_gate(env, i, Utc::now()).await.unwrap())
-                    }
-                    "${RunStepFunctionArn}" => {
-                        let i: StepInput = serde_json::from_value(payload).unwrap();
-                        serde_json::to_value(run_step(env, i).await.unwrap())
-                    }
-                    "${ScheduleSyncFunctionArn}" => {
-                        let i: SyncInput = serde_json::from_value(payload).unwrap();
-                        serde_json::to_value(schedule_sync(env, i, Utc::now()).await.unwrap())
-                    }
-                    "${EventFailedFunctionArn}" => {
-                        let i: FailedInput = serde_json::from_value(payload).unwrap();
-                        event_failed(env, i, Utc::now()).await.unwrap();
-                        Ok(json!({"recorded": true}))
-                    }
-                    other => panic!("no handler for {other}"),
-                }
-                .unwrap();
-                let result = json!({"Payload": answer, "StatusCode": 200});
-                let result = match state.get("ResultSelector") {
-                    Some(sel) => fill(sel, &result, &context),
-                    None => result,
-                };
-                data = place(data, state, result);
-            }
-            "Pass" => {
-                let result = state.get("Result").cloned().unwrap_or_else(|| data.clone());
-                data = place(data, state, result);
-            }
-            "Choice" => {
-                let chosen = state["Choices"].as_array().unwrap().iter().find(|c| {
-                    let v = at_path(&data, &context, c["Variable"].as_str().unwrap());
-                    v == c["BooleanEquals"]
-                });
-                current = chosen.map_or_else(
-                    || state["Default"].as_str().unwrap().to_string(),
-                    |c| c["Next"].as_str().unwrap().to_string(),
-                );
-                continue;
-            }
-            "Wait" => {
-                let secs = at_path(&data, &context, state["SecondsPath"].as_str().unwrap())
-                    .as_u64()
-                    .expect("SecondsPath gives whole seconds");
-                assert!(secs >= 1, "a Wait of {secs} s");
-                tokio::time::sleep(std::time::Duration::from_secs(secs.min(1))).await;
-            }
-            "Succeed" => {
-                return Execution {
-                    path,
-                    output: data,
-                    invocations,
-                };
-            }
-            "Fail" => panic!("the execution failed: {data:#}\n{path:?}"),
-            other => panic!("state type {other} is not followed here"),
-        }
-        current = next.unwrap_or_else(|| panic!("{current} has no Next"));
-    }
-    panic!("the execution did not end: {path:?}");
-}
-
 fn now_minute() -> DateTime<Utc> {
     Utc::now()
         .duration_trunc(chrono::Duration::minutes(1))
@@ -307,14 +150,20 @@ async fn a_scheduled_start_driven_as_the_state_machine_says_takes_the_seed_examp
     let moto = Moto::start();
     let conf = moto.config("us-west-2").await;
     let world: World = seed_world(&conf, 9).await;
-    let env = env(&moto).await;
+    let env = env_holding(&moto, std::time::Duration::ZERO).await;
     assert_eq!(run_to_end(&env, "stop").await, "succeeded");
     assert!(observed(&env).await.values().all(|(s, _)| s == "stopped"));
 
     let at = now_minute();
     schedule_start(&env, at, "profileD", &[]).await;
     let input = json!({"workload": "ExampleTestCase", "action": "start", "at": at});
-    let run = execute(&env, "ExampleTestCase-start-test", input.clone()).await;
+    let run = execute(
+        &env,
+        "ExampleTestCase-start-test",
+        input.clone(),
+        Waits::Short,
+    )
+    .await;
     assert_eq!(run.output["gate"]["fire"], true, "{:#}", run.output);
     assert_eq!(
         run.output["step"]["outcome"], "succeeded",
@@ -341,7 +190,7 @@ async fn a_scheduled_start_driven_as_the_state_machine_says_takes_the_seed_examp
         Some("schedule ExampleTestCase-start-test")
     );
     // The same event again (a duplicate delivery) does not fire twice.
-    let again = execute(&env, "ExampleTestCase-start-test-2", input).await;
+    let again = execute(&env, "ExampleTestCase-start-test-2", input, Waits::Short).await;
     assert_eq!(again.output["gate"]["fire"], false);
     assert_eq!(again.path.last().map(String::as_str), Some("Not fired"));
     let history = env
@@ -358,7 +207,7 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
     let moto = Moto::start();
     let conf = moto.config("us-west-2").await;
     seed_world(&conf, 3).await;
-    let env = env(&moto).await;
+    let env = env_holding(&moto, std::time::Duration::ZERO).await;
     let at = now_minute();
     let gate = |action: &str, at: DateTime<Utc>| GateInput {
         workload: "ExampleTestCase".into(),
@@ -634,4 +483,90 @@ async fn schedule_sync_creates_moves_and_deletes_one_time_schedules_at_the_insta
     let gone = sync(later).await.unwrap();
     assert_eq!(gone.deleted.len(), 4);
     assert!(seen(&moto).await.is_empty());
+}
+
+/// DynamoDB writes among `requests`.
+fn writes(requests: &BTreeMap<String, u64>) -> u64 {
+    [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ]
+    .iter()
+    .filter_map(|a| requests.get(*a))
+    .sum()
+}
+
+fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// What BENCHMARKS.md's cost section is made from: the seed example's 300 instances
+/// stopped, then started with profileD, each a scheduled event run through the
+/// committed definition with its waits as long as they say. Prints the figures;
+/// fails if a run needs more state transitions, or an invocation more time, than
+/// the cost model allows.
+#[tokio::test]
+async fn a_300_instance_stop_and_start_through_the_state_machine_stays_within_the_cost_model() {
+    let moto = Moto::start();
+    let conf = moto.config("us-west-2").await;
+    seed_world(&conf, 100).await;
+    let env = env(&moto).await;
+    let minute = chrono::Duration::minutes(1);
+    let stop_at = now_minute();
+    let start_at = stop_at + minute;
+    for (action, at) in [("stop", stop_at), ("start", start_at)] {
+        // A window that opened a minute before the stop, or opens at the start.
+        match action {
+            "stop" => schedule(&env, Some(at - minute), Some(at), "profileD", &[]).await,
+            _ => schedule(&env, Some(at), Some(at + minute * 30), "profileD", &[]).await,
+        }
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let before = env.app.requests();
+        let input = json!({"workload": "ExampleTestCase", "action": action, "at": at});
+        let run = execute(&env, &format!("cost-{action}"), input, Waits::Real).await;
+        assert_eq!(
+            run.output["step"]["outcome"], "succeeded",
+            "{:#}",
+            run.output
+        );
+        let used = delta(&env.app.requests(), &before);
+        let transitions = run.path.len();
+        let all: Vec<u128> = run.millis.values().flatten().copied().collect();
+        let invocations: usize = run.invocations.values().sum();
+        let ms: u128 = all.iter().sum();
+        let slowest = all.iter().max().copied().unwrap_or(0);
+        let ec2: u64 = used
+            .iter()
+            .filter(|(k, _)| k.starts_with("ec2:"))
+            .map(|(_, v)| v)
+            .sum();
+        println!(
+            "serverless cost: {action} of 300 instances: {transitions} state transitions, \
+             {invocations} Lambda invocations ({:?}), {ms} ms in handlers (slowest {slowest} ms), \
+             {} DynamoDB writes, {} DynamoDB reads, {ec2} EC2 requests; path {:?}",
+            run.invocations,
+            writes(&used),
+            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+                .iter()
+                .filter_map(|a| used.get(*a))
+                .sum::<u64>(),
+            run.path
+        );
+        assert!(
+            transitions <= 40,
+            "{transitions} transitions: {:?}",
+            run.path
+        );
+        assert!(
+            slowest < ec2_scheduler_lambda::BUDGET.as_millis() + 20_000,
+            "an invocation took {slowest} ms"
+        );
+    }
 }
