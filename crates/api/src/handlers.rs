@@ -482,7 +482,15 @@ pub(crate) async fn begin_run(
     Ok(match begun {
         Begin::Started(run) | Begin::Resumed(run) => {
             state.app.attribute_run(&run.id, by).await?;
-            state.driver.started(&run.workload, &run.id);
+            let action = run.action.to_string().to_lowercase();
+            if let Err(e) = state.driver.started(&run.workload, &action, &run.id).await {
+                // Nothing would drive it: it must not hold the workload.
+                let _ = state.app.cancel(&run.id).await;
+                return Err(Problem::new(
+                    ProblemKind::Upstream,
+                    format!("run {} could not be handed to its driver: {e}", run.id),
+                ));
+            }
             Begun::Accepted {
                 workload: run.workload,
                 run_id: run.id,

@@ -35,14 +35,22 @@ pub use problem::{Problem, ProblemDocument, ProblemKind};
 
 /// Who drives the runs the API begins: the scheduler loop of `serve`, a spawned
 /// task, or a state machine.
+#[async_trait::async_trait]
 pub trait Driver: Send + Sync {
-    /// The run `run_id` of `workload` was begun and must be driven to its end.
-    fn started(&self, workload: &str, run_id: &str);
+    /// The run `run_id` of `workload` (an `action` run) was begun and must be driven
+    /// to its end.
+    ///
+    /// # Errors
+    /// The driver could not take it (a state machine that could not be started); the
+    /// run is then cancelled and the request answers the error.
+    async fn started(&self, workload: &str, action: &str, run_id: &str) -> Result<(), String>;
 }
 
+#[async_trait::async_trait]
 impl Driver for ec2_scheduler_app::serve::Inbox {
-    fn started(&self, workload: &str, run_id: &str) {
+    async fn started(&self, workload: &str, _action: &str, run_id: &str) -> Result<(), String> {
         self.push(workload, run_id);
+        Ok(())
     }
 }
 
@@ -52,8 +60,9 @@ pub struct Spawn {
     pub clouds: Arc<Clouds>,
 }
 
+#[async_trait::async_trait]
 impl Driver for Spawn {
-    fn started(&self, workload: &str, run_id: &str) {
+    async fn started(&self, workload: &str, _action: &str, run_id: &str) -> Result<(), String> {
         let (app, clouds) = (self.app.clone(), self.clouds.clone());
         let (workload, run_id) = (workload.to_string(), run_id.to_string());
         tokio::spawn(async move {
@@ -73,6 +82,7 @@ impl Driver for Spawn {
                 tracing::warn!(workload = %workload, run = %run_id, error = %e, "cannot drive the run");
             }
         });
+        Ok(())
     }
 }
 

@@ -47,6 +47,7 @@ pub const ACTIONS: &[&str] = &[
     "scheduler:ListSchedules",
     "scheduler:CreateSchedule",
     "scheduler:DeleteSchedule",
+    "states:StartExecution",
 ];
 
 /// Permissions the adapters need without calling the action themselves:
@@ -120,6 +121,7 @@ pub fn action(service: &str, operation: &str) -> String {
         "SNS" => "sns",
         "STS" => "sts",
         "DynamoDB" => "dynamodb",
+        "SFN" | "sfn" => "states",
         other => return format!("{}:{operation}", other.to_ascii_lowercase()),
     };
     format!("{prefix}:{operation}")
@@ -135,5 +137,13 @@ mod tests {
             "elasticloadbalancing:RegisterTargets"
         );
         assert_eq!(super::action("DynamoDB", "PutItem"), "dynamodb:PutItem");
+        assert_eq!(
+            super::action("sfn", "StartExecution"),
+            "states:StartExecution"
+        );
+        assert_eq!(
+            super::action("scheduler", "CreateSchedule"),
+            "scheduler:CreateSchedule"
+        );
     }
 }

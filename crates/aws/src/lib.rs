@@ -16,6 +16,7 @@ mod ec2;
 mod elb;
 pub mod pricing;
 pub mod scheduler;
+pub mod sfn;
 mod sns;
 mod ssm;
 

@@ -3,8 +3,8 @@
 //! application layer; nothing here waits for an instance.
 //!
 //! - `api`: the HTTP API's router ([`ec2_scheduler_api::app`]) behind API Gateway
-//!   (HTTP API), with the caller's IAM identity from the request context
-//!   ([`api`]).
+//!   (HTTP API), with the caller's IAM identity from the request context; the runs
+//!   it begins go to the state machine ([`api`]).
 //! - `run-step`: begins or resumes a run and advances it by one tick ([`run_step`]);
 //!   the state machine waits between steps.
 //! - `event-gate`: whether a scheduled event fires ([`event_gate`]), by the rules of
@@ -16,6 +16,8 @@
 //! The store is DynamoDB: the original's tables and the state table, named by
 //! `WORKLOAD_TABLE`, `TIER_TABLE`, `STATE_TABLE` and `WORKLOAD_STATE_TABLE`, in the
 //! function's region (`AWS_REGION`).
+
+pub mod api;
 
 use std::sync::Arc;
 

@@ -1,9 +1,12 @@
-//! The Lambda `bootstrap`: serves the function `EC2S_FUNCTION` names (`run-step`,
+//! The Lambda `bootstrap`: serves the function `EC2S_FUNCTION` names (`api`, `run-step`,
 //! `event-gate`, `event-failed`, `schedule-sync`) with the store, tables and schedule
 //! group the environment names.
 
 use std::sync::Arc;
 
+use ec2_scheduler_api::Principals;
+use ec2_scheduler_aws::sfn::Executions;
+use ec2_scheduler_lambda::api::{self, StateMachineDriver};
 use ec2_scheduler_lambda::{
     Env, FailedInput, GateInput, StepInput, SyncInput, event_failed, event_gate, run_step,
     schedule_sync, schedules_from_env, tables_from_env,
@@ -27,7 +30,7 @@ async fn main() -> Result<(), Error> {
         .ok()
         .filter(|e| !e.is_empty());
     let mut env = Env::open(&region, tables_from_env(), endpoint.clone()).await?;
-    if let Some(s) = schedules_from_env(&region, endpoint).await {
+    if let Some(s) = schedules_from_env(&region, endpoint.clone()).await {
         env = env.with_schedules(s);
     }
     let env = Arc::new(env);
@@ -56,6 +59,18 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
+        "api" => {
+            let machine = std::env::var("STATE_MACHINE_ARN")
+                .map_err(|_| "the api function needs STATE_MACHINE_ARN".to_string())?;
+            let principals = match std::env::var("PRINCIPALS") {
+                Ok(text) if !text.trim().is_empty() => Principals::from_json(&text)
+                    .map_err(|e| format!("PRINCIPALS: {e}"))?,
+                _ => Principals::default(),
+            };
+            let executions = Executions::connect(&region, endpoint.clone(), &machine).await;
+            let driver = Arc::new(StateMachineDriver::new(executions));
+            lambda_http::run(api::router(&env, driver, principals)).await
+        }
         "schedule-sync" => {
             lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {
                 let env = env.clone();
@@ -71,7 +86,7 @@ async fn main() -> Result<(), Error> {
             .await
         }
         other => Err(format!(
-            "EC2S_FUNCTION is {other:?}: this bootstrap serves run-step, event-gate, event-failed and schedule-sync"
+            "EC2S_FUNCTION is {other:?}: this bootstrap serves api, run-step, event-gate, event-failed and schedule-sync"
         )
         .into()),
     }

@@ -11,18 +11,21 @@ use std::sync::Arc;
 
 use ec2_scheduler_app::schedules::{self, OverrideRequest};
 use ec2_scheduler_aws::scheduler::EventBridgeSchedules;
+use ec2_scheduler_aws::sfn::Executions;
 use ec2_scheduler_core::schedule::EventKind;
+use ec2_scheduler_lambda::api::StateMachineDriver;
 use ec2_scheduler_lambda::{
     Env, FailedInput, GateInput, StepInput, SyncInput, event_failed, event_gate, run_step,
     schedule_sync, tables_from_env,
 };
 use ec2_scheduler_testkit::{
-    Moto, World, create_schedule_group, create_seed_tables, schedules, seed_world,
+    Moto, World, create_schedule_group, create_seed_tables, create_state_machine, executions,
+    schedules, seed_world,
 };
 use serde_json::{Value, json};
 
 mod common;
-use common::{Waits, execute};
+use common::{DEFINITION, Waits, execute};
 
 const GROUP: &str = "ec2-scheduler-test-events";
 const MACHINE: &str = "arn:aws:states:us-west-2:123456789012:stateMachine:ec2-scheduler-runs";
@@ -170,7 +173,7 @@ async fn a_scheduled_start_driven_as_the_state_machine_says_takes_the_seed_examp
         "{:#}",
         run.output
     );
-    assert_eq!(run.path.first().map(String::as_str), Some("Gate"));
+    assert_eq!(run.path[..2], ["Begun elsewhere?", "Gate"]);
     assert_eq!(run.path.last().map(String::as_str), Some("Finished"));
     assert!(run.path.iter().any(|s| s == "Wait"), "{:?}", run.path);
     assert_eq!(run.invocations["${EventGateFunctionArn}"], 1);
@@ -569,4 +572,123 @@ async fn a_300_instance_stop_and_start_through_the_state_machine_stays_within_th
             "an invocation took {slowest} ms"
         );
     }
+}
+
+/// A request as API Gateway (HTTP API, IAM authorization) hands it to the function,
+/// from the caller `arn`.
+fn from_iam(
+    method: &str,
+    uri: &str,
+    body: &str,
+    arn: Option<&str>,
+) -> axum::http::Request<axum::body::Body> {
+    use lambda_http::aws_lambda_events::apigw::{
+        ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+        ApiGatewayV2httpRequestContext,
+    };
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let mut ctx = ApiGatewayV2httpRequestContext::default();
+    if let Some(arn) = arn {
+        let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+        iam.user_arn = Some(arn.to_string());
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.iam = Some(iam);
+        ctx.authorizer = Some(authorizer);
+    }
+    req.extensions_mut()
+        .insert(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
+    req
+}
+
+#[tokio::test]
+async fn the_api_function_takes_the_callers_iam_role_and_hands_its_runs_to_the_state_machine() {
+    use tower::ServiceExt;
+    let moto = Moto::start();
+    let conf = moto.config("us-west-2").await;
+    seed_world(&conf, 3).await;
+    let env = env(&moto).await;
+    let machine = create_state_machine(&conf, "ec2-scheduler-runs", DEFINITION).await;
+    let starter = Executions::connect("us-west-2", Some(moto.endpoint.clone()), &machine).await;
+    let principals = ec2_scheduler_api::Principals::from_json(
+        r#"{"principals": [
+            {"arn": "arn:aws:iam::123456789012:role/Platform", "role": "operator"},
+            {"arn": "arn:aws:iam::123456789012:user/*", "role": "viewer"}]}"#,
+    )
+    .unwrap();
+    let router = ec2_scheduler_lambda::api::router(
+        &env,
+        Arc::new(StateMachineDriver::new(starter)),
+        principals,
+    );
+    let call = |req: axum::http::Request<axum::body::Body>| {
+        let router = router.clone();
+        async move {
+            let res: axum::response::Response = router.oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let runs = "/v1/workloads/ExampleTestCase/runs";
+    let stop = r#"{"action": "stop"}"#;
+    // No identity and no token; an identity the table does not name; a viewer.
+    assert_eq!(call(from_iam("POST", runs, stop, None)).await.0, 401);
+    let stranger = "arn:aws:iam::999999999999:role/Other";
+    assert_eq!(
+        call(from_iam("POST", runs, stop, Some(stranger))).await.0,
+        403
+    );
+    let viewer = "arn:aws:iam::123456789012:user/alice";
+    assert_eq!(
+        call(from_iam("GET", "/v1/workloads", "", Some(viewer)))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(from_iam("POST", runs, stop, Some(viewer))).await.0,
+        403
+    );
+    let conf2 = moto.config("us-west-2").await;
+    assert!(executions(&conf2, &machine).await.is_empty());
+    // An operator, as an assumed-role session: the run begins, recorded as theirs,
+    // and an execution named after it starts with its id.
+    let operator = "arn:aws:sts::123456789012:assumed-role/Platform/deploy-bot";
+    let (status, body) = call(from_iam("POST", runs, stop, Some(operator))).await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+    let record = env.app.run_record(&run_id).await.unwrap();
+    assert_eq!(record.requested_by.as_deref(), Some(operator));
+    let started = executions(&conf2, &machine).await;
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(
+        started[0].0,
+        ec2_scheduler_lambda::api::execution_name(&run_id)
+    );
+    let input: Value = serde_json::from_str(&started[0].1).unwrap();
+    assert_eq!(input["run_id"], run_id.as_str());
+    assert_eq!(input["action"], "stop");
+    // The execution, run as the definition says, drives that run to its end.
+    let run = execute(&env, &started[0].0, input, Waits::Short).await;
+    assert_eq!(
+        run.path[..4],
+        ["Begun elsewhere?", "Resume", "Resume run", "Run step"]
+    );
+    assert_eq!(run.output["step"]["run_id"], run_id.as_str());
+    assert_eq!(
+        run.output["step"]["outcome"], "succeeded",
+        "{:#}",
+        run.output
+    );
+    assert!(observed(&env).await.values().all(|(s, _)| s == "stopped"));
 }

@@ -149,7 +149,7 @@ fn the_role_in_other_accounts_acts_only_on_tagged_instances_and_trusts_only_the_
     let t = template("cross-account-role.yaml");
     let st = role_statements(&t, "Role");
     // What acts on the other account's instances: everything but the store, the
-    // notifications, identity, prices and the schedules, which stay in the
+    // notifications, identity, prices, the schedules and the runs, which stay in the
     // scheduler's account.
     let expected: BTreeSet<String> = called()
         .into_iter()
@@ -161,6 +161,7 @@ fn the_role_in_other_accounts_acts_only_on_tagged_instances_and_trusts_only_the_
                 "pricing:",
                 "scheduler:",
                 "iam:",
+                "states:",
             ]
             .iter()
             .any(|p| a.starts_with(p))
@@ -212,6 +213,7 @@ fn the_template_deploys_the_committed_state_machine_with_every_placeholder_fille
     assert_eq!(placeholders, filled);
     // Each function of the definition is one the template deploys, with its role.
     for f in [
+        "ApiFunction",
         "RunStepFunction",
         "EventGateFunction",
         "EventFailedFunction",

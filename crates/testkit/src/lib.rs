@@ -523,3 +523,42 @@ pub async fn schedules(conf: &SdkConfig, group: &str) -> BTreeMap<String, Schedu
     }
     out
 }
+
+/// Creates a Step Functions state machine with `definition`; its ARN.
+pub async fn create_state_machine(conf: &SdkConfig, name: &str, definition: &str) -> String {
+    aws_sdk_sfn::Client::new(conf)
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn("arn:aws:iam::123456789012:role/ec2-scheduler-runs")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_string()
+}
+
+/// The executions of a state machine: (name, input).
+pub async fn executions(conf: &SdkConfig, state_machine: &str) -> Vec<(String, String)> {
+    let client = aws_sdk_sfn::Client::new(conf);
+    let list = client
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for e in list.executions() {
+        let d = client
+            .describe_execution()
+            .execution_arn(e.execution_arn())
+            .send()
+            .await
+            .unwrap();
+        out.push((
+            e.name().to_string(),
+            d.input().unwrap_or_default().to_string(),
+        ));
+    }
+    out
+}

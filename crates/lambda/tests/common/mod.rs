@@ -41,6 +41,22 @@ pub fn at_path(input: &Value, context: &Value, path: &str) -> Value {
         })
 }
 
+/// Whether the input has the field at `path` (`$.a.b`), even a null one.
+pub fn present(input: &Value, path: &str) -> bool {
+    let mut v = input;
+    for k in path
+        .trim_start_matches('$')
+        .split('.')
+        .filter(|k| !k.is_empty())
+    {
+        match v.get(k) {
+            Some(next) => v = next,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// A `.$` value: a path, or the intrinsic `States.Format('...{}...', path)`.
 pub fn resolve(input: &Value, context: &Value, expr: &str) -> Value {
     if let Some(args) = expr
@@ -175,13 +191,24 @@ pub async fn execute(env: &Env, name: &str, input: Value, waits: Waits) -> Execu
                 data = place(data, state, result);
             }
             "Pass" => {
-                let result = state.get("Result").cloned().unwrap_or_else(|| data.clone());
+                let result = match (state.get("Result"), state.get("Parameters")) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(p)) => fill(p, &data, &context),
+                    (None, None) => data.clone(),
+                };
                 data = place(data, state, result);
             }
             "Choice" => {
                 let chosen = state["Choices"].as_array().unwrap().iter().find(|c| {
                     let v = at_path(&data, &context, c["Variable"].as_str().unwrap());
-                    v == c["BooleanEquals"]
+                    match (c.get("BooleanEquals"), c.get("IsPresent")) {
+                        (Some(b), None) => &v == b,
+                        (None, Some(p)) => {
+                            let _ = v;
+                            p.as_bool().unwrap() == present(&data, c["Variable"].as_str().unwrap())
+                        }
+                        _ => panic!("a choice rule not followed here: {c}"),
+                    }
                 });
                 current = chosen.map_or_else(
                     || state["Default"].as_str().unwrap().to_string(),
