@@ -69,7 +69,7 @@ async fn main() -> Result<(), Error> {
             };
             let executions = Executions::connect(&region, endpoint.clone(), &machine).await;
             let driver = Arc::new(StateMachineDriver::new(executions));
-            lambda_http::run(api::router(&env, driver, principals)).await
+            lambda_http::run(api::router(env.clone(), driver, principals)).await
         }
         "schedule-sync" => {
             lambda_runtime::run(service_fn(|e: LambdaEvent<serde_json::Value>| {

@@ -617,11 +617,13 @@ async fn the_api_function_takes_the_callers_iam_role_and_hands_its_runs_to_the_s
     let principals = ec2_scheduler_api::Principals::from_json(
         r#"{"principals": [
             {"arn": "arn:aws:iam::123456789012:role/Platform", "role": "operator"},
+            {"arn": "arn:aws:iam::123456789012:role/Admin", "role": "admin"},
             {"arn": "arn:aws:iam::123456789012:user/*", "role": "viewer"}]}"#,
     )
     .unwrap();
+    let env = Arc::new(env);
     let router = ec2_scheduler_lambda::api::router(
-        &env,
+        env.clone(),
         Arc::new(StateMachineDriver::new(starter)),
         principals,
     );
@@ -691,4 +693,18 @@ async fn the_api_function_takes_the_callers_iam_role_and_hands_its_runs_to_the_s
         run.output
     );
     assert!(observed(&env).await.values().all(|(s, _)| s == "stopped"));
+    // An admin's change that moves the workload's events syncs its schedules at once.
+    assert!(seen(&moto).await.is_empty());
+    let office = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/office-hours.yaml"
+    ))
+    .unwrap();
+    let admin = "arn:aws:iam::123456789012:role/Admin";
+    let put = from_iam("PUT", "/v1/workloads/ExampleTestCase", &office, Some(admin));
+    let (status, body) = call(put).await;
+    assert_eq!(status, 200, "{body}");
+    let want = expected(&env, Utc::now()).await;
+    assert_eq!(want.len(), ec2_scheduler_app::sync::AHEAD);
+    assert_eq!(seen(&moto).await, want);
 }
