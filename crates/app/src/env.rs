@@ -198,6 +198,22 @@ impl App {
         }
     }
 
+    /// Takes locks as `owner` instead of this process (`host:pid`): for drivers whose
+    /// every step may run in another process (Lambda functions), so that a step can
+    /// go on with the run the previous step held the lock for. Runs still exclude
+    /// each other: a lock is held for one run id, and a run acts only while the lock
+    /// names it.
+    #[must_use]
+    pub fn with_owner(mut self, owner: impl Into<String>) -> App {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Who takes this environment's locks.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Waits for instances look every `poll` (first and after): for drivers that pay
     /// for each look, such as a state machine whose every tick is a Lambda invocation
     /// and three state transitions. The end of a tier is then seen up to `poll` late.

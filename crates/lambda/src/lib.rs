@@ -46,6 +46,17 @@ pub struct Env {
     pub hold: std::time::Duration,
 }
 
+/// The lock owner of every function of a deployment (`EC2S_OWNER`, which the template
+/// sets to the stack's name): each run step may run in another container than the
+/// one before it, or than the API function that began the run, and must go on with
+/// the run that the lock names.
+pub fn owner_from_env() -> String {
+    std::env::var("EC2S_OWNER")
+        .ok()
+        .filter(|o| !o.trim().is_empty())
+        .unwrap_or_else(|| "ec2-scheduler-serverless".to_string())
+}
+
 /// The tables, from the environment (the template sets them), with the original's
 /// names as defaults.
 pub fn tables_from_env() -> Tables {
@@ -86,7 +97,8 @@ impl Env {
         let app = Arc::new(
             App::open(&opts, CloudSpec::Aws { endpoint_url })
                 .await?
-                .with_poll(POLL),
+                .with_poll(POLL)
+                .with_owner(owner_from_env()),
         );
         let clouds = Arc::new(Clouds::new(&app));
         Ok(Env {

@@ -680,8 +680,12 @@ async fn the_api_function_takes_the_callers_iam_role_and_hands_its_runs_to_the_s
     let input: Value = serde_json::from_str(&started[0].1).unwrap();
     assert_eq!(input["run_id"], run_id.as_str());
     assert_eq!(input["action"], "stop");
-    // The execution, run as the definition says, drives that run to its end.
-    let run = execute(&env, &started[0].0, input, Waits::Short).await;
+    // The execution, run as the definition says, drives that run to its end, in
+    // another environment (another container's): the lock is the deployment's.
+    let worker = env_holding(&moto, std::time::Duration::ZERO).await;
+    assert_eq!(worker.app.owner(), env.app.owner());
+    assert_eq!(worker.app.owner(), ec2_scheduler_lambda::owner_from_env());
+    let run = execute(&worker, &started[0].0, input, Waits::Short).await;
     assert_eq!(
         run.path[..4],
         ["Begun elsewhere?", "Resume", "Resume run", "Run step"]

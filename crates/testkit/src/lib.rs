@@ -462,14 +462,20 @@ pub async fn seed_world(conf: &SdkConfig, per_tier: usize) -> World {
     }
 }
 
-/// Creates an EventBridge Scheduler schedule group.
+/// Creates an EventBridge Scheduler schedule group, unless it exists.
 pub async fn create_schedule_group(conf: &SdkConfig, name: &str) {
-    aws_sdk_scheduler::Client::new(conf)
+    let r = aws_sdk_scheduler::Client::new(conf)
         .create_schedule_group()
         .name(name)
         .send()
-        .await
-        .unwrap();
+        .await;
+    if let Err(e) = r {
+        assert!(
+            e.as_service_error()
+                .is_some_and(|s| s.is_conflict_exception()),
+            "{e:?}"
+        );
+    }
 }
 
 /// One schedule as EventBridge Scheduler holds it.
