@@ -24,6 +24,20 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let function = std::env::var("EC2S_FUNCTION").unwrap_or_default();
+    const FUNCTIONS: [&str; 5] = [
+        "api",
+        "run-step",
+        "event-gate",
+        "event-failed",
+        "schedule-sync",
+    ];
+    if !FUNCTIONS.contains(&function.as_str()) {
+        return Err(format!(
+            "EC2S_FUNCTION is {function:?}: this bootstrap serves {}",
+            FUNCTIONS.join(", ")
+        )
+        .into());
+    }
     let region = std::env::var("AWS_REGION")
         .map_err(|_| "AWS_REGION is not set (Lambda sets it)".to_string())?;
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
@@ -42,13 +56,11 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
-        "event-gate" => {
-            lambda_runtime::run(service_fn(|e: LambdaEvent<GateInput>| {
-                let env = env.clone();
-                async move { Ok::<_, Error>(event_gate(&env, e.payload, chrono::Utc::now()).await?) }
-            }))
-            .await
-        }
+        "event-gate" => lambda_runtime::run(service_fn(|e: LambdaEvent<GateInput>| {
+            let env = env.clone();
+            async move { Ok::<_, Error>(event_gate(&env, e.payload, chrono::Utc::now()).await?) }
+        }))
+        .await,
         "event-failed" => {
             lambda_runtime::run(service_fn(|e: LambdaEvent<FailedInput>| {
                 let env = env.clone();
@@ -63,8 +75,9 @@ async fn main() -> Result<(), Error> {
             let machine = std::env::var("STATE_MACHINE_ARN")
                 .map_err(|_| "the api function needs STATE_MACHINE_ARN".to_string())?;
             let principals = match std::env::var("PRINCIPALS") {
-                Ok(text) if !text.trim().is_empty() => Principals::from_json(&text)
-                    .map_err(|e| format!("PRINCIPALS: {e}"))?,
+                Ok(text) if !text.trim().is_empty() => {
+                    Principals::from_json(&text).map_err(|e| format!("PRINCIPALS: {e}"))?
+                }
                 _ => Principals::default(),
             };
             let executions = Executions::connect(&region, endpoint.clone(), &machine).await;
@@ -85,9 +98,6 @@ async fn main() -> Result<(), Error> {
             }))
             .await
         }
-        other => Err(format!(
-            "EC2S_FUNCTION is {other:?}: this bootstrap serves api, run-step, event-gate, event-failed and schedule-sync"
-        )
-        .into()),
+        other => unreachable!("EC2S_FUNCTION {other:?} was checked above"),
     }
 }
