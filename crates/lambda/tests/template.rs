@@ -68,6 +68,29 @@ fn role_statements(t: &Value, role: &str) -> Vec<serde_json::Value> {
     out
 }
 
+/// Every statement that starts, stops or resizes instances is conditioned on the
+/// workload tag key and limited to instances.
+fn acts_only_on_tagged_instances(st: &[serde_json::Value]) {
+    for action in [
+        "ec2:StartInstances",
+        "ec2:StopInstances",
+        "ec2:ModifyInstanceAttribute",
+    ] {
+        let granting = with_action(st, action);
+        assert!(!granting.is_empty(), "{action} is not granted");
+        for s in granting {
+            assert_eq!(
+                s["Condition"]["Null"]["aws:ResourceTag/${WorkloadTagKey}"], "false",
+                "{action}: {s}"
+            );
+            assert!(
+                s["Resource"].as_str().unwrap().ends_with(":instance/*"),
+                "{s}"
+            );
+        }
+    }
+}
+
 fn granted(statements: &[serde_json::Value]) -> BTreeSet<String> {
     statements.iter().flat_map(actions).collect()
 }
@@ -103,22 +126,7 @@ fn the_functions_are_granted_exactly_the_actions_the_code_calls_each_where_it_sh
         assert_eq!(s["Effect"], "Allow");
     }
     // Start, stop and resize only instances with the workload tag key.
-    for action in [
-        "ec2:StartInstances",
-        "ec2:StopInstances",
-        "ec2:ModifyInstanceAttribute",
-    ] {
-        for s in with_action(&st, action) {
-            assert_eq!(
-                s["Condition"]["Null"]["aws:ResourceTag/${WorkloadTagKey}"], "false",
-                "{action}: {s}"
-            );
-            assert!(
-                s["Resource"].as_str().unwrap().ends_with(":instance/*"),
-                "{s}"
-            );
-        }
-    }
+    acts_only_on_tagged_instances(&st);
     for s in with_action(&st, "kms:CreateGrant") {
         assert_eq!(
             s["Condition"]["Bool"]["kms:GrantIsForAWSResource"], "true",
@@ -168,18 +176,7 @@ fn the_role_in_other_accounts_acts_only_on_tagged_instances_and_trusts_only_the_
         })
         .collect();
     assert_eq!(granted(&st), expected);
-    for action in [
-        "ec2:StartInstances",
-        "ec2:StopInstances",
-        "ec2:ModifyInstanceAttribute",
-    ] {
-        for s in with_action(&st, action) {
-            assert_eq!(
-                s["Condition"]["Null"]["aws:ResourceTag/${WorkloadTagKey}"],
-                "false"
-            );
-        }
-    }
+    acts_only_on_tagged_instances(&st);
     let trust = serde_json::to_value(
         &t["Resources"]["Role"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
             ["Condition"]["StringEquals"],
