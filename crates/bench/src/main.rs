@@ -736,27 +736,12 @@ fn api_bench(n: usize) {
     let server = bench_server(n, "api", false);
     let (oha, addr, token) = (&server.oha, &server.addr, &server.token);
     let load = |path: &str, seconds: u32| -> serde_json::Value {
-        let o = std::process::Command::new(oha)
-            .args([
-                "-c",
-                "64",
-                "-z",
-                &format!("{seconds}s"),
-                "--no-tui",
-                "--output-format",
-                "json",
-                "-H",
-            ])
-            .arg(format!("Authorization: Bearer {token}"))
-            .arg(format!("http://{addr}{path}"))
-            .output()
-            .expect("oha runs");
-        assert!(
-            o.status.success(),
-            "oha: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        serde_json::from_slice(&o.stdout).expect("oha's JSON")
+        run_oha(
+            oha,
+            &["-c", "64", "-z", &format!("{seconds}s")],
+            &format!("Authorization: Bearer {token}"),
+            &format!("http://{addr}{path}"),
+        )
     };
     let report = |what: &str, v: &serde_json::Value| {
         let ms = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
@@ -787,6 +772,22 @@ fn api_bench(n: usize) {
     println!(
         "api {n}: a stop of 3,000 instances took {idle:.1} virtual s idle, {loaded:.1} under load"
     );
+}
+
+/// oha's JSON report of `load` (connections, count or duration, rate) on `url`, with
+/// one request `header`.
+fn run_oha(oha: &str, load: &[&str], header: &str, url: &str) -> serde_json::Value {
+    let o = std::process::Command::new(oha)
+        .args(load)
+        .args(["--no-tui", "--output-format", "json", "-H", header, url])
+        .output()
+        .expect("oha runs");
+    assert!(
+        o.status.success(),
+        "oha: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("oha's JSON")
 }
 
 /// Signs in to the dashboard with `token`; the session's `Cookie` header value.
@@ -853,20 +854,13 @@ fn dashboard_bench(n: usize) {
         } else {
             &["-n", "40"]
         };
-        let o = std::process::Command::new(oha)
-            .args(["-c", "1"])
-            .args(pace)
-            .args(["--no-tui", "--output-format", "json", "-H"])
-            .arg(format!("Cookie: {cookie}"))
-            .arg(format!("http://{addr}{path}"))
-            .output()
-            .expect("oha runs");
-        assert!(
-            o.status.success(),
-            "oha: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let load: Vec<&str> = ["-c", "1"].iter().chain(pace).copied().collect();
+        let v = run_oha(
+            oha,
+            &load,
+            &format!("Cookie: {cookie}"),
+            &format!("http://{addr}{path}"),
         );
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("oha's JSON");
         let ms = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
         let codes = &v["statusCodeDistribution"];
         println!(

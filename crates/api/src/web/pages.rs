@@ -430,35 +430,22 @@ async fn workload_body(state: &State, who: &Caller, name: &str) -> Result<Markup
 
 /// The days a period's filter matches, as text.
 fn days(d: &ec2_scheduler_core::calendar::DayFilter) -> String {
+    fn list<T: ToString>(items: &[T]) -> String {
+        items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
     let mut parts: Vec<String> = Vec::new();
     if !d.weekdays.is_empty() {
-        parts.push(
-            d.weekdays
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        parts.push(list(&d.weekdays));
     }
     if !d.monthdays.is_empty() {
-        parts.push(format!(
-            "days {}",
-            d.monthdays
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        parts.push(format!("days {}", list(&d.monthdays)));
     }
     if !d.months.is_empty() {
-        parts.push(format!(
-            "months {}",
-            d.months
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        parts.push(format!("months {}", list(&d.months)));
     }
     if parts.is_empty() {
         "every day".into()
