@@ -168,6 +168,29 @@ pub struct App {
     pub(crate) requests: Arc<CallCounter>,
     /// How often a wait for instances looks, when not the engine's default.
     pub(crate) poll: Option<Duration>,
+    /// How long a confirmation that a run holds its lock lets it call the cloud
+    /// (`Settings::act_window`), and how long a cancel waits after releasing the lock
+    /// before it answers: longer, so that no call of a cancelled run is made after
+    /// the answer.
+    pub(crate) fence: Fence,
+}
+
+/// The act window of runs and the settle time of cancels: see [`App::with_fence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub act_window: Duration,
+    pub cancel_settle: Duration,
+}
+
+impl Default for Fence {
+    /// A run's calls follow a confirmation within 1 s; a cancel answers 3 s after it
+    /// released the lock (2 s for a call on its way, and clocks of other hosts).
+    fn default() -> Self {
+        Fence {
+            act_window: Duration::from_secs(1),
+            cancel_settle: Duration::from_secs(3),
+        }
+    }
 }
 
 impl App {
@@ -195,7 +218,20 @@ impl App {
             owner,
             requests,
             poll: None,
+            fence: Fence::default(),
         }
+    }
+
+    /// This environment with another act window and cancel settle time (the settle
+    /// time is raised to at least the window): every process that drives or cancels
+    /// runs of one store should use the same.
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> App {
+        self.fence = Fence {
+            act_window: fence.act_window,
+            cancel_settle: fence.cancel_settle.max(fence.act_window),
+        };
+        self
     }
 
     /// Takes locks as `owner` instead of this process (`host:pid`): for drivers whose
@@ -347,11 +383,23 @@ pub(crate) fn new_run_id() -> String {
     new_id("run", Utc::now())
 }
 
-/// A new id: `prefix`, the time and this process, unique enough for one store.
+/// A new id: `prefix`, the time and this process, unique enough for one store; ids
+/// made in the same millisecond by this process get `-2`, `-3`, ... after the first.
 pub(crate) fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
-    format!(
+    type Last = std::collections::BTreeMap<String, (String, u32)>;
+    static LAST: std::sync::Mutex<Last> = std::sync::Mutex::new(Last::new());
+    let base = format!(
         "{prefix}-{}-{:05}",
         now.format("%Y%m%dT%H%M%S%.3f"),
         std::process::id() % 100_000
-    )
+    );
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let last = last.entry(prefix.to_string()).or_default();
+    if last.0 == base {
+        last.1 += 1;
+        format!("{base}-{}", last.1)
+    } else {
+        *last = (base.clone(), 1);
+        base
+    }
 }

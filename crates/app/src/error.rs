@@ -93,7 +93,10 @@ impl Error {
             | Error::TooLarge { .. }
             | Error::NotUtf8 { .. } => Kind::Invalid,
             Error::NotFound(_) => Kind::NotFound,
-            Error::Busy(_) | Error::Conflict(_) | Error::LockLost(_) => Kind::Conflict,
+            Error::Busy(_)
+            | Error::Conflict(_)
+            | Error::LockLost(_)
+            | Error::Store(StoreError::Conflict(_)) => Kind::Conflict,
             Error::Forbidden(_) => Kind::Forbidden,
             Error::Upstream(_) => Kind::Upstream,
             Error::Store(StoreError::Invalid(_)) => Kind::Invalid,

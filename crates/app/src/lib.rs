@@ -41,6 +41,6 @@ pub mod sync;
 pub mod workloads;
 
 pub use ec2_scheduler_engine::Begin;
-pub use env::{App, Cloud, CloudSpec, Speed, Store, StoreOpts};
+pub use env::{App, Cloud, CloudSpec, Fence, Speed, Store, StoreOpts};
 pub use error::{Error, Kind, Result};
 pub use runs::{Next, Outcome, Quiet, Watch};

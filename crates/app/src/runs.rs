@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Workload;
 use ec2_scheduler_core::plan::Plan;
-use ec2_scheduler_engine::ports::RunSummaryRow;
+use ec2_scheduler_engine::ports::{RunSummaryRow, StoreError};
 use ec2_scheduler_engine::run::RunEvent;
 use ec2_scheduler_engine::{Begin, EngineError, Executor, Run, RunRequest, RunStatus, Tick};
 use sha2::{Digest, Sha256};
@@ -53,6 +53,9 @@ pub enum Keyed {
 
 /// The longest idempotency key taken.
 pub const KEY_MAX: usize = 255;
+
+/// How many times a change of a stored run is tried against concurrent writers.
+pub const UPDATE_TRIES: usize = 20;
 
 /// The run id an idempotency `key` names on `workload`: `run-k` and 24 hex digits of
 /// a SHA-256 of both, so that the same key always names the same run and different
@@ -109,6 +112,7 @@ impl App {
     ) -> Executor<'a> {
         let store = run_store(&*self.store, cloud, slot);
         let mut settings = cloud.settings(&self.owner);
+        settings.act_window = self.fence.act_window;
         if let Some(poll) = self.poll {
             settings.poll = poll;
             settings.fast_poll = poll;
@@ -198,8 +202,10 @@ impl App {
         let mut slot = None;
         let mut exec = self.executor(cloud, workload, &mut slot);
         let begun = match self.begin_as(&mut exec, req, None, &id, &mut Quiet).await {
-            // The same request, arrived twice at once: the first one holds the lock.
+            // The same request, arrived twice at once: the first one holds the lock,
+            // or saved the run first.
             Err(Error::Busy(lock)) if lock.run_id == id => return Ok(Keyed::Repeated(id)),
+            Err(Error::Store(StoreError::Conflict(_))) => return Ok(Keyed::Repeated(id)),
             other => other?,
         };
         cloud.save()?;
@@ -239,7 +245,9 @@ impl App {
                         "note: taking over the lock of {} from {} (that process is gone)",
                         lock.workload, lock.owner
                     ));
-                    self.store.release(&lock.workload, &lock.owner).await?;
+                    self.store
+                        .release(&lock.workload, &lock.owner, Some(&lock.run_id))
+                        .await?;
                     took_over = true;
                 }
                 other => return Ok(other?),
@@ -271,33 +279,44 @@ impl App {
         })
     }
 
-    /// Cancels an unfinished run: it is recorded as cancelled and the workload's lock
-    /// is released, so the process driving it stops at its next tick (its lease is
-    /// gone) and the workload is free for another run. What the run already did is
-    /// not undone.
+    /// Cancels an unfinished run. The run is recorded as cancelled with
+    /// compare-and-set (a driver saving at the same moment loses, re-reads, finds it
+    /// cancelled and stops without another call), the workload's lock is released,
+    /// and the answer waits out the act window ([`App::with_fence`]): once this
+    /// returns, no EC2, load-balancer or SSM call of the run is made, and the
+    /// workload is free for another run. What the run already did is not undone.
     ///
     /// # Errors
-    /// No such run, or a run that is already finished.
+    /// No such run, or a run that is already finished (also when it finished while
+    /// the cancel was being written).
     pub async fn cancel(&self, run_id: &str) -> Result<Run> {
-        let mut run = self.run_record(run_id).await?;
-        if run.status.is_finished() {
-            return Err(Error::Conflict(format!(
-                "run {run_id} is already finished: {}",
-                run.status.as_str()
-            )));
-        }
-        let now = Utc::now();
-        run.status = RunStatus::Cancelled;
-        run.finished = Some(now);
-        run.record(
-            now,
-            None,
-            RunEvent::Cancelled {
-                by: self.owner.clone(),
-            },
-        );
-        self.store.save_run(&run).await?;
-        self.store.release(&run.workload, &run.owner).await?;
+        let run = self
+            .update_run(run_id, |run| {
+                if run.status.is_finished() {
+                    return Err(Error::Conflict(format!(
+                        "run {run_id} is already finished: {}",
+                        run.status.as_str()
+                    )));
+                }
+                let now = Utc::now();
+                run.status = RunStatus::Cancelled;
+                run.finished = Some(now);
+                run.record(
+                    now,
+                    None,
+                    RunEvent::Cancelled {
+                        by: self.owner.clone(),
+                    },
+                );
+                Ok(())
+            })
+            .await?;
+        self.store
+            .release(&run.workload, &run.owner, Some(&run.id))
+            .await?;
+        // A driver that confirmed its lock just before the release may still call
+        // within its act window; answer after it.
+        tokio::time::sleep(self.fence.cancel_settle).await;
         Ok(run)
     }
 
@@ -306,10 +325,31 @@ impl App {
     /// # Errors
     /// No such run; the store's errors.
     pub async fn attribute_run(&self, run_id: &str, by: &str) -> Result<Run> {
-        let mut run = self.run_record(run_id).await?;
-        run.requested_by = Some(by.to_string());
-        self.store.save_run(&run).await?;
-        Ok(run)
+        self.update_run(run_id, |run| {
+            run.requested_by = Some(by.to_string());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads the run, changes it with `change` and saves it with compare-and-set,
+    /// reading again and retrying while another writer saves in between (up to
+    /// [`UPDATE_TRIES`] times).
+    async fn update_run(
+        &self,
+        run_id: &str,
+        mut change: impl FnMut(&mut Run) -> Result<()>,
+    ) -> Result<Run> {
+        let mut tries = 0;
+        loop {
+            let mut run = self.run_record(run_id).await?;
+            change(&mut run)?;
+            match self.store.save_run(&mut run).await {
+                Ok(()) => return Ok(run),
+                Err(StoreError::Conflict(_)) if tries + 1 < UPDATE_TRIES => tries += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The unfinished run of `workload`, if any.

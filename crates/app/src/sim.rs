@@ -261,11 +261,14 @@ impl RunStore for Checkpointed<'_> {
     async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
         self.inner.renew(lock).await
     }
-    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
-        self.flush()?;
-        self.inner.release(workload, owner).await
+    async fn holds(&self, lock: &Lock) -> StoreResult<bool> {
+        self.inner.holds(lock).await
     }
-    async fn save_run(&self, run: &Run) -> StoreResult<()> {
+    async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
+        self.flush()?;
+        self.inner.release(workload, owner, run_id).await
+    }
+    async fn save_run(&self, run: &mut Run) -> StoreResult<()> {
         self.flush()?;
         self.inner.save_run(run).await
     }

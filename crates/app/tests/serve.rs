@@ -76,10 +76,10 @@ impl RunStore for Flaky {
     async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
         self.inner.renew(lock).await
     }
-    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
-        self.inner.release(workload, owner).await
+    async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
+        self.inner.release(workload, owner, run_id).await
     }
-    async fn save_run(&self, run: &Run) -> StoreResult<()> {
+    async fn save_run(&self, run: &mut Run) -> StoreResult<()> {
         self.inner.save_run(run).await
     }
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | workload lock | `LOCK#<workload>` | `LOCK` |
 //! | run (version, part count and first part of its JSON) | `RUN#<id>` | `RUN` |
-//! | further parts of a large run | `RUN#<id>` | `PART#<version>#<n>` |
+//! | further parts of a large run | `RUN#<id>` | `PART#<version>#<digest>#<n>` |
 //! | run index entry | `RUNS#<workload>` | `<started>#<id>` |
 //! | exemption | `EXEMPT` | `<instance>#<until or "-">` |
 //! | parked registrations (up to 1,000) | `PARKED#<workload>` | `SET#<digest of them>` |
@@ -25,11 +25,14 @@
 //! processes can never both hold it; an event is claimed the same way, so two
 //! `serve` processes never fire one event twice.
 //!
-//! A run survives a crash at any point of a save. Its further parts (for runs over
-//! 300 KB) are written first under the new version's keys, then the `RUN` item that
-//! names that version, with a condition that the stored version is still the one
-//! this process last read or wrote; only then are the old version's parts deleted. A
-//! reader follows the `RUN` item, so it sees the old run or the new one, never a mix.
+//! A run survives a crash at any point of a save, and is saved with compare-and-set.
+//! Its further parts (for runs over 300 KB) are written first under the new
+//! version's keys (with a digest of the JSON, so two writers saving from one version
+//! never write over each other's parts), then the `RUN` item that names that version
+//! and digest, with a condition that the stored version is still the one the run was
+//! read at (`Run::version`); only then are the old version's parts deleted. A reader
+//! follows the `RUN` item, so it sees the old run or the new one, never a mix; the
+//! writer whose condition failed wrote nothing any reader follows.
 //! The index entry is written after the `RUN` item, and only when the run's status
 //! changes; an index entry left at `running` by a crash is corrected by the next
 //! look for the workload's unfinished run. Most saves are therefore one write.
@@ -107,8 +110,25 @@ struct Saved {
     index: Option<(String, Option<String>)>,
 }
 
+/// The key of part `n` of a run's version, written before versions had digests.
 fn part_key(version: u64, n: usize) -> String {
     format!("PART#{version:010}#{n:04}")
+}
+
+/// The key of part `n` of a run's version whose JSON has the digest `digest`: two
+/// writers that saved from the same version (one of which the condition on the `RUN`
+/// item will refuse) never write over each other's parts, unless they are the same.
+fn digest_part_key(version: u64, digest: &str, n: usize) -> String {
+    format!("PART#{version:010}#{digest}#{n:04}")
+}
+
+/// The first 16 bytes of the SHA-256 of `body`, in hex.
+fn digest_of(body: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn backend(action: &str, e: impl std::fmt::Display) -> StoreError {
@@ -268,14 +288,13 @@ impl DynamoStore {
         };
         saved.version = n(head, "version").unwrap_or(0).max(0) as u64;
         let count = n(head, "parts").unwrap_or(1).max(1) as usize;
+        let digest = s(head, "digest");
         let wanted: Vec<String> = (1..count)
-            .map(|i| {
-                if saved.version == 0 {
-                    // Written before versions.
-                    format!("PART#{i:04}")
-                } else {
-                    part_key(saved.version, i)
-                }
+            .map(|i| match &digest {
+                Some(d) => digest_part_key(saved.version, d, i),
+                // Written before versions.
+                None if saved.version == 0 => format!("PART#{i:04}"),
+                None => part_key(saved.version, i),
             })
             .collect();
         let mut body = s(head, "body").unwrap_or_default();
@@ -293,7 +312,8 @@ impl DynamoStore {
             .into_keys()
             .filter(|k| k.starts_with("PART#"))
             .collect();
-        let run: Run = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+        let mut run: Run = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+        run.version = saved.version;
         saved.index = Some(index_of(&run));
         Ok((Some(run), saved))
     }
@@ -966,17 +986,21 @@ impl RunStore for DynamoStore {
         }))
     }
 
-    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
-        let r = self
+    async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
+        let delete = self
             .client
             .delete_item()
             .table_name(&self.tables.state)
             .set_key(Some(key(&format!("LOCK#{workload}"), "LOCK")))
-            .condition_expression("#o = :owner")
             .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
-            .send()
-            .await;
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()));
+        let delete = match run_id {
+            Some(r) => delete
+                .condition_expression("#o = :owner AND run_id = :r")
+                .expression_attribute_values(":r", AttributeValue::S(r.into())),
+            None => delete.condition_expression("#o = :owner"),
+        };
+        let r = delete.send().await;
         match r {
             Ok(_) => Ok(()),
             Err(e)
@@ -989,8 +1013,8 @@ impl RunStore for DynamoStore {
         }
     }
 
-    async fn save_run(&self, run: &Run) -> StoreResult<()> {
-        let body = serde_json::to_string(run).map_err(|e| StoreError::Backend(e.to_string()))?;
+    async fn save_run(&self, run: &mut Run) -> StoreResult<()> {
+        let body = serde_json::to_string(&*run).map_err(|e| StoreError::Backend(e.to_string()))?;
         let chunks: Vec<&str> = {
             let mut v = Vec::new();
             let mut rest = body.as_str();
@@ -1005,17 +1029,22 @@ impl RunStore for DynamoStore {
             v.push(rest);
             v
         };
+        // The parts this store knows of the version the run was read at; read again
+        // when it knows another (the run was read or saved by another writer of this
+        // process). The condition is the run's own version either way.
         let before = match self.saved(&run.id) {
-            Some(s) => s,
-            // Not read or written by this store yet: a new run, or one another
-            // process saved (its version decides the condition).
-            None => self.read_run(&run.id).await?.1,
+            Some(s) if s.version == run.version => s,
+            _ => Saved {
+                version: run.version,
+                ..self.read_run(&run.id).await?.1
+            },
         };
         let version = before.version + 1;
         let pk = format!("RUN#{}", run.id);
+        let digest = digest_of(&body);
         let mut parts = BTreeSet::new();
         for (i, part) in chunks.iter().enumerate().skip(1) {
-            let sk = part_key(version, i);
+            let sk = digest_part_key(version, &digest, i);
             let mut item = key(&pk, &sk);
             item.insert("body".into(), AttributeValue::S(part.to_string()));
             self.put_state(item).await?;
@@ -1025,6 +1054,7 @@ impl RunStore for DynamoStore {
         item.insert("body".into(), AttributeValue::S(chunks[0].to_string()));
         item.insert("parts".into(), AttributeValue::N(chunks.len().to_string()));
         item.insert("version".into(), AttributeValue::N(version.to_string()));
+        item.insert("digest".into(), AttributeValue::S(digest));
         let put = self
             .client
             .put_item()
@@ -1049,15 +1079,13 @@ impl RunStore for DynamoStore {
             {
                 // Read again, so that a later save of what is stored now can go.
                 self.saved.lock().expect("not poisoned").remove(&run.id);
-                return Err(StoreError::Backend(format!(
-                    "run {} was saved by another process since this one last read it (version {}); not overwritten",
-                    run.id, before.version
-                )));
+                return Err(StoreError::run_conflict(&run.id, before.version));
             }
             Err(e) => return Err(backend("PutItem", err_text(&e))),
         }
         // The run is saved. The index entry follows when the status changed, then the
         // parts no version points to any more go.
+        run.version = version;
         let index = index_of(run);
         if before.index.as_ref() != Some(&index) {
             self.put_index(run).await?;

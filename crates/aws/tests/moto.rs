@@ -13,7 +13,7 @@ use ec2_scheduler_core::model::{Name, Os};
 use ec2_scheduler_core::{Exemption, InstanceState};
 use ec2_scheduler_engine::ports::{
     Compute, ConfigStore, LbTarget, LoadBalancing, Lock, LockOutcome, MemberFilter, Notification,
-    Notifier, OverrideProbe, ProbeResult, RunStore, StatusCheck,
+    Notifier, OverrideProbe, ProbeResult, RunStore, StatusCheck, StoreError,
 };
 use ec2_scheduler_testkit::*;
 
@@ -404,7 +404,7 @@ async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations(
             .unwrap(),
         LockOutcome::Acquired
     );
-    store.release("W", "b").await.unwrap();
+    store.release("W", "b", None).await.unwrap();
     assert_eq!(
         store.acquire(&lock("c", 60), now).await.unwrap(),
         LockOutcome::Acquired
@@ -485,8 +485,8 @@ async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations(
 
     // A run survives an interrupted save: parts of a newer version that no `RUN`
     // item names yet are left out of the run read, and go at the next save.
-    let run = ec2_scheduler_engine::contract::sample_run("run-y", "W", 3);
-    store.save_run(&run).await.unwrap();
+    let mut run = ec2_scheduler_engine::contract::sample_run("run-y", "W", 3);
+    store.save_run(&mut run).await.unwrap();
     ddb.put_item()
         .table_name("Ec2SchedulerState")
         .item("pk", AttributeValue::S(format!("RUN#{}", run.id)))
@@ -497,7 +497,8 @@ async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations(
         .unwrap();
     let fresh = DynamoStore::new(&conf, Tables::default());
     assert_eq!(fresh.load_run(&run.id).await.unwrap().as_ref(), Some(&run));
-    fresh.save_run(&run).await.unwrap();
+    let mut again = run.clone();
+    fresh.save_run(&mut again).await.unwrap();
     let items = ddb
         .query()
         .table_name("Ec2SchedulerState")
@@ -508,12 +509,27 @@ async fn the_dynamodb_state_table_holds_locks_runs_exemptions_and_registrations(
         .unwrap();
     assert_eq!(items.count(), 1, "{items:?}");
     // A process that saves from an older read does not overwrite a newer save.
-    let mut changed = run.clone();
+    let mut changed = again.clone();
     changed.retried = 42;
-    fresh.save_run(&changed).await.unwrap();
-    let e = store.save_run(&run).await.unwrap_err().to_string();
-    assert!(e.contains("was saved by another process"), "{e}");
-    assert_eq!(store.load_run(&run.id).await.unwrap(), Some(changed));
+    fresh.save_run(&mut changed).await.unwrap();
+    let e = store.save_run(&mut run).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert!(e.to_string().contains("was saved by another writer"), "{e}");
+    assert_eq!(
+        store.load_run(&run.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    // Two large saves from one version: the loser's parts do not spoil the winner's.
+    let mut big = ec2_scheduler_engine::contract::sample_run("run-y", "W", 9_000);
+    big.version = changed.version;
+    let mut other = ec2_scheduler_engine::contract::sample_run("run-y", "W", 12_000);
+    other.version = changed.version;
+    fresh.save_run(&mut big).await.unwrap();
+    assert!(matches!(
+        store.save_run(&mut other).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.load_run(&run.id).await.unwrap(), Some(big));
 }
 
 #[test]

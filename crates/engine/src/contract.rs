@@ -11,7 +11,7 @@ use ec2_scheduler_core::plan::Plan;
 
 use crate::pace::Jitter;
 use crate::ports::{
-    AccessStore, EventOutcome, EventRecord, Lock, LockOutcome, RunStore, ScheduleStore,
+    AccessStore, EventOutcome, EventRecord, Lock, LockOutcome, RunStore, ScheduleStore, StoreError,
 };
 use crate::run::{Run, RunEvent, RunStatus};
 
@@ -169,9 +169,12 @@ pub async fn run_store(store: &dyn RunStore) {
         LockOutcome::Held(l) => assert_eq!((l.owner.as_str(), l.run_id.as_str()), ("a", "run-1")),
         other => panic!("{other:?}"),
     }
+    // A release that names another run of the owner leaves the lock alone.
+    store.release("W", "a", Some("run-9")).await.unwrap();
+    assert!(store.holds(&lock("a", "run-1", 120)).await.unwrap());
     // Released (a cancel): the run no longer holds it, even when its owner takes the
     // workload again for another run.
-    store.release("W", "a").await.unwrap();
+    store.release("W", "a", Some("run-1")).await.unwrap();
     assert!(!store.holds(&lock("a", "run-1", 120)).await.unwrap());
     assert!(!store.renew(&lock("a", "run-1", 120)).await.unwrap());
     assert_eq!(
@@ -180,26 +183,59 @@ pub async fn run_store(store: &dyn RunStore) {
     );
     assert!(!store.renew(&lock("a", "run-1", 120)).await.unwrap());
     assert!(store.holds(&lock("a", "run-2", 60)).await.unwrap());
-    store.release("W", "a").await.unwrap();
+    store.release("W", "a", None).await.unwrap();
+    assert!(!store.holds(&lock("a", "run-2", 60)).await.unwrap());
 
     assert_eq!(store.load_run("run-x").await.unwrap(), None);
     assert_eq!(store.unfinished_run("W").await.unwrap(), None);
     // Small, then large (several items where items are small), then small again.
     let mut run = sample_run("run-x", "W", 3);
-    store.save_run(&run).await.unwrap();
+    store.save_run(&mut run).await.unwrap();
+    assert_eq!(run.version, 1);
     assert_eq!(store.load_run("run-x").await.unwrap().as_ref(), Some(&run));
     assert_eq!(
         store.unfinished_run("W").await.unwrap().as_ref(),
         Some(&run)
     );
+    // A second new run of the same id is not written over the first.
+    let mut twin = sample_run("run-x", "W", 1);
+    assert!(matches!(
+        store.save_run(&mut twin).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(twin.version, 0);
     for entries in [12_000, 9_000, 3] {
+        let version = run.version;
         run = sample_run("run-x", "W", entries);
-        store.save_run(&run).await.unwrap();
+        run.version = version;
+        store.save_run(&mut run).await.unwrap();
+        assert_eq!(run.version, version + 1);
         assert_eq!(store.load_run("run-x").await.unwrap().as_ref(), Some(&run));
     }
+    // Compare-and-set: of two writers that read the same version, the first save
+    // wins and the second writes nothing, whatever its size.
+    let mut cancel = store.load_run("run-x").await.unwrap().expect("saved");
+    let mut driver = sample_run("run-x", "W", 12_000);
+    driver.version = cancel.version;
+    cancel.status = RunStatus::Cancelled;
+    cancel.finished = Some(now + TimeDelta::minutes(1));
+    store.save_run(&mut cancel).await.unwrap();
+    let read = driver.version;
+    match store.save_run(&mut driver).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("run-x"), "{m}"),
+        other => panic!("a stale save was not refused: {other:?}"),
+    }
+    assert_eq!(driver.version, read);
+    assert_eq!(
+        store.load_run("run-x").await.unwrap().as_ref(),
+        Some(&cancel)
+    );
+    assert_eq!(store.unfinished_run("W").await.unwrap(), None);
+    // The loser reads again and can save from there.
+    run = store.load_run("run-x").await.unwrap().expect("saved");
     run.status = RunStatus::Succeeded;
     run.finished = Some(now + TimeDelta::minutes(3));
-    store.save_run(&run).await.unwrap();
+    store.save_run(&mut run).await.unwrap();
     assert_eq!(store.load_run("run-x").await.unwrap().as_ref(), Some(&run));
     assert_eq!(store.unfinished_run("W").await.unwrap(), None);
     let rows = store.list_runs(Some("W")).await.unwrap();

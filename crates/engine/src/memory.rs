@@ -84,18 +84,28 @@ impl RunStore for MemoryStore {
         }))
     }
 
-    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
+    async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.with(|i| {
-            if i.locks.get(workload).is_some_and(|l| l.owner == owner) {
+            if i.locks
+                .get(workload)
+                .is_some_and(|l| l.owner == owner && run_id.is_none_or(|r| l.run_id == r))
+            {
                 i.locks.remove(workload);
             }
         });
         Ok(())
     }
 
-    async fn save_run(&self, run: &Run) -> StoreResult<()> {
-        self.with(|i| i.runs.insert(run.id.clone(), run.clone()));
-        Ok(())
+    async fn save_run(&self, run: &mut Run) -> StoreResult<()> {
+        self.with(|i| {
+            let stored = i.runs.get(&run.id).map_or(0, |r| r.version);
+            if stored != run.version {
+                return Err(StoreError::run_conflict(&run.id, run.version));
+            }
+            run.version = stored + 1;
+            i.runs.insert(run.id.clone(), run.clone());
+            Ok(())
+        })
     }
 
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {

@@ -270,6 +270,19 @@ pub enum StoreError {
     /// A record was refused before it was written: it could not be read back.
     #[error("{0}")]
     Invalid(String),
+    /// A compare-and-set write found the record changed since it was read: another
+    /// writer got there first, and nothing was written.
+    #[error("store: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// The conflict of a run saved from version `read` after another writer saved it.
+    pub fn run_conflict(id: &str, read: u64) -> StoreError {
+        StoreError::Conflict(format!(
+            "run {id} was saved by another writer since it was read (version {read}); not overwritten"
+        ))
+    }
 }
 
 /// An exemption as a store holds it: the instance id, the expiry as RFC 3339 text
@@ -380,10 +393,14 @@ pub trait RunStore: Send + Sync {
     async fn holds(&self, lock: &Lock) -> StoreResult<bool> {
         self.renew(lock).await
     }
-    /// Frees a lock this owner holds.
-    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()>;
-    /// Saves a run (a checkpoint).
-    async fn save_run(&self, run: &Run) -> StoreResult<()>;
+    /// Frees a lock this owner holds (for the run `run_id` only, when given: a lock
+    /// the owner took again for another run stays).
+    async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()>;
+    /// Saves a run (a checkpoint) with compare-and-set: the write succeeds only while
+    /// the stored record is still at `run.version` (0: there is none, or one stored
+    /// before versions), and then sets `run.version` to the version written. Otherwise
+    /// it writes nothing and answers [`StoreError::Conflict`]: the caller re-reads.
+    async fn save_run(&self, run: &mut Run) -> StoreResult<()>;
     /// Records a run that succeeded as the workload's last action, where the store
     /// keeps one for other readers (the original tool's `WorkloadState` table); most
     /// keep nothing more than the run itself.

@@ -299,6 +299,11 @@ pub struct Run {
     /// (while earlier tiers started, waited and paused), and when they were done.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resized_ahead: BTreeMap<String, DateTime<Utc>>,
+    /// The version of the stored record this value was read from or last saved as
+    /// (0: never saved). The store keeps it beside the run; a save names it and fails
+    /// with [`crate::ports::StoreError::Conflict`] when another writer saved since.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 impl Run {
@@ -338,6 +343,7 @@ impl Run {
             requested_by: None,
             pacing: BTreeMap::new(),
             aborted: false,
+            version: 0,
             resized_ahead: BTreeMap::new(),
         }
     }

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,
     started TEXT NOT NULL,
     finished TEXT,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, started);
 CREATE TABLE IF NOT EXISTS locks (
@@ -115,18 +116,24 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        // Stores made before exemptions recorded who asked gain the column.
-        let has_by: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('exemptions') WHERE name = 'created_by'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(backend)?
-            > 0;
-        if !has_by {
-            conn.execute_batch("ALTER TABLE exemptions ADD COLUMN created_by TEXT")
-                .map_err(backend)?;
+        // Stores made before exemptions recorded who asked, or before runs had
+        // versions, gain the column.
+        for (table, column, ty) in [
+            ("exemptions", "created_by", "TEXT"),
+            ("runs", "version", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let has: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![table, column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(backend)?
+                > 0;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                    .map_err(backend)?;
+            }
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -139,11 +146,13 @@ impl SqliteStore {
     }
 }
 
-fn decode_run(id: &str, body: &str) -> StoreResult<Run> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+fn decode_run(id: &str, body: &str, version: i64) -> StoreResult<Run> {
+    let mut run: Run = serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
         key: format!("run {id}"),
         message: e.to_string(),
-    })
+    })?;
+    run.version = u64::try_from(version).unwrap_or(0);
+    Ok(run)
 }
 
 #[async_trait]
@@ -206,24 +215,29 @@ impl RunStore for SqliteStore {
         })
     }
 
-    async fn release(&self, workload: &str, owner: &str) -> StoreResult<()> {
+    async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.with(|c| {
             c.execute(
-                "DELETE FROM locks WHERE workload = ?1 AND owner = ?2",
-                params![workload, owner],
+                "DELETE FROM locks WHERE workload = ?1 AND owner = ?2 AND (?3 IS NULL OR run_id = ?3)",
+                params![workload, owner, run_id],
             )
             .map_err(backend)?;
             Ok(())
         })
     }
 
-    async fn save_run(&self, run: &Run) -> StoreResult<()> {
-        let body = serde_json::to_string(run).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.with(|c| {
+    async fn save_run(&self, run: &mut Run) -> StoreResult<()> {
+        let body = serde_json::to_string(&*run).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let read = run.version;
+        let written = self.with(|c| {
+            // One statement: whoever else shares the file (another process) sees the
+            // old row or the new one, and a row saved since `read` is left alone.
             c.execute(
-                "INSERT INTO runs (id, workload, action, status, started, finished, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET status = ?4, finished = ?6, body = ?7",
+                "INSERT INTO runs (id, workload, action, status, started, finished, body, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + 1)
+                 ON CONFLICT (id) DO UPDATE SET status = ?4, finished = ?6, body = ?7,
+                     version = ?8 + 1
+                 WHERE runs.version = ?8",
                 params![
                     run.id,
                     run.workload,
@@ -231,38 +245,45 @@ impl RunStore for SqliteStore {
                     run.status.as_str(),
                     run.started.to_rfc3339(),
                     run.finished.map(|f| f.to_rfc3339()),
-                    body
+                    body,
+                    i64::try_from(read).map_err(|e| StoreError::Backend(e.to_string()))?
                 ],
             )
-            .map_err(backend)?;
-            Ok(())
-        })
+            .map_err(backend)
+        })?;
+        if written != 1 {
+            return Err(StoreError::run_conflict(&run.id, read));
+        }
+        run.version = read + 1;
+        Ok(())
     }
 
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
         self.with(|c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM runs WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
+            let row: Option<(String, i64)> = c
+                .query_row(
+                    "SELECT body, version FROM runs WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()
                 .map_err(backend)?;
-            body.map(|b| decode_run(id, &b)).transpose()
+            row.map(|(b, v)| decode_run(id, &b, v)).transpose()
         })
     }
 
     async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
         self.with(|c| {
-            let row: Option<(String, String)> = c
+            let row: Option<(String, String, i64)> = c
                 .query_row(
-                    "SELECT id, body FROM runs WHERE workload = ?1 AND status = 'running'
+                    "SELECT id, body, version FROM runs WHERE workload = ?1 AND status = 'running'
                      ORDER BY started DESC LIMIT 1",
                     params![workload],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(backend)?;
-            row.map(|(id, b)| decode_run(&id, &b)).transpose()
+            row.map(|(id, b, v)| decode_run(&id, &b, v)).transpose()
         })
     }
 
@@ -669,7 +690,7 @@ mod tests {
             pollster::block_on(s.acquire(&lock("b", t(200)), t(121))).unwrap(),
             LockOutcome::Acquired
         );
-        pollster::block_on(s.release("W", "a")).unwrap();
+        pollster::block_on(s.release("W", "a", None)).unwrap();
         assert!(matches!(
             pollster::block_on(s.acquire(&lock("a", t(300)), t(122))).unwrap(),
             LockOutcome::Held(_)
@@ -683,7 +704,7 @@ mod tests {
         s.with(|c| {
             c.execute_batch(
                 "INSERT INTO exemptions (instance_id, until, reason) VALUES ('i-0web0003', '+10000-01-01T00:00:00+00:00', 'x');
-                 INSERT INTO runs VALUES ('r1', 'W', 'stop', 'succeeded', 'not a time', NULL, '{}');",
+                 INSERT INTO runs (id, workload, action, status, started, finished, body) VALUES ('r1', 'W', 'stop', 'succeeded', 'not a time', NULL, '{}');",
             )
             .map_err(backend)
         })
@@ -751,6 +772,42 @@ mod tests {
         };
         pollster::block_on(s.add_exemption(&e)).unwrap();
         assert_eq!(pollster::block_on(s.exemptions()).unwrap()[1], e);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_store_made_before_runs_had_versions_opens_and_saves_them_with_compare_and_set() {
+        let dir = std::env::temp_dir().join(format!("ec2s-store-runs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let run = ec2_scheduler_engine::contract::sample_run("r1", "W", 2);
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, workload TEXT NOT NULL, action TEXT NOT NULL,
+                 status TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, body TEXT NOT NULL);",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO runs VALUES ('r1', 'W', 'start', 'running', ?1, NULL, ?2)",
+            params![
+                run.started.to_rfc3339(),
+                serde_json::to_string(&run).unwrap()
+            ],
+        )
+        .unwrap();
+        drop(old);
+        let s = SqliteStore::open(&path).unwrap();
+        let mut a = pollster::block_on(s.load_run("r1")).unwrap().unwrap();
+        assert_eq!((a.version, &a), (0, &run));
+        let mut b = a.clone();
+        pollster::block_on(s.save_run(&mut a)).unwrap();
+        assert_eq!(a.version, 1);
+        assert!(matches!(
+            pollster::block_on(s.save_run(&mut b)),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(pollster::block_on(s.load_run("r1")).unwrap(), Some(a));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

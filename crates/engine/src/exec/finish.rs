@@ -127,7 +127,7 @@ impl Executor<'_> {
         self.save(run).await?;
         self.ports
             .store
-            .release(&run.workload, &self.settings.owner)
+            .release(&run.workload, &self.settings.owner, Some(&run.id))
             .await?;
         if status == RunStatus::Succeeded
             && let Err(e) = self.ports.store.record_last_action(run).await

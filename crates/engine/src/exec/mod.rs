@@ -111,6 +111,12 @@ pub struct Settings {
     pub owner: String,
     /// Smallest batch worth a start or stop call while the resource bucket refills.
     pub min_batch: usize,
+    /// How long (in `lease_clock` time) a confirmation that the run still holds its
+    /// lock lets it call the cloud: every call to EC2, a load balancer or SSM is made
+    /// within this long of the start of a read that found the lock held. A cancel
+    /// releases the lock and answers only after a longer wait (`App`'s cancel
+    /// settle), so no call of a cancelled run is made after the cancel answered.
+    pub act_window: Duration,
 }
 
 impl Default for Settings {
@@ -130,6 +136,7 @@ impl Default for Settings {
             clock_rate: Some(1.0),
             owner: "ec2-scheduler".to_string(),
             min_batch: 50,
+            act_window: Duration::from_secs(1),
         }
     }
 }
@@ -236,16 +243,20 @@ pub struct Executor<'a> {
     held: Held,
 }
 
-/// The lock as this executor last renewed it. The lease is renewed when a third of it
-/// has passed; in any tick that is about to act (a start, stop, resize, load-balancer
-/// change or probe) the store is asked whether the run still holds it (a read, where
-/// the store has them): so a run writes one renewal per third of a lease whatever it
-/// does, and one that acts always knows, before acting, that it still holds the
-/// workload (a cancel releases the lock).
+/// The lock as this executor last renewed and confirmed it. The lease is renewed
+/// when a third of it has passed; before any call to the cloud (a describe, start,
+/// stop, resize, load-balancer call or probe) the run confirms that it still holds
+/// the lock, by asking the store (a read, where the store has them) when its last
+/// confirmation began more than `Settings::act_window` ago: so a run writes one
+/// renewal per third of a lease whatever it does, and every call it makes is made
+/// within the window of a confirmation (a cancel releases the lock, then waits
+/// longer than the window before it answers).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Held {
+    /// When the lease was last taken or renewed.
     at: Option<DateTime<Utc>>,
-    in_tick: bool,
+    /// When the last confirmation that found the lock held began.
+    confirmed: Option<DateTime<Utc>>,
 }
 
 pub(crate) fn dur(d: chrono::TimeDelta) -> Duration {
@@ -370,7 +381,11 @@ impl<'a> Executor<'a> {
                 self.buckets.learn(&old.pacing);
                 old.owner = self.settings.owner.clone();
                 old.record(now, None, RunEvent::Resumed);
-                self.save(&mut old).await?;
+                // Compare-and-set: a run cancelled since it was read is not resumed.
+                if let Err(e) = self.save(&mut old).await {
+                    self.let_go(&old.id).await;
+                    return Err(e);
+                }
                 return Ok(Begin::Resumed(Box::new(old)));
             }
             self.take_lock(&old.id).await?;
@@ -383,13 +398,16 @@ impl<'a> Executor<'a> {
                     for_action: req.action,
                 },
             );
-            self.save(&mut old).await?;
+            if let Err(e) = self.save(&mut old).await {
+                self.let_go(&old.id).await;
+                return Err(e);
+            }
         }
         let plan = self.plan(req).await?;
         if plan.is_empty() {
             self.ports
                 .store
-                .release(&name, &self.settings.owner)
+                .release(&name, &self.settings.owner, None)
                 .await?;
             return Ok(Begin::NothingToDo(Box::new(plan)));
         }
@@ -402,7 +420,14 @@ impl<'a> Executor<'a> {
             Jitter::new(seed_of(run_id)),
         );
         run.record(now, None, RunEvent::Started { action: req.action });
-        self.save(&mut run).await?;
+        if let Err(e) = self.save(&mut run).await {
+            // The same run id begun twice at once (an idempotency key): the first
+            // save wins, and the other leaves its lock alone.
+            if !matches!(e, EngineError::Store(StoreError::Conflict(_))) {
+                self.let_go(run_id).await;
+            }
+            return Err(e);
+        }
         let event = Event::run_started(&run);
         self.notify(&mut run, event).await;
         Ok(Begin::Started(Box::new(run)))
@@ -421,14 +446,48 @@ impl<'a> Executor<'a> {
         if !run.status.is_finished() {
             self.take_lock(&run.id).await?;
             // A driver that advances one tick at a time resumes under the same owner
-            // each time: only a change of hands is worth a line.
+            // each time: only a change of hands is worth a line, and that save (made
+            // with compare-and-set) confirms the run is still the one read.
             if run.owner != self.settings.owner {
                 run.owner = self.settings.owner.clone();
                 run.record(now, None, RunEvent::Resumed);
-                self.save(&mut run).await?;
+                if let Err(e) = self.save(&mut run).await {
+                    self.let_go(&run.id).await;
+                    return Err(e);
+                }
+            } else {
+                // A cancel may have ended the run and released the lock between the
+                // read and the lock: read again, now that the lock is taken.
+                match self.ports.store.load_run(run_id).await? {
+                    Some(again) if again.status.is_finished() => {
+                        self.let_go(run_id).await;
+                        return Ok(again);
+                    }
+                    Some(again) => run = again,
+                    None => {
+                        self.let_go(run_id).await;
+                        return Err(EngineError::NoSuchRun(run_id.to_string()));
+                    }
+                }
             }
         }
         Ok(run)
+    }
+
+    /// Releases the lock this executor took for `run_id`, when a run it was about to
+    /// go on with turned out to be ended or changed; a failure to release only leaves
+    /// the lease to expire.
+    async fn let_go(&mut self, run_id: &str) {
+        self.held = Held::default();
+        let name = self.workload.name.to_string();
+        if let Err(e) = self
+            .ports
+            .store
+            .release(&name, &self.settings.owner, Some(run_id))
+            .await
+        {
+            tracing::warn!(error = %e, "the workload's lock was not released; its lease will expire");
+        }
     }
 
     async fn take_lock(&mut self, run_id: &str) -> Result<()> {
@@ -442,7 +501,7 @@ impl<'a> Executor<'a> {
             LockOutcome::Acquired => {
                 self.held = Held {
                     at: Some(now),
-                    in_tick: true,
+                    confirmed: Some(now),
                 };
                 Ok(())
             }
@@ -487,7 +546,38 @@ impl<'a> Executor<'a> {
             run = %run.id,
             action = %run.action
         );
-        self.tick_in_span(run).instrument(span).await
+        match self.tick_in_span(run).instrument(span).await {
+            Err(EngineError::Store(StoreError::Conflict(why))) => self.reread(run, why).await,
+            other => other,
+        }
+    }
+
+    /// After a save found the run saved by another writer since this executor read
+    /// it: takes the stored run instead, and forgets what its steps had in hand (they
+    /// start over from the stored checkpoint, re-observing, as on any resume). A run
+    /// another writer ended (a cancel) is done: nothing more is written or called for
+    /// it, and its lock is not touched (the cancel released it).
+    async fn reread(&mut self, run: &mut Run, why: String) -> Result<Tick> {
+        let Some(stored) = self.ports.store.load_run(&run.id).await? else {
+            return Err(StoreError::Conflict(why).into());
+        };
+        self.state.clear();
+        self.due.clear();
+        self.early.clear();
+        self.early_ready.clear();
+        self.ahead = None;
+        self.verify = None;
+        self.stage = None;
+        *run = stored;
+        if run.status.is_finished() {
+            tracing::info!(
+                status = run.status.as_str(),
+                "the run was ended by another writer; this driver stops"
+            );
+            return Ok(Tick::Done);
+        }
+        tracing::info!("the run was saved by another writer; going on from what it saved");
+        Ok(Tick::Wait(Duration::ZERO))
     }
 
     async fn tick_in_span(&mut self, run: &mut Run) -> Result<Tick> {
@@ -499,7 +589,6 @@ impl<'a> Executor<'a> {
             .held
             .at
             .is_none_or(|at| dur(wall - at) >= self.settings.lease / 3);
-        self.held.in_tick = false;
         if due {
             self.cx(run, "").hold().await?;
         }
@@ -823,7 +912,12 @@ impl<'a> Executor<'a> {
     /// # Errors
     /// The store failed.
     pub async fn checkpoint(&mut self, run: &mut Run) -> Result<()> {
-        self.save(run).await
+        match self.save(run).await {
+            Err(EngineError::Store(StoreError::Conflict(why))) => {
+                self.reread(run, why).await.map(|_| ())
+            }
+            other => other,
+        }
     }
 
     /// Records the requests sent since the last save in the run, and saves it.

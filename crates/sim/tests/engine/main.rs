@@ -856,7 +856,7 @@ fn a_run_whose_lock_was_released_never_acts_again() {
             ec2_scheduler_engine::Tick::Done => panic!("finished at once"),
         }
     }
-    pollster::block_on(h.store.release("ExampleTestCase", "test")).unwrap();
+    pollster::block_on(h.store.release("ExampleTestCase", "test", None)).unwrap();
     let lost = loop {
         match pollster::block_on(exec.tick(&mut run)) {
             Ok(ec2_scheduler_engine::Tick::Wait(d)) => h.region.advance(d),

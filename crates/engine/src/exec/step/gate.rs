@@ -36,6 +36,7 @@ impl Ready {
 
     pub async fn poll(&mut self, cx: &mut Cx<'_, '_>) -> Result<Poll> {
         let live = cx.live(&self.ids);
+        cx.hold().await?;
         let not_ready = match self.check(cx, &live).await {
             Ok(Ok(n)) => n,
             Ok(Err(wait)) => return Ok(Poll::Wait(wait)),

@@ -62,6 +62,7 @@ impl Deregister {
             if live.is_empty() {
                 return Ok(Poll::Done);
             }
+            cx.hold().await?;
             let members = match cx.ports.lb.memberships(&live).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -153,6 +154,7 @@ impl Deregister {
             return Ok(Poll::Done);
         };
         let mut draining = false;
+        cx.hold().await?;
         for (target, tids) in targets {
             match cx.ports.lb.health(target, tids).await {
                 Ok(h) => draining |= h.iter().any(|(_, h)| *h == Health::Draining),

@@ -68,18 +68,23 @@ pub(crate) enum Seen {
 }
 
 impl Cx<'_, '_> {
-    /// Confirms, before acting, that the run still holds its workload's lock, once
-    /// per tick that acts: by renewing the lease when a third of it has passed, else
-    /// by asking the store (a read where the store has them; see [`Held`]).
+    /// Confirms, before a call to the cloud, that the run still holds its workload's
+    /// lock, unless a confirmation began within `Settings::act_window`: by renewing
+    /// the lease when a third of it has passed, else by asking the store (a read
+    /// where the store has them; see [`Held`]).
     ///
     /// # Errors
     /// [`EngineError::LockLost`] when it does not (the run was cancelled, or another
     /// run took over after the lease expired); the store's error when it cannot say.
     pub async fn hold(&mut self) -> Result<()> {
-        if self.held.in_tick {
+        let now = self.ports.lease_clock.now();
+        if self
+            .held
+            .confirmed
+            .is_some_and(|c| c <= now && dur(now - c) < self.settings.act_window)
+        {
             return Ok(());
         }
-        let now = self.ports.lease_clock.now();
         let lock = Lock {
             workload: self.workload.name.to_string(),
             owner: self.settings.owner.clone(),
@@ -101,7 +106,7 @@ impl Cx<'_, '_> {
         if due {
             self.held.at = Some(now);
         }
-        self.held.in_tick = true;
+        self.held.confirmed = Some(now);
         Ok(())
     }
 
@@ -176,6 +181,7 @@ impl Cx<'_, '_> {
             if let Err(w) = self.buckets.describe.take(1.0, now) {
                 return Ok(Seen::Later(w));
             }
+            self.hold().await?;
             let result = self.ports.compute.describe_ids(chunk).await;
             let throttled = matches!(&result, Err(e) if e.kind == ErrorKind::Throttled);
             let now = self.now();

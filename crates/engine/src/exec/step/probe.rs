@@ -71,6 +71,9 @@ impl Probe {
             }
         }
         let mut retry = None;
+        if !self.sent.is_empty() {
+            cx.hold().await?;
+        }
         for (handle, chunk) in &self.sent {
             let open: Vec<String> = chunk
                 .iter()

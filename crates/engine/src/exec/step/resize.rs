@@ -180,6 +180,10 @@ impl Resize {
                 queue.push_front((id, to, attempts));
                 return Ok(Poll::Wait(w));
             }
+            if let Err(e) = cx.hold().await {
+                queue.push_front((id, to, attempts));
+                return Err(e);
+            }
             let result = cx.ports.compute.set_type(&id, &to).await;
             let throttled = matches!(&result, Err(e) if e.kind == ErrorKind::Throttled);
             cx.buckets.mutating.answered(throttled, cx.now());
