@@ -31,6 +31,10 @@ pub struct StoreOpts {
     pub dynamodb_region: Option<String>,
     pub endpoint_url: Option<String>,
     pub tables: Tables,
+    /// On DynamoDB: finished runs and event records are deleted by the table's time
+    /// to live this many days after they ended (the serverless stack's
+    /// `HistoryRetentionDays`); `None` keeps them.
+    pub history_ttl_days: Option<u32>,
 }
 
 /// How to reach the cloud of a workload.
@@ -332,7 +336,10 @@ async fn open_store(o: &StoreOpts, requests: &Arc<CallCounter>) -> Result<Box<dy
             ..Connect::default()
         })
         .await;
-        let store = DynamoStore::with_counter(&conf, o.tables.clone(), requests.clone());
+        let mut store = DynamoStore::with_counter(&conf, o.tables.clone(), requests.clone());
+        if let Some(days) = o.history_ttl_days {
+            store = store.with_history_ttl(days);
+        }
         store.ensure_state_table().await?;
         return Ok(Box::new(store));
     }

@@ -320,6 +320,49 @@ impl App {
         Ok(run)
     }
 
+    /// Ends the run `run_id` from outside it, as `status` (failed), with `reason`, when
+    /// it is unfinished: written with compare-and-set, then its lock is released, so
+    /// that the workload's next event can begin a run. `None` when it had finished.
+    ///
+    /// # Errors
+    /// No such run; the store's errors.
+    pub async fn end_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        reason: &str,
+    ) -> Result<Option<Run>> {
+        let ended = self
+            .update_run(run_id, |run| {
+                if run.status.is_finished() {
+                    return Err(Error::Conflict(format!("run {run_id} is finished")));
+                }
+                let now = Utc::now();
+                run.status = status;
+                run.finished = Some(now);
+                run.error = Some(reason.to_string());
+                run.record(
+                    now,
+                    None,
+                    RunEvent::Ended {
+                        status,
+                        reason: reason.to_string(),
+                    },
+                );
+                Ok(())
+            })
+            .await;
+        let run = match ended {
+            Ok(run) => run,
+            Err(Error::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        self.store
+            .release(&run.workload, &run.owner, Some(&run.id))
+            .await?;
+        Ok(Some(run))
+    }
+
     /// Records who asked for the run `run_id` (before anything else drives it).
     ///
     /// # Errors

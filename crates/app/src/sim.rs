@@ -264,6 +264,9 @@ impl RunStore for Checkpointed<'_> {
     async fn holds(&self, lock: &Lock) -> StoreResult<bool> {
         self.inner.holds(lock).await
     }
+    async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>> {
+        self.inner.lock_of(workload).await
+    }
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.flush()?;
         self.inner.release(workload, owner, run_id).await

@@ -27,6 +27,9 @@ pub struct Synced {
     pub deleted: Vec<String>,
     /// Schedules that were already right.
     pub kept: usize,
+    /// Workloads that could not be synced, with why: the others were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<(String, String)>,
 }
 
 /// The names of every schedule this tool makes begin with this.
@@ -54,6 +57,14 @@ fn safe(s: &str, max: usize) -> String {
         .collect()
 }
 
+/// The workload a schedule's execution input names.
+fn workload_of(s: &OneTime) -> String {
+    serde_json::from_str::<serde_json::Value>(&s.input)
+        .ok()
+        .and_then(|v| v["workload"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// The one-time schedule of `workload`'s event `e`.
 pub fn one_time(workload: &str, e: &NextEvent) -> OneTime {
     let at: DateTime<Utc> = e.at.with_timezone(&Utc);
@@ -72,8 +83,7 @@ pub fn one_time(workload: &str, e: &NextEvent) -> OneTime {
             "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })
         .to_string(),
-        local: e.at.naive_local().format("%Y-%m-%dT%H:%M:%S").to_string(),
-        timezone: e.timezone.clone(),
+        utc: at.format("%Y-%m-%dT%H:%M:%S").to_string(),
         name,
     }
 }
@@ -98,44 +108,68 @@ impl App {
 
     /// Brings the group's schedules in step: of the workload `only` (a workload that
     /// no longer exists loses its schedules), or of every workload (and schedules of
-    /// workloads that no longer exist are deleted).
+    /// workloads that no longer exist are deleted). Each workload is synced on its
+    /// own: one that cannot be read or whose schedules cannot be written is reported
+    /// in [`Synced::failed`] (its schedules are left as they are) and the others are
+    /// synced. A concurrent sync is no error: a schedule it created first is kept, one
+    /// it deleted first is gone.
     ///
     /// # Errors
-    /// The store's and the scheduler's.
+    /// The store's (when the workloads cannot be listed) and the scheduler's (when
+    /// the group cannot be listed).
     pub async fn sync_schedules(
         &self,
         target: &dyn EventSchedules,
         only: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Synced> {
-        let workloads = match only {
-            Some(name) => match self.stored_workload(name).await {
-                Ok(w) => vec![w],
-                Err(Error::NotFound(_)) => Vec::new(),
-                Err(e) => return Err(e),
-            },
-            None => self.stored_workloads().await?,
+        let names = match only {
+            Some(name) => vec![name.to_string()],
+            None => self.store.workload_names().await?,
         };
-        let mut wanted: BTreeMap<String, OneTime> = BTreeMap::new();
-        for w in &workloads {
-            for s in self.wanted_schedules(w, now).await? {
-                wanted.insert(s.name.clone(), s);
-            }
-        }
+        let mut out = Synced::default();
         let scope = only.map_or_else(|| PREFIX.to_string(), prefix);
         let existing: BTreeSet<String> = target.names(&scope).await?.into_iter().collect();
-        let mut out = Synced::default();
+        // Schedules of workloads that failed are neither created nor deleted.
+        let mut untouched: Vec<String> = Vec::new();
+        let mut wanted: BTreeMap<String, OneTime> = BTreeMap::new();
+        for name in &names {
+            let found = match self.stored_workload(name).await {
+                Ok(w) => self.wanted_schedules(&w, now).await.map(Some),
+                Err(Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(schedules) => {
+                    for s in schedules.into_iter().flatten() {
+                        wanted.insert(s.name.clone(), s);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %name, error = %e, "schedules not synced");
+                    untouched.push(prefix(name));
+                    out.failed.push((name.clone(), e.to_string()));
+                }
+            }
+        }
         for (name, s) in &wanted {
             if existing.contains(name) {
                 out.kept += 1;
-            } else {
-                target.create(s).await?;
-                out.created.push(name.clone());
+                continue;
+            }
+            match target.create(s).await {
+                Ok(()) => out.created.push(name.clone()),
+                Err(e) => out.failed.push((workload_of(s), format!("{name}: {e}"))),
             }
         }
         for name in existing.iter().filter(|n| !wanted.contains_key(*n)) {
-            target.delete(name).await?;
-            out.deleted.push(name.clone());
+            if untouched.iter().any(|p| name.starts_with(p.as_str())) {
+                continue;
+            }
+            match target.delete(name).await {
+                Ok(()) => out.deleted.push(name.clone()),
+                Err(e) => out.failed.push((name.clone(), e.to_string())),
+            }
         }
         Ok(out)
     }
@@ -173,8 +207,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
         );
-        assert_eq!(s.local, "2026-03-29T07:30:00");
-        assert_eq!(s.timezone, "Europe/Berlin");
+        assert_eq!(s.utc, "2026-03-29T05:30:00");
         let input: serde_json::Value = serde_json::from_str(&s.input).unwrap();
         assert_eq!(
             input,

@@ -76,6 +76,9 @@ impl RunStore for Flaky {
     async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
         self.inner.renew(lock).await
     }
+    async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>> {
+        self.inner.lock_of(workload).await
+    }
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.inner.release(workload, owner, run_id).await
     }

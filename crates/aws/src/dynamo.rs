@@ -96,7 +96,14 @@ pub struct DynamoStore {
     pub counter: Arc<CallCounter>,
     /// What this store last read or wrote of each run, by id.
     saved: Mutex<HashMap<String, Saved>>,
+    /// How long finished runs and event records are kept: their items carry a `ttl`
+    /// attribute (epoch seconds) this long after the run finished or the event's
+    /// instant, for the table's time-to-live to delete them. `None`: kept.
+    history_ttl: Option<chrono::Duration>,
 }
+
+/// The attribute DynamoDB's time to live reads on the state table.
+pub const TTL_ATTRIBUTE: &str = "ttl";
 
 /// A run as this store last read or wrote it.
 #[derive(Debug, Clone, Default)]
@@ -257,7 +264,33 @@ impl DynamoStore {
             tables,
             counter,
             saved: Mutex::default(),
+            history_ttl: None,
         }
+    }
+
+    /// This store, with finished runs and event records marked to be deleted by the
+    /// table's time to live (attribute [`TTL_ATTRIBUTE`]) `days` after they ended.
+    #[must_use]
+    pub fn with_history_ttl(mut self, days: u32) -> Self {
+        self.history_ttl = Some(chrono::Duration::days(i64::from(days)));
+        self
+    }
+
+    /// The `ttl` attribute of history that ended at `at`, when history expires.
+    fn ttl(&self, at: DateTime<Utc>) -> Option<(String, AttributeValue)> {
+        let ttl = self.history_ttl?;
+        let when = at.checked_add_signed(ttl)?;
+        Some((
+            TTL_ATTRIBUTE.to_string(),
+            AttributeValue::N(when.timestamp().to_string()),
+        ))
+    }
+
+    /// The `ttl` attribute of a run's items: once it is finished.
+    fn run_ttl(&self, run: &Run) -> Option<(String, AttributeValue)> {
+        run.finished
+            .filter(|_| run.status.is_finished())
+            .and_then(|f| self.ttl(f))
     }
 
     fn saved(&self, id: &str) -> Option<Saved> {
@@ -337,6 +370,7 @@ impl DynamoStore {
         if let Some(f) = run.finished {
             index.insert("finished".into(), AttributeValue::S(f.to_rfc3339()));
         }
+        index.extend(self.run_ttl(run));
         self.put_state(index).await
     }
 
@@ -677,6 +711,17 @@ impl ConfigStore for DynamoStore {
         Ok(out)
     }
 
+    async fn workload_names(&self) -> StoreResult<Vec<String>> {
+        let mut out: Vec<String> = self
+            .scan_all(&self.tables.workloads)
+            .await?
+            .iter()
+            .filter_map(|item| s(item, "SpecName"))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {
         self.write_workload(workload).await
     }
@@ -752,18 +797,25 @@ fn body<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn event_item(record: &EventRecord) -> StoreResult<HashMap<String, AttributeValue>> {
-    let text = serde_json::to_string(record).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let mut item = key(
-        &format!("EVENT#{}", record.workload),
-        &format!(
-            "{}#{}",
-            record.action,
-            record.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-    );
-    item.insert("body".into(), AttributeValue::S(text));
-    Ok(item)
+/// The sort key of an event's record.
+fn event_sort_key(action: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "{action}#{}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+impl DynamoStore {
+    fn event_item(&self, record: &EventRecord) -> StoreResult<HashMap<String, AttributeValue>> {
+        let text = serde_json::to_string(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut item = key(
+            &format!("EVENT#{}", record.workload),
+            &event_sort_key(&record.action, record.at),
+        );
+        item.insert("body".into(), AttributeValue::S(text));
+        item.extend(self.ttl(record.at));
+        Ok(item)
+    }
 }
 
 #[async_trait]
@@ -804,7 +856,7 @@ impl ScheduleStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.tables.state)
-            .set_item(Some(event_item(record)?))
+            .set_item(Some(self.event_item(record)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -821,7 +873,30 @@ impl ScheduleStore for DynamoStore {
     }
 
     async fn update_event(&self, record: &EventRecord) -> StoreResult<()> {
-        self.put_state(event_item(record)?).await
+        self.put_state(self.event_item(record)?).await
+    }
+
+    async fn event_record(
+        &self,
+        workload: &str,
+        action: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<EventRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key(
+                &format!("EVENT#{workload}"),
+                &event_sort_key(action, at),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        out.item()
+            .map(|i| body::<EventRecord>(i, "event"))
+            .transpose()
     }
 
     async fn event_records(
@@ -986,6 +1061,28 @@ impl RunStore for DynamoStore {
         }))
     }
 
+    async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key(&format!("LOCK#{workload}"), "LOCK")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        out.item()
+            .map(|i| {
+                Ok(Lock {
+                    workload: workload.to_string(),
+                    owner: s(i, "owner").unwrap_or_default(),
+                    run_id: s(i, "run_id").unwrap_or_default(),
+                    expires: time(&s(i, "expires").unwrap_or_default(), "lock")?,
+                })
+            })
+            .transpose()
+    }
+
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         let delete = self
             .client
@@ -1047,6 +1144,7 @@ impl RunStore for DynamoStore {
             let sk = digest_part_key(version, &digest, i);
             let mut item = key(&pk, &sk);
             item.insert("body".into(), AttributeValue::S(part.to_string()));
+            item.extend(self.run_ttl(run));
             self.put_state(item).await?;
             parts.insert(sk);
         }
@@ -1055,6 +1153,7 @@ impl RunStore for DynamoStore {
         item.insert("parts".into(), AttributeValue::N(chunks.len().to_string()));
         item.insert("version".into(), AttributeValue::N(version.to_string()));
         item.insert("digest".into(), AttributeValue::S(digest));
+        item.extend(self.run_ttl(run));
         let put = self
             .client
             .put_item()

@@ -19,6 +19,16 @@ pub struct EventBridgeSchedules {
     group: String,
     state_machine: String,
     role: String,
+    /// The queue where a schedule's undeliverable events go (`SCHEDULE_DLQ_ARN`).
+    dead_letters: Option<String>,
+}
+
+/// The partition of an ARN (`aws`, `aws-cn`, `aws-us-gov`), `aws` when it names none.
+pub fn partition(arn: &str) -> &str {
+    arn.split(':')
+        .nth(1)
+        .filter(|p| arn.starts_with("arn:") && !p.is_empty())
+        .unwrap_or("aws")
 }
 
 impl EventBridgeSchedules {
@@ -57,7 +67,15 @@ impl EventBridgeSchedules {
             group: group.to_string(),
             state_machine: state_machine.to_string(),
             role: role.to_string(),
+            dead_letters: None,
         }
+    }
+
+    /// With a dead-letter queue for events a schedule could not deliver.
+    #[must_use]
+    pub fn with_dead_letters(mut self, queue_arn: Option<String>) -> Self {
+        self.dead_letters = queue_arn.filter(|a| !a.is_empty());
+        self
     }
 }
 
@@ -94,8 +112,16 @@ impl EventSchedules for EventBridgeSchedules {
             "Input": s.input,
         });
         let target = Target::builder()
-            .arn("arn:aws:scheduler:::aws-sdk:sfn:startExecution")
+            .arn(format!(
+                "arn:{}:scheduler:::aws-sdk:sfn:startExecution",
+                partition(&self.state_machine)
+            ))
             .role_arn(&self.role)
+            .set_dead_letter_config(self.dead_letters.as_ref().map(|arn| {
+                aws_sdk_scheduler::types::DeadLetterConfig::builder()
+                    .arn(arn)
+                    .build()
+            }))
             .input(request.to_string())
             .retry_policy(
                 RetryPolicy::builder()
@@ -105,12 +131,13 @@ impl EventSchedules for EventBridgeSchedules {
             )
             .build()
             .map_err(|e| crate::build_error(a, &e))?;
-        self.client
+        let created = self
+            .client
             .create_schedule()
             .group_name(&self.group)
             .name(&s.name)
-            .schedule_expression(format!("at({})", s.local))
-            .schedule_expression_timezone(&s.timezone)
+            .schedule_expression(format!("at({})", s.utc))
+            .schedule_expression_timezone("UTC")
             .flexible_time_window(
                 FlexibleTimeWindow::builder()
                     .mode(FlexibleTimeWindowMode::Off)
@@ -120,9 +147,18 @@ impl EventSchedules for EventBridgeSchedules {
             .action_after_completion(ActionAfterCompletion::Delete)
             .target(target)
             .send()
-            .await
-            .map_err(|e| api_error(a, &e))?;
-        Ok(())
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Made by a concurrent sync: the same name is the same event.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conflict_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(api_error(a, &e)),
+        }
     }
 
     async fn delete(&self, name: &str) -> ApiResult<()> {

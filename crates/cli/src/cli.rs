@@ -504,6 +504,7 @@ impl StoreArg {
                 state: self.state_table.clone(),
                 workload_state: self.workload_state_table.clone(),
             },
+            history_ttl_days: None,
         }
     }
 }

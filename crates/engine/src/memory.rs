@@ -84,6 +84,10 @@ impl RunStore for MemoryStore {
         }))
     }
 
+    async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>> {
+        Ok(self.with(|i| i.locks.get(workload).cloned()))
+    }
+
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.with(|i| {
             if i.locks

@@ -393,6 +393,9 @@ pub trait RunStore: Send + Sync {
     async fn holds(&self, lock: &Lock) -> StoreResult<bool> {
         self.renew(lock).await
     }
+    /// The workload's lock as the store holds it (expired or not), if any: a consistent
+    /// read.
+    async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>>;
     /// Frees a lock this owner holds (for the run `run_id` only, when given: a lock
     /// the owner took again for another run stays).
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()>;
@@ -501,6 +504,21 @@ pub trait ScheduleStore: Send + Sync {
         workload: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// The record of one event (the key of [`EventRecord::key`]), if it was claimed.
+    /// Stores that can read one record by its key do; the others look through the
+    /// workload's records.
+    async fn event_record(
+        &self,
+        workload: &str,
+        action: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<EventRecord>> {
+        Ok(self
+            .event_records(Some(workload), usize::MAX)
+            .await?
+            .into_iter()
+            .find(|r| r.action == action && r.at == at))
+    }
 }
 
 /// Where workload definitions live.
@@ -509,6 +527,16 @@ pub trait ConfigStore: Send + Sync {
     async fn workload(&self, name: &str) -> StoreResult<Option<Workload>>;
     /// Every workload, sorted by name.
     async fn workloads(&self) -> StoreResult<Vec<Workload>>;
+    /// The names of every workload, sorted, without decoding them: so that one that
+    /// cannot be read does not keep the others from being read one by one.
+    async fn workload_names(&self) -> StoreResult<Vec<String>> {
+        Ok(self
+            .workloads()
+            .await?
+            .into_iter()
+            .map(|w| w.name.to_string())
+            .collect())
+    }
     /// Adds or replaces a workload; returns the names of tiers the store held for it
     /// and no longer does.
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>>;
@@ -532,10 +560,9 @@ pub trait AccessStore: Send + Sync {
 pub struct OneTime {
     /// Unique in the group: the workload's event (see `app::sync`).
     pub name: String,
-    /// The event's local wall time, `YYYY-MM-DDTHH:MM:SS`, in `timezone`.
-    pub local: String,
-    /// IANA name.
-    pub timezone: String,
+    /// The event's instant as UTC wall time, `YYYY-MM-DDTHH:MM:SS` (the schedule's
+    /// time zone is `UTC`): an instant, never ambiguous in an autumn's repeated hour.
+    pub utc: String,
     /// The execution's name (so that Step Functions refuses a second start of it).
     pub execution: String,
     /// The execution's input, JSON: `{workload, action, at}`.

@@ -113,6 +113,11 @@ pub enum RunEvent {
     Cancelled {
         by: String,
     },
+    /// Ended by something other than its driver (its driver gave up or stopped).
+    Ended {
+        status: RunStatus,
+        reason: String,
+    },
     /// A step of the tier is done.
     StepDone {
         step: String,
@@ -177,6 +182,9 @@ impl std::fmt::Display for RunEvent {
             RunEvent::Resumed => f.write_str("resumed"),
             RunEvent::Abandoned { for_action } => write!(f, "abandoned for a {for_action} run"),
             RunEvent::Cancelled { by } => write!(f, "cancelled by {by}"),
+            RunEvent::Ended { status, reason } => {
+                write!(f, "ended {}: {reason}", status.as_str())
+            }
             RunEvent::StepDone { step } => write!(f, "{step} done"),
             RunEvent::ResizedAhead { instances } => {
                 write!(f, "{instances} type changes made ahead of its stage")

@@ -57,6 +57,15 @@ pub fn owner_from_env() -> String {
         .unwrap_or_else(|| "ec2-scheduler-serverless".to_string())
 }
 
+/// How many days finished runs and event records are kept (`HISTORY_TTL_DAYS`, which
+/// the template sets from `HistoryRetentionDays`); unset or 0: kept.
+pub fn history_ttl_from_env() -> Option<u32> {
+    std::env::var("HISTORY_TTL_DAYS")
+        .ok()
+        .and_then(|d| d.trim().parse::<u32>().ok())
+        .filter(|d| *d > 0)
+}
+
 /// The tables, from the environment (the template sets them), with the original's
 /// names as defaults.
 pub fn tables_from_env() -> Tables {
@@ -93,6 +102,7 @@ impl Env {
             dynamodb_region: Some(region.to_string()),
             endpoint_url: endpoint_url.clone(),
             tables,
+            history_ttl_days: history_ttl_from_env(),
         };
         let app = Arc::new(
             App::open(&opts, CloudSpec::Aws { endpoint_url })
@@ -137,7 +147,9 @@ pub async fn schedules_from_env(
         var("SCHEDULER_ROLE_ARN")?,
     );
     Some(Arc::new(
-        EventBridgeSchedules::connect(region, endpoint_url, &group, &machine, &role).await,
+        EventBridgeSchedules::connect(region, endpoint_url, &group, &machine, &role)
+            .await
+            .with_dead_letters(var("SCHEDULE_DLQ_ARN")),
     ))
 }
 
@@ -150,10 +162,13 @@ pub struct SyncInput {
 }
 
 /// Brings the deployment's one-time schedules in step with the workloads' next
-/// events ([`App::sync_schedules`]).
+/// events ([`App::sync_schedules`]). Workloads are synced one by one; when some could
+/// not be, the others are synced and the function then fails, naming them (so that
+/// the stack's alarm on this function's errors tells someone).
 ///
 /// # Errors
-/// The environment names no schedule group; the store's and the scheduler's errors.
+/// The environment names no schedule group; the store's and the scheduler's errors;
+/// workloads that could not be synced.
 pub async fn schedule_sync(
     env: &Env,
     input: SyncInput,
@@ -164,9 +179,31 @@ pub async fn schedule_sync(
             "schedule sync needs SCHEDULE_GROUP, STATE_MACHINE_ARN and SCHEDULER_ROLE_ARN".into(),
         ));
     };
-    env.app
+    let synced = env
+        .app
         .sync_schedules(schedules.as_ref(), input.workload.as_deref(), now)
-        .await
+        .await?;
+    if synced.failed.is_empty() {
+        return Ok(synced);
+    }
+    let list: Vec<String> = synced
+        .failed
+        .iter()
+        .map(|(w, e)| format!("{w}: {e}"))
+        .collect();
+    Err(Error::Upstream(ec2_scheduler_engine::ports::ApiError {
+        kind: ec2_scheduler_engine::ports::ErrorKind::Other,
+        action: "schedule-sync".into(),
+        code: "WorkloadsNotSynced".into(),
+        message: format!(
+            "{} created, {} deleted, {} kept; not synced: {}",
+            synced.created.len(),
+            synced.deleted.len(),
+            synced.kept,
+            list.join("; ")
+        ),
+        instances: Vec::new(),
+    }))
 }
 
 fn action(s: &str) -> Result<Action, Error> {
@@ -308,6 +345,10 @@ pub struct GateInput {
     pub action: String,
     /// The event's instant.
     pub at: DateTime<Utc>,
+    /// Who asks (the state machine's execution): a retried gate step of the same
+    /// execution gets the answer the first try got.
+    #[serde(default)]
+    pub claimant: Option<String>,
 }
 
 /// How late an event may still fire (as `serve --grace-minutes`'s default).
@@ -325,39 +366,73 @@ pub async fn event_gate(env: &Env, input: GateInput, now: DateTime<Utc>) -> Resu
             input.at,
             now,
             GRACE,
+            input.claimant.as_deref(),
         )
         .await
 }
 
-/// What the state machine's Catch passes on: the event and the error it caught.
+/// What the state machine's Catch passes on: its execution and its whole state when
+/// it gave up (the event, the gate's answer, the last step, the error caught), which
+/// may be any of the shapes the definition makes, so each part is read if present.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FailedInput {
-    pub workload: String,
-    pub action: String,
-    pub at: DateTime<Utc>,
-    /// Step Functions' error object (`Error`, `Cause`).
     #[serde(default)]
-    pub error: serde_json::Value,
+    pub execution: Option<String>,
+    pub state: serde_json::Value,
 }
 
-/// Records the failure of an event's run in the store's event history.
+impl FailedInput {
+    fn text(&self, path: &[&str]) -> Option<&str> {
+        path.iter()
+            .try_fold(&self.state, |v, k| v.get(k))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Ends the run a failed execution was driving (found by its id, or by the key of
+/// its event when its first step failed) and records its event as failed.
 ///
 /// # Errors
-/// The store's.
-pub async fn event_failed(env: &Env, input: FailedInput, now: DateTime<Utc>) -> Result<(), Error> {
-    let what = |k: &str| input.error.get(k).and_then(|v| v.as_str()).unwrap_or("");
+/// No workload in the state; the store's errors.
+pub async fn event_failed(
+    env: &Env,
+    input: FailedInput,
+    now: DateTime<Utc>,
+) -> Result<ec2_scheduler_app::gate::Failed, Error> {
+    let workload = input
+        .text(&["workload"])
+        .ok_or_else(|| Error::Invalid("the failed execution's state names no workload".into()))?
+        .to_string();
+    let event = match (input.text(&["action"]), input.text(&["at"])) {
+        (Some(a), Some(at)) => {
+            let at = DateTime::parse_from_rfc3339(at)
+                .map_err(|e| Error::Invalid(format!("at {at:?}: {e}")))?
+                .with_timezone(&Utc);
+            Some((kind(action(a)?), at))
+        }
+        _ => None,
+    };
+    let run_id = match (
+        input.text(&["run_id"]),
+        input.text(&["step", "run_id"]),
+        input.text(&["gate", "key"]),
+    ) {
+        (Some(id), _, _) | (None, Some(id), _) => Some(id.to_string()),
+        (None, None, Some(key)) => Some(ec2_scheduler_app::runs::keyed_run_id(&workload, key)?),
+        (None, None, None) => None,
+    };
     let detail = format!(
-        "the state machine gave up: {} {}",
-        what("Error"),
-        what("Cause")
+        "the state machine gave up{}: {} {}",
+        input
+            .execution
+            .as_deref()
+            .map(|e| format!(" (execution {e})"))
+            .unwrap_or_default(),
+        input.text(&["error", "Error"]).unwrap_or(""),
+        input.text(&["error", "Cause"]).unwrap_or("")
     );
     env.app
-        .event_failed(
-            &input.workload,
-            kind(action(&input.action)?),
-            input.at,
-            detail.trim(),
-            now,
-        )
+        .event_failed(&workload, event, run_id.as_deref(), detail.trim(), now)
         .await
 }

@@ -61,16 +61,11 @@ async fn main() -> Result<(), Error> {
             async move { Ok::<_, Error>(event_gate(&env, e.payload, chrono::Utc::now()).await?) }
         }))
         .await,
-        "event-failed" => {
-            lambda_runtime::run(service_fn(|e: LambdaEvent<FailedInput>| {
-                let env = env.clone();
-                async move {
-                    event_failed(&env, e.payload, chrono::Utc::now()).await?;
-                    Ok::<_, Error>(serde_json::json!({"recorded": true}))
-                }
-            }))
-            .await
-        }
+        "event-failed" => lambda_runtime::run(service_fn(|e: LambdaEvent<FailedInput>| {
+            let env = env.clone();
+            async move { Ok::<_, Error>(event_failed(&env, e.payload, chrono::Utc::now()).await?) }
+        }))
+        .await,
         "api" => {
             let machine = std::env::var("STATE_MACHINE_ARN")
                 .map_err(|_| "the api function needs STATE_MACHINE_ARN".to_string())?;

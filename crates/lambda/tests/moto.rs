@@ -216,10 +216,11 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
         workload: "ExampleTestCase".into(),
         action: action.into(),
         at,
+        claimant: None,
     };
     // A skip date on the event's day.
     schedule_start(&env, at, "profileD", &[&at.date_naive().to_string()]).await;
-    let g = event_gate(&env, gate("start", at), Utc::now())
+    let g = event_gate(&env, gate("start", at), Utc::now().max(at))
         .await
         .unwrap();
     assert!(!g.fire);
@@ -228,7 +229,7 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
         "skipped by its skip date"
     );
     // No such event: a stop the schedules never had.
-    let g = event_gate(&env, gate("stop", at), Utc::now())
+    let g = event_gate(&env, gate("stop", at), Utc::now().max(at))
         .await
         .unwrap();
     assert!(!g.fire);
@@ -258,7 +259,7 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
     .await
     .unwrap();
     assert!(!busy.done);
-    let g = event_gate(&env, gate("start", at), Utc::now())
+    let g = event_gate(&env, gate("start", at), Utc::now().max(at))
         .await
         .unwrap();
     assert!(!g.fire);
@@ -270,7 +271,7 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
         .await
         .unwrap();
     assert!(cancelled.status.is_finished());
-    let g = event_gate(&env, gate("start", at), Utc::now())
+    let g = event_gate(&env, gate("start", at), Utc::now().max(at))
         .await
         .unwrap();
     assert!(!g.fire);
@@ -278,16 +279,55 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
     // A new instant fires once, with its profile and the key that names its run.
     let next = at + chrono::Duration::minutes(1);
     schedule_start(&env, next, "profileD", &[]).await;
-    let g = event_gate(&env, gate("start", next), Utc::now())
+    let g = event_gate(&env, gate("start", next), Utc::now().max(next))
         .await
         .unwrap();
     assert!(g.fire, "{g:?}");
     assert_eq!(g.profile.as_deref(), Some("profileD"));
     assert!(g.run_id.is_some());
-    let twice = event_gate(&env, gate("start", next), Utc::now())
+    let twice = event_gate(&env, gate("start", next), Utc::now().max(next))
         .await
         .unwrap();
     assert!(!twice.fire);
+    // The same execution asking again (its gate step retried) is answered the same.
+    let mine = |at| GateInput {
+        claimant: Some("exec-1".into()),
+        ..gate("start", at)
+    };
+    let later = next + chrono::Duration::minutes(1);
+    schedule_start(&env, later, "profileD", &[]).await;
+    let first = event_gate(&env, mine(later), Utc::now().max(later))
+        .await
+        .unwrap();
+    let retried = event_gate(&env, mine(later), Utc::now().max(later))
+        .await
+        .unwrap();
+    assert!(first.fire && retried.fire, "{first:?} {retried:?}");
+    assert_eq!(first.run_id, retried.run_id);
+    let other = event_gate(
+        &env,
+        GateInput {
+            claimant: Some("exec-2".into()),
+            ..gate("start", later)
+        },
+        Utc::now().max(later),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !other.fire,
+        "another execution of the same event does not fire"
+    );
+    // Delivered early: not fired, not claimed, told.
+    let ahead = later + chrono::Duration::minutes(1);
+    schedule_start(&env, ahead, "profileD", &[]).await;
+    let early = event_gate(&env, mine(ahead), ahead - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(!early.fire && early.alert, "{early:?}");
+    assert!(early.reason.unwrap().contains("before its instant"));
+    let on_time = event_gate(&env, mine(ahead), ahead).await.unwrap();
+    assert!(on_time.fire, "{on_time:?}");
     // The history shows each decision.
     let outcomes: Vec<String> = env
         .app
@@ -300,19 +340,55 @@ async fn the_gate_skips_what_serve_skips_and_fires_each_event_once() {
     for o in ["start skipped", "start missed", "start fired"] {
         assert!(outcomes.iter().any(|x| x == o), "{o}: {outcomes:?}");
     }
-    // A failure the state machine gave up on is recorded on its event.
-    event_failed(
+    // A failure the state machine gave up on ends the event's run (found by the
+    // event's key) and is recorded on its event.
+    let begun = run_step(
         &env,
-        FailedInput {
+        StepInput {
             workload: "ExampleTestCase".into(),
             action: "start".into(),
-            at: next,
-            error: json!({"Error": "Lambda.Unknown", "Cause": "timed out"}),
+            profile: Some("profileD".into()),
+            key: Some(g.key.clone()),
+            run_id: None,
+            requested_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(begun.run_id, g.run_id);
+    let failed = event_failed(
+        &env,
+        FailedInput {
+            execution: Some("exec-9".into()),
+            state: json!({
+                "workload": "ExampleTestCase",
+                "action": "start",
+                "at": next,
+                "gate": {"fire": true, "key": g.key},
+                "step": {"run_id": null},
+                "error": {"Error": "Sandbox.Timedout", "Cause": "timed out"},
+            }),
         },
         Utc::now(),
     )
     .await
     .unwrap();
+    assert!(failed.ended, "{failed:?}");
+    let run = env
+        .app
+        .run_record(g.run_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(run.status.as_str(), "failed");
+    assert!(run.error.unwrap().contains("Sandbox.Timedout"));
+    // Its lock is free: the workload's next event can begin a run.
+    assert!(
+        env.app
+            .unfinished_run("ExampleTestCase")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let failed = env
         .app
         .event_records(Some("ExampleTestCase"), 10)
@@ -345,7 +421,7 @@ async fn expected(env: &Env, now: DateTime<Utc>) -> BTreeMap<String, (String, St
     .filter(|e| e.skipped.is_none())
     .map(|e| {
         let s = ec2_scheduler_app::sync::one_time("ExampleTestCase", &e);
-        (s.name, (format!("at({})", s.local), s.timezone))
+        (s.name, (format!("at({})", s.utc), "UTC".to_string()))
     })
     .collect()
 }
@@ -383,9 +459,10 @@ async fn schedule_sync_creates_moves_and_deletes_one_time_schedules_at_the_insta
     let want = expected(&env, now).await;
     assert_eq!(first.created.len(), ec2_scheduler_app::sync::AHEAD);
     assert_eq!(seen(&moto).await, want);
+    // 12:00 in Berlin, sent as its UTC instant.
     assert!(
         want.values()
-            .any(|(at, tz)| at == "at(2026-12-23T12:00:00)" && tz == "Europe/Berlin"),
+            .any(|(at, tz)| at == "at(2026-12-23T11:00:00)" && tz == "UTC"),
         "{want:?}"
     );
     assert!(

@@ -25,11 +25,14 @@ fn untagged(v: &Value) -> &Value {
     }
 }
 
-/// The statements of a policy document: YAML, or JSON text under `!Sub` (its
-/// `${...}` left as they are).
+/// The statements of a policy document: YAML, or JSON text under `!Sub` (alone, or
+/// the first of `!Sub [text, variables]`; its `${...}` left as they are).
 fn statements(document: &Value) -> Vec<serde_json::Value> {
     let doc: serde_json::Value = match untagged(document) {
         Value::String(text) => serde_json::from_str(text).expect("the policy is JSON text"),
+        Value::Sequence(sub) if matches!(sub.first(), Some(Value::String(_))) => {
+            serde_json::from_str(sub[0].as_str().unwrap()).expect("the policy is JSON text")
+        }
         other => serde_json::to_value(other).expect("YAML without tags"),
     };
     doc["Statement"].as_array().unwrap().clone()
@@ -149,6 +152,183 @@ fn the_functions_are_granted_exactly_the_actions_the_code_calls_each_where_it_sh
         assert_eq!(s["Resource"], "*");
         assert!(s.get("Condition").is_none());
     }
+    // What acts in a region (instances, the override-file probe, volume keys) does
+    // so only in the managed regions: any region of the resource ARN, the request's
+    // region conditioned.
+    for action in [
+        "ec2:StartInstances",
+        "ec2:StopInstances",
+        "ec2:ModifyInstanceAttribute",
+        "ssm:SendCommand",
+        "kms:CreateGrant",
+    ] {
+        for s in with_action(&st, action) {
+            let regions = &s["Condition"]["StringEquals"]["aws:RequestedRegion"];
+            assert!(!regions.is_null(), "{action}: {s}");
+        }
+    }
+}
+
+/// The resource `name` of the template, by its logical id.
+fn resources_of_type<'a>(t: &'a Value, ty: &str) -> Vec<(String, &'a Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .map(|(k, r)| (k.as_str().unwrap().to_string(), r))
+        .collect()
+}
+
+/// `!If [NewTopic, !Ref Topic, !Ref NotificationTopicArn]`: the stack's topic or the
+/// one it was given.
+fn is_the_topic(v: &Value) -> bool {
+    let parts: Vec<String> = match untagged(v) {
+        Value::Sequence(s) => s
+            .iter()
+            .map(|x| untagged(x).as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => return false,
+    };
+    parts == ["NewTopic", "Topic", "NotificationTopicArn"]
+}
+
+#[test]
+fn every_alarm_tells_the_topic_and_every_failure_has_one() {
+    let t = template("template.yaml");
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let mut watched = BTreeSet::new();
+    for (name, a) in &alarms {
+        let p = &a["Properties"];
+        let actions = p["AlarmActions"].as_sequence().unwrap();
+        assert_eq!(actions.len(), 1, "{name}");
+        assert!(is_the_topic(&actions[0]), "{name}: {:?}", actions[0]);
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{name}");
+        let metrics: Vec<&Value> = match p["Metrics"].as_sequence() {
+            Some(m) => m
+                .iter()
+                .filter_map(|m| m.get("MetricStat").map(|s| &s["Metric"]))
+                .collect(),
+            None => vec![p],
+        };
+        for m in metrics {
+            let dimension = untagged(&m["Dimensions"][0]["Value"]);
+            let of = match dimension {
+                // !Ref X, or !GetAtt X.Attribute
+                Value::String(r) => r.split('.').next().unwrap().to_string(),
+                Value::Sequence(s) => untagged(&s[0]).as_str().unwrap().to_string(),
+                other => panic!("{name}: {other:?}"),
+            };
+            watched.insert(format!(
+                "{}/{} of {of}",
+                m["Namespace"].as_str().unwrap(),
+                m["MetricName"].as_str().unwrap()
+            ));
+        }
+    }
+    for want in [
+        "AWS/States/ExecutionsFailed of RunStateMachine",
+        "AWS/States/ExecutionsTimedOut of RunStateMachine",
+        "AWS/States/ExecutionsAborted of RunStateMachine",
+        "AWS/Lambda/Errors of ApiFunction",
+        "AWS/Lambda/Throttles of ApiFunction",
+        "AWS/Lambda/Errors of ScheduleSyncFunction",
+        "AWS/Lambda/Throttles of ScheduleSyncFunction",
+        "AWS/SQS/ApproximateNumberOfMessagesVisible of ScheduleDeadLetters",
+    ] {
+        assert!(watched.contains(want), "no alarm on {want}: {watched:?}");
+    }
+    // An e-mail address, when given, is subscribed to that topic.
+    let sub = &t["Resources"]["EmailSubscription"];
+    assert_eq!(sub["Condition"], "SubscribeEmail");
+    assert_eq!(sub["Properties"]["Protocol"], "email");
+    assert!(is_the_topic(&sub["Properties"]["TopicArn"]));
+    // The state machine tells the same topic.
+    let sm = &t["Resources"]["RunStateMachine"]["Properties"];
+    assert!(is_the_topic(
+        &sm["DefinitionSubstitutions"]["NotificationTopicArn"]
+    ));
+}
+
+#[test]
+fn history_and_logs_age_out_and_undeliverable_events_are_kept() {
+    let t = template("template.yaml");
+    // Each function's log group keeps its logs LogRetentionDays.
+    let logs = resources_of_type(&t, "AWS::Logs::LogGroup");
+    let functions = resources_of_type(&t, "AWS::Serverless::Function");
+    assert_eq!(logs.len(), functions.len());
+    for (f, _) in &functions {
+        let group = logs
+            .iter()
+            .find(|(_, l)| {
+                untagged(&l["Properties"]["LogGroupName"])
+                    .as_str()
+                    .is_some_and(|n| n == format!("/aws/lambda/${{{f}}}"))
+            })
+            .unwrap_or_else(|| panic!("no log group for {f}"));
+        assert_eq!(
+            untagged(&group.1["Properties"]["RetentionInDays"]).as_str(),
+            Some("LogRetentionDays")
+        );
+    }
+    // The state table's time to live reads the attribute the store writes, for
+    // HistoryRetentionDays.
+    let ttl = &t["Resources"]["StateTable"]["Properties"]["TimeToLiveSpecification"];
+    assert_eq!(ttl["Enabled"], true);
+    assert_eq!(
+        ttl["AttributeName"].as_str(),
+        Some(ec2_scheduler_aws::dynamo::TTL_ATTRIBUTE)
+    );
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        untagged(&vars["HISTORY_TTL_DAYS"]).as_str(),
+        Some("HistoryRetentionDays")
+    );
+    // Schedules are made with the dead-letter queue, which the scheduler may write.
+    for f in ["ScheduleSyncFunction", "ApiFunction"] {
+        let v = &t["Resources"][f]["Properties"]["Environment"]["Variables"];
+        assert!(!v["SCHEDULE_DLQ_ARN"].is_null(), "{f}");
+    }
+    let st = role_statements(&t, "SchedulerRole");
+    let send = with_action(&st, "sqs:SendMessage");
+    assert_eq!(send.len(), 1);
+    assert!(
+        send[0]["Resource"]
+            .to_string()
+            .contains("ScheduleDeadLetters")
+    );
+}
+
+#[test]
+fn no_arn_names_a_partition_of_its_own() {
+    for name in ["template.yaml", "cross-account-role.yaml"] {
+        let text = std::fs::read_to_string(format!(
+            "{}/../../deploy/serverless/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split('#').next().unwrap_or_default();
+            // Examples in a parameter's description may show one.
+            if code.trim_start().starts_with("{\"principals\"") {
+                continue;
+            }
+            assert!(
+                !code.contains("arn:aws:")
+                    || line.contains("Description")
+                    || code.contains("\"arn\""),
+                "{name}:{}: {line}",
+                n + 1
+            );
+        }
+    }
+    let definition = std::fs::read_to_string(format!(
+        "{}/../../deploy/serverless/statemachine.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(!definition.contains("arn:aws:"));
+    assert!(definition.contains("arn:${Partition}:states:::lambda:invoke"));
 }
 
 #[test]

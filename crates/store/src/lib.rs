@@ -215,6 +215,28 @@ impl RunStore for SqliteStore {
         })
     }
 
+    async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>> {
+        self.with(|c| {
+            let row: Option<(String, String, String)> = c
+                .query_row(
+                    "SELECT owner, run_id, expires FROM locks WHERE workload = ?1",
+                    params![workload],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(owner, run_id, expires)| {
+                Ok(Lock {
+                    workload: workload.to_string(),
+                    owner,
+                    run_id,
+                    expires: time(&expires, "lock")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.with(|c| {
             c.execute(
@@ -566,6 +588,16 @@ impl ConfigStore for SqliteStore {
             rows.collect::<Result<_, _>>().map_err(backend)
         })?;
         rows.iter().map(|(n, y)| decode_workload(n, y)).collect()
+    }
+
+    async fn workload_names(&self) -> StoreResult<Vec<String>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name FROM workloads ORDER BY name")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
     }
 
     async fn put_workload(&self, workload: &Workload) -> StoreResult<Vec<String>> {

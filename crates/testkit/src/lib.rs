@@ -63,6 +63,44 @@ impl Moto {
         .await
     }
 
+    /// POSTs the JSON `body` to a path of moto's own API; the answer's body.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> String {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let text = body.to_string();
+        let mut s = TcpStream::connect(addr).expect("moto is reachable");
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Lets Step Functions run the executions it starts, with Lambda tasks answered
+    /// from moto's queue of results (its simple Lambda backend, which answers
+    /// successes only; [`Moto::answer`]), until the guard is dropped.
+    pub fn executing(&self) -> Executing<'_> {
+        self.post(
+            "/moto-api/config",
+            &serde_json::json!({"stepfunctions": {"execute_state_machine": true}, "lambda": {"use_docker": false}}),
+        );
+        Executing { moto: self }
+    }
+
+    /// Queues what the next Lambda invocations in `region` answer, in order.
+    pub fn answer(&self, region: &str, results: &[serde_json::Value]) {
+        let results: Vec<String> = results.iter().map(|r| r.to_string()).collect();
+        self.post(
+            "/moto-api/static/lambda-simple/response",
+            &serde_json::json!({"results": results, "region": region}),
+        );
+    }
+
     /// Starts moto's request recorder, empty.
     pub fn record(&self) {
         http(&self.endpoint, "POST", "/moto-api/recorder/reset-recording");
@@ -528,6 +566,108 @@ pub async fn schedules(conf: &SdkConfig, group: &str) -> BTreeMap<String, Schedu
         );
     }
     out
+}
+
+/// Step Functions running executions in moto; back to leaving them `RUNNING` when
+/// dropped, as the other tests expect.
+pub struct Executing<'a> {
+    moto: &'a Moto,
+}
+
+impl Drop for Executing<'_> {
+    fn drop(&mut self) {
+        self.moto.post(
+            "/moto-api/config",
+            &serde_json::json!({"stepfunctions": {"execute_state_machine": false}, "lambda": {"use_docker": true}}),
+        );
+    }
+}
+
+/// An execution as Step Functions reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionSeen {
+    pub status: String,
+    /// The states entered, in order (from the execution's history).
+    pub entered: Vec<String>,
+    /// The input of each state entered, as JSON.
+    pub inputs: Vec<serde_json::Value>,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// Starts an execution named `name` of `state_machine` with `input`, waits (up to a
+/// minute) until it is no longer running, and reads it back.
+pub async fn run_execution(
+    conf: &SdkConfig,
+    state_machine: &str,
+    name: &str,
+    input: &serde_json::Value,
+) -> ExecutionSeen {
+    let client = aws_sdk_sfn::Client::new(conf);
+    let arn = client
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap()
+        .execution_arn()
+        .to_string();
+    let mut d = None;
+    for _ in 0..600 {
+        let now = client
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        if now.status().as_str() != "RUNNING" {
+            d = Some(now);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let d = d.expect("the execution ended within a minute");
+    let history = client
+        .get_execution_history()
+        .execution_arn(&arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    let mut entered = Vec::new();
+    let mut inputs = Vec::new();
+    for e in history.events() {
+        if let Some(s) = e.state_entered_event_details() {
+            entered.push(s.name().to_string());
+            inputs.push(
+                s.input()
+                    .and_then(|i| serde_json::from_str(i).ok())
+                    .unwrap_or(serde_json::Value::Null),
+            );
+        }
+    }
+    ExecutionSeen {
+        status: d.status().as_str().to_string(),
+        entered,
+        inputs,
+        output: d.output().and_then(|o| serde_json::from_str(o).ok()),
+        error: d.error().map(str::to_string),
+    }
+}
+
+/// Creates an SNS topic; its ARN.
+pub async fn create_topic(conf: &SdkConfig, name: &str) -> String {
+    aws_sdk_sns::Client::new(conf)
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Creates a Step Functions state machine with `definition`; its ARN.

@@ -1,10 +1,13 @@
-//! A small interpreter of the states the committed definition uses, invoking the
-//! Lambda handlers in process for its tasks.
+//! The committed definition, run by the interpreter in `asl` with the Lambda handlers
+//! invoked in process for its tasks, and faults injected where a test asks.
 
 // Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod asl;
+
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use ec2_scheduler_lambda::{
     Env, FailedInput, GateInput, StepInput, SyncInput, event_failed, event_gate, run_step,
@@ -12,9 +15,16 @@ use ec2_scheduler_lambda::{
 };
 use serde_json::{Value, json};
 
+pub use asl::{Answer, End, Failure};
+
 pub const DEFINITION: &str = include_str!("../../../../deploy/serverless/statemachine.asl.json");
 
-/// How a Wait state waits.
+/// The definition as the template deploys it in the `aws` partition.
+pub fn definition() -> Value {
+    serde_json::from_str(&DEFINITION.replace("${Partition}", "aws")).unwrap()
+}
+
+/// How a Wait state (and a retry's interval) waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waits {
     /// Real time, as long as it says (at most a minute).
@@ -25,227 +35,212 @@ pub enum Waits {
     Cloud,
 }
 
-/// The value at a JSONPath of the forms the definition uses: `$`, `$.a.b`, `$$.a.b`.
-pub fn at_path(input: &Value, context: &Value, path: &str) -> Value {
-    let (root, rest) = if let Some(r) = path.strip_prefix("$$") {
-        (context, r)
-    } else if let Some(r) = path.strip_prefix('$') {
-        (input, r)
-    } else {
-        panic!("not a path: {path}");
-    };
-    rest.split('.')
-        .filter(|k| !k.is_empty())
-        .fold(root.clone(), |v, k| {
-            v.get(k).cloned().unwrap_or(Value::Null)
-        })
+/// A fault injected into one invocation of a function (`${RunStepFunctionArn}`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// The error Step Functions reports (`Sandbox.Timedout`,
+    /// `Lambda.TooManyRequestsException`, a handler's error type, ...).
+    pub error: String,
+    /// Whether the handler ran before the fault (its answer lost, as when a function
+    /// runs past its timeout after doing its work), or not at all.
+    pub ran: bool,
+    /// How long the invocation took, in seconds.
+    pub seconds: f64,
 }
 
-/// Whether the input has the field at `path` (`$.a.b`), even a null one.
-pub fn present(input: &Value, path: &str) -> bool {
-    let mut v = input;
-    for k in path
-        .trim_start_matches('$')
-        .split('.')
-        .filter(|k| !k.is_empty())
-    {
-        match v.get(k) {
-            Some(next) => v = next,
-            None => return false,
+impl Fault {
+    /// The function ran past its Lambda timeout (120 s) after doing its work.
+    pub fn timed_out() -> Self {
+        Fault {
+            error: "Sandbox.Timedout".into(),
+            ran: true,
+            seconds: 120.0,
         }
     }
-    true
-}
 
-/// A `.$` value: a path, or the intrinsic `States.Format('...{}...', path)`.
-pub fn resolve(input: &Value, context: &Value, expr: &str) -> Value {
-    if let Some(args) = expr
-        .strip_prefix("States.Format(")
-        .and_then(|a| a.strip_suffix(')'))
-    {
-        let (template, arg) = args.split_once("',").expect("a template and one argument");
-        let template = template.trim().trim_start_matches('\'');
-        let value = at_path(input, context, arg.trim());
-        let text = value
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_string);
-        return Value::String(template.replacen("{}", &text, 1));
-    }
-    at_path(input, context, expr)
-}
-
-/// `Parameters` or `ResultSelector`: fields ending in `.$` are resolved.
-pub fn fill(template: &Value, input: &Value, context: &Value) -> Value {
-    match template {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| match (k.strip_suffix(".$"), v) {
-                    (Some(name), Value::String(expr)) => {
-                        (name.to_string(), resolve(input, context, expr))
-                    }
-                    _ => (k.clone(), fill(v, input, context)),
-                })
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// The state's output from its input and its result, by `ResultPath`.
-pub fn place(input: Value, state: &Value, result: Value) -> Value {
-    match state.get("ResultPath") {
-        Some(Value::Null) => input,
-        None => result,
-        Some(Value::String(p)) if p == "$" => result,
-        Some(Value::String(p)) => {
-            let mut out = input;
-            let keys: Vec<&str> = p.trim_start_matches("$.").split('.').collect();
-            let mut slot = &mut out;
-            for k in &keys[..keys.len() - 1] {
-                slot = slot
-                    .as_object_mut()
-                    .unwrap()
-                    .entry(k.to_string())
-                    .or_insert(json!({}));
-            }
-            slot.as_object_mut()
-                .unwrap()
-                .insert(keys[keys.len() - 1].to_string(), result);
-            out
+    /// Lambda refused the invocation (throttled), the handler did not run.
+    pub fn throttled() -> Self {
+        Fault {
+            error: "Lambda.TooManyRequestsException".into(),
+            ran: false,
+            seconds: 0.1,
         }
-        Some(other) => panic!("ResultPath {other}"),
+    }
+
+    /// The handler failed with an error of its own, before doing anything.
+    pub fn handler_error() -> Self {
+        Fault {
+            error: "lambda_runtime.Error".into(),
+            ran: false,
+            seconds: 0.5,
+        }
     }
 }
+
+/// Which invocations fail: `(function, n)` (the n-th invocation of that function in
+/// the execution, from 1) to its fault.
+pub type Faults = dyn Fn(&str, usize) -> Option<Fault> + Sync;
 
 /// What one run of the definition did.
 pub struct Execution {
     /// The states entered, in order.
     pub path: Vec<String>,
+    /// The output, or the error output when it failed.
     pub output: Value,
+    pub end: End,
     /// How many times each function was invoked.
     pub invocations: BTreeMap<String, usize>,
     /// How long each invocation took, by function, in milliseconds.
     pub millis: BTreeMap<String, Vec<u128>>,
+    /// What the state machine published to the stack's topic: (subject, message).
+    pub published: Vec<(String, Value)>,
+    /// The interpreter's record (history, waits, virtual seconds).
+    pub run: asl::Run,
 }
 
-/// Runs the committed definition on `input`, invoking the handlers in process for
-/// its Lambda tasks (by the function each `FunctionName` placeholder names). Waits
-/// as `waits` says. The gate is asked at the cloud's time.
-pub async fn execute(env: &Env, name: &str, input: Value, waits: Waits) -> Execution {
-    let definition: Value = serde_json::from_str(DEFINITION).unwrap();
-    let states = &definition["States"];
-    let context = json!({"Execution": {"Name": name}});
-    let mut current = definition["StartAt"].as_str().unwrap().to_string();
-    let mut data = input;
-    let mut path = Vec::new();
-    let mut invocations: BTreeMap<String, usize> = BTreeMap::new();
-    let mut millis: BTreeMap<String, Vec<u128>> = BTreeMap::new();
-    for _ in 0..5_000 {
-        path.push(current.clone());
-        let state = &states[&current];
-        let next = state
-            .get("Next")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match state["Type"].as_str().unwrap() {
-            "Task" => {
-                assert_eq!(
-                    state["Resource"], "arn:aws:states:::lambda:invoke",
-                    "{current}"
-                );
-                let params = fill(&state["Parameters"], &data, &context);
-                let function = params["FunctionName"].as_str().unwrap().to_string();
-                *invocations.entry(function.clone()).or_default() += 1;
-                let payload = params["Payload"].clone();
-                let began = std::time::Instant::now();
-                let answer = match function.as_str() {
-                    "${EventGateFunctionArn}" => {
-                        let i: GateInput = serde_json::from_value(payload).unwrap();
-                        serde_json::to_value(event_gate(env, i, env.clouds.now()).await.unwrap())
-                    }
-                    "${RunStepFunctionArn}" => {
-                        let i: StepInput = serde_json::from_value(payload).unwrap();
-                        serde_json::to_value(run_step(env, i).await.unwrap())
-                    }
-                    "${ScheduleSyncFunctionArn}" => {
-                        let i: SyncInput = serde_json::from_value(payload).unwrap();
-                        serde_json::to_value(schedule_sync(env, i, env.clouds.now()).await.unwrap())
-                    }
-                    "${EventFailedFunctionArn}" => {
-                        let i: FailedInput = serde_json::from_value(payload).unwrap();
-                        event_failed(env, i, env.clouds.now()).await.unwrap();
-                        Ok(json!({"recorded": true}))
-                    }
-                    other => panic!("no handler for {other}"),
-                }
-                .unwrap();
-                millis
-                    .entry(function.clone())
-                    .or_default()
-                    .push(began.elapsed().as_millis());
-                let result = json!({"Payload": answer, "StatusCode": 200});
-                let result = match state.get("ResultSelector") {
-                    Some(sel) => fill(sel, &result, &context),
-                    None => result,
-                };
-                data = place(data, state, result);
-            }
-            "Pass" => {
-                let result = match (state.get("Result"), state.get("Parameters")) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(p)) => fill(p, &data, &context),
-                    (None, None) => data.clone(),
-                };
-                data = place(data, state, result);
-            }
-            "Choice" => {
-                let chosen = state["Choices"].as_array().unwrap().iter().find(|c| {
-                    let v = at_path(&data, &context, c["Variable"].as_str().unwrap());
-                    match (c.get("BooleanEquals"), c.get("IsPresent")) {
-                        (Some(b), None) => &v == b,
-                        (None, Some(p)) => {
-                            let _ = v;
-                            p.as_bool().unwrap() == present(&data, c["Variable"].as_str().unwrap())
-                        }
-                        _ => panic!("a choice rule not followed here: {c}"),
-                    }
-                });
-                current = chosen.map_or_else(
-                    || state["Default"].as_str().unwrap().to_string(),
-                    |c| c["Next"].as_str().unwrap().to_string(),
-                );
-                continue;
-            }
-            "Wait" => {
-                let secs = at_path(&data, &context, state["SecondsPath"].as_str().unwrap())
-                    .as_u64()
-                    .expect("SecondsPath gives whole seconds");
-                assert!(secs >= 1, "a Wait of {secs} s");
-                match waits {
-                    Waits::Real => {
-                        tokio::time::sleep(std::time::Duration::from_secs(secs.min(60))).await
-                    }
-                    Waits::Short => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
-                    Waits::Cloud => {
-                        let name = data["workload"].as_str().unwrap();
-                        let w = env.app.stored_workload(name).await.unwrap();
-                        let cloud = env.clouds.get(&env.app, &w).await.unwrap();
-                        cloud.wait(std::time::Duration::from_secs(secs)).await;
-                    }
-                }
-            }
-            "Succeed" => {
-                return Execution {
-                    path,
-                    output: data,
-                    invocations,
-                    millis,
-                };
-            }
-            "Fail" => panic!("the execution failed: {data:#}\n{path:?}"),
-            other => panic!("state type {other} is not followed here"),
+fn lambda_error(e: impl std::fmt::Display) -> Failure {
+    // A handler's error reaches Step Functions with the error type of the runtime.
+    Failure::new("lambda_runtime.Error", &e.to_string())
+}
+
+async fn handler(env: &Env, function: &str, payload: Value) -> Result<Value, Failure> {
+    let parse = |e: serde_json::Error| lambda_error(format!("the payload: {e}"));
+    let answer = match function {
+        "${EventGateFunctionArn}" => {
+            let i: GateInput = serde_json::from_value(payload).map_err(parse)?;
+            serde_json::to_value(
+                event_gate(env, i, env.clouds.now())
+                    .await
+                    .map_err(lambda_error)?,
+            )
         }
-        current = next.unwrap_or_else(|| panic!("{current} has no Next"));
+        "${RunStepFunctionArn}" => {
+            let i: StepInput = serde_json::from_value(payload).map_err(parse)?;
+            serde_json::to_value(run_step(env, i).await.map_err(lambda_error)?)
+        }
+        "${ScheduleSyncFunctionArn}" => {
+            let i: SyncInput = serde_json::from_value(payload).map_err(parse)?;
+            serde_json::to_value(
+                schedule_sync(env, i, env.clouds.now())
+                    .await
+                    .map_err(lambda_error)?,
+            )
+        }
+        "${EventFailedFunctionArn}" => {
+            let i: FailedInput = serde_json::from_value(payload).map_err(parse)?;
+            serde_json::to_value(
+                event_failed(env, i, env.clouds.now())
+                    .await
+                    .map_err(lambda_error)?,
+            )
+        }
+        other => panic!("no handler for {other}"),
+    };
+    Ok(json!({"Payload": answer.unwrap(), "StatusCode": 200}))
+}
+
+async fn wait_as(env: &Env, waits: Waits, workload: &str, seconds: f64) {
+    let d = std::time::Duration::from_secs_f64(seconds.max(0.0));
+    match waits {
+        Waits::Real => tokio::time::sleep(d.min(std::time::Duration::from_secs(60))).await,
+        Waits::Short => tokio::time::sleep(d.min(std::time::Duration::from_secs(1))).await,
+        Waits::Cloud => {
+            let w = env.app.stored_workload(workload).await.unwrap();
+            let cloud = env.clouds.get(&env.app, &w).await.unwrap();
+            cloud.wait(d).await;
+        }
     }
-    panic!("the execution did not end: {path:?}");
+}
+
+/// Runs the committed definition on `input`, invoking the handlers in process for its
+/// Lambda tasks (by the function each `FunctionName` placeholder names) and recording
+/// what it publishes, with `faults` injected. Waits as `waits` says.
+pub async fn execute_with(
+    env: &Env,
+    name: &str,
+    input: Value,
+    waits: Waits,
+    faults: &Faults,
+) -> Execution {
+    let workload = input["workload"].as_str().unwrap_or_default().to_string();
+    let invocations: Mutex<BTreeMap<String, usize>> = Mutex::default();
+    let millis: Mutex<BTreeMap<String, Vec<u128>>> = Mutex::default();
+    let published: Mutex<Vec<(String, Value)>> = Mutex::default();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let run = asl::execute(
+        &definition(),
+        name,
+        input,
+        async |_state: &str, target: &str, params: &Value| {
+            if target.ends_with(":states:::sns:publish") {
+                let message = params["Message"]
+                    .as_str()
+                    .and_then(|m| serde_json::from_str(m).ok())
+                    .unwrap_or(Value::Null);
+                published.lock().unwrap().push((
+                    params["Subject"].as_str().unwrap_or_default().to_string(),
+                    message,
+                ));
+                return Answer::ok(json!({"MessageId": "m-1"}));
+            }
+            let n = {
+                let mut inv = invocations.lock().unwrap();
+                let n = inv.entry(target.to_string()).or_default();
+                *n += 1;
+                *n
+            };
+            let fault = faults(target, n);
+            let began = std::time::Instant::now();
+            let result = match &fault {
+                Some(f) if !f.ran => Err(Failure::new(&f.error, "injected")),
+                _ => handler(env, target, params["Payload"].clone()).await,
+            };
+            millis
+                .lock()
+                .unwrap()
+                .entry(target.to_string())
+                .or_default()
+                .push(began.elapsed().as_millis());
+            match fault {
+                Some(f) => Answer {
+                    result: Err(Failure::new(&f.error, "injected")),
+                    seconds: f.seconds,
+                },
+                None => Answer {
+                    result,
+                    seconds: 1.0,
+                },
+            }
+        },
+        async |seconds: f64| wait_as(env, waits, &workload, seconds).await,
+        || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 1_000_000) as f64 / 1_000_000.0
+        },
+    )
+    .await;
+    let output = match &run.end {
+        End::Succeeded(v) => v.clone(),
+        End::Failed(f) => f.output(),
+    };
+    Execution {
+        path: run.path.clone(),
+        output,
+        end: run.end.clone(),
+        invocations: invocations.into_inner().unwrap(),
+        millis: millis.into_inner().unwrap(),
+        published: published.into_inner().unwrap(),
+        run,
+    }
+}
+
+/// [`execute_with`] without faults, which must succeed.
+pub async fn execute(env: &Env, name: &str, input: Value, waits: Waits) -> Execution {
+    let e = execute_with(env, name, input, waits, &|_, _| None).await;
+    if let End::Failed(f) = &e.end {
+        panic!("the execution failed: {f:?}\n{:?}", e.path);
+    }
+    e
 }
