@@ -10,8 +10,9 @@ use ec2_scheduler_aws::dynamo::DynamoStore;
 pub use ec2_scheduler_aws::dynamo::Tables;
 use ec2_scheduler_aws::{AwsCloud, CallCounter, Connect, sdk_config};
 use ec2_scheduler_core::{Instance, Workload};
+use ec2_scheduler_engine::pace::Limits;
 use ec2_scheduler_engine::ports::{AccessStore, Clock, ConfigStore, RunStore, ScheduleStore};
-use ec2_scheduler_engine::{Ports, Settings};
+use ec2_scheduler_engine::{Buckets, Ports, Settings};
 use ec2_scheduler_store::SqliteStore;
 
 use crate::error::{Error, Result};
@@ -177,6 +178,11 @@ pub struct App {
     /// before it answers: longer, so that no call of a cancelled run is made after
     /// the answer.
     pub(crate) fence: Fence,
+    /// The pacing buckets of each account and region on AWS (by region and role),
+    /// shared by every run this process drives there.
+    pub(crate) pacing: std::sync::Mutex<std::collections::HashMap<String, Buckets>>,
+    /// Whether runs share their account's buckets (the default).
+    pub(crate) share_pacing: bool,
 }
 
 /// The act window of runs and the settle time of cancels: see [`App::with_fence`].
@@ -223,6 +229,41 @@ impl App {
             requests,
             poll: None,
             fence: Fence::default(),
+            pacing: std::sync::Mutex::default(),
+            share_pacing: true,
+        }
+    }
+
+    /// This environment with each run pacing its calls alone (as if no other run
+    /// shared its account), for comparison.
+    #[must_use]
+    pub fn with_pacing_apart(mut self) -> App {
+        self.share_pacing = false;
+        self
+    }
+
+    /// The buckets that pace `workload`'s runs on `cloud`: one set per simulated
+    /// region, and per region and role on AWS, made at `limits` when first asked for.
+    pub(crate) fn buckets(&self, cloud: &Cloud, workload: &Workload, limits: Limits) -> Buckets {
+        match cloud {
+            Cloud::Sim { sim, .. } => sim.pacing.get_or_init(|| Buckets::new(limits)).clone(),
+            Cloud::Aws(_) => {
+                let key = format!(
+                    "{}|{}",
+                    workload.region,
+                    workload
+                        .cross_account
+                        .as_ref()
+                        .map(|c| c.role_arn.to_string())
+                        .unwrap_or_default()
+                );
+                self.pacing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key)
+                    .or_insert_with(|| Buckets::new(limits))
+                    .clone()
+            }
         }
     }
 

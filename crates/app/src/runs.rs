@@ -117,7 +117,12 @@ impl App {
             settings.poll = poll;
             settings.fast_poll = poll;
         }
-        Executor::new(cloud.ports(store), settings, workload.clone())
+        let exec = Executor::new(cloud.ports(store), settings.clone(), workload.clone());
+        if self.share_pacing {
+            exec.share(&self.buckets(cloud, workload, settings.limits))
+        } else {
+            exec
+        }
     }
 
     /// Observes and plans, changing nothing (a dry run).

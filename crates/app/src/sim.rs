@@ -33,6 +33,8 @@ pub struct SimCloud {
     /// Where the region is saved; `None` keeps it in memory (the demo).
     path: Option<PathBuf>,
     sync: Mutex<Sync>,
+    /// The pacing buckets every run in this region shares (one simulated account).
+    pub(crate) pacing: std::sync::OnceLock<ec2_scheduler_engine::Buckets>,
 }
 
 /// What the file held when this process last read or wrote it.
@@ -109,6 +111,7 @@ impl SimCloud {
             region: Self::region(instances, start),
             path: path.map(Path::to_path_buf),
             sync: Mutex::new(Sync::default()),
+            pacing: std::sync::OnceLock::new(),
         }
     }
 

@@ -4,6 +4,11 @@
 //! - `converge N`: stop, then start, a 3-tier workload of N instances on the simulated
 //!   region with AWS's buckets and transition times; reports virtual time against the
 //!   lower bound, API calls, throttled and failed calls, CPU time and peak memory;
+//! - `concurrent W N`: W workloads of N instances on one simulated account, stopped
+//!   and then started at one instant each, driven together as `serve` drives them
+//!   (each run keeping its executor, then a new executor each tick), sharing the
+//!   account's buckets; reports the last run's end against the account-wide lower
+//!   bound, the spread of the ends, throttled calls and failed runs;
 //! - `plan N`: plans a stop and a start of N instances; reports time and memory;
 //! - `cli N`: the release `ec2-scheduler run --cloud sim --speed max` on a fleet file
 //!   of N instances (stop, then start); reports wall time and peak memory. Needs
@@ -26,6 +31,7 @@ use ec2_scheduler_core::plan::{PlanRequest, ScaleIn};
 use ec2_scheduler_core::{Action, Instance, InstanceState, Workload, plan};
 use ec2_scheduler_engine::memory::MemoryStore;
 use ec2_scheduler_engine::pace::{BucketSpec, Limits};
+use ec2_scheduler_engine::ports::Clock;
 use ec2_scheduler_engine::{Begin, Executor, Ports, RunRequest, RunStatus, Settings, Tick};
 use ec2_scheduler_sim::{HeavyTail, LogEntry, Region, SimConfig};
 
@@ -256,6 +262,16 @@ impl Scenario {
 /// starts (pending to running), by tier in `order`, each tier's in the order they
 /// began.
 fn transitions(log: &[LogEntry], action: Action, order: &[&str]) -> Vec<Vec<f64>> {
+    transitions_of(log, action, order, |_| true)
+}
+
+/// [`transitions`] of the instances `keep` keeps.
+fn transitions_of(
+    log: &[LogEntry],
+    action: Action,
+    order: &[&str],
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Vec<f64>> {
     let (began, ended) = match action {
         Action::Stop => (InstanceState::Stopping, InstanceState::Stopped),
         Action::Start => (InstanceState::Pending, InstanceState::Running),
@@ -267,6 +283,7 @@ fn transitions(log: &[LogEntry], action: Action, order: &[&str]) -> Vec<Vec<f64>
         if let LogEntry::State {
             at, instance, to, ..
         } = e
+            && keep(instance)
         {
             if *to == began {
                 since.insert(instance.clone(), (*at, since.len()));
@@ -342,6 +359,173 @@ fn run(
         calls: run.calls.clone(),
         status: run.status,
     }
+}
+
+/// `w` workloads of `n` instances each (the bench workload's tiers, its own tag
+/// value), in one simulated region with AWS's published buckets, stopped and then
+/// started at one instant each, all runs driven together as `serve` drives them: a
+/// tick of each run that is due, the clock moved on to the soonest wake-up. With
+/// `per_tick`, each tick is made by a new executor that resumes the run from the
+/// store (as `serve`'s and the Lambda run step's `App::advance` do); else each run
+/// keeps its executor. Every executor paces with the account's one set of buckets.
+/// Reports, per action, when the last run ended against the account-wide lower
+/// bound, the spread of the runs' ends, throttled calls and failed runs.
+fn concurrent(w: usize, n: usize, per_tick: bool) {
+    let cfg = SimConfig {
+        jitter: 0.0,
+        ..SimConfig::default()
+    };
+    let limits = cfg.limits;
+    let template = workload();
+    let workloads: Vec<Workload> = (0..w)
+        .map(|k| {
+            let mut x = template.clone();
+            x.name = ec2_scheduler_core::model::Name::new(format!("bench{k}")).expect("a name");
+            x.workload_tag.value =
+                ec2_scheduler_core::model::Name::new(format!("bench{k}")).expect("a name");
+            x
+        })
+        .collect();
+    let instances: Vec<Instance> = fleet(w * n, InstanceState::Running)
+        .into_iter()
+        .enumerate()
+        .map(|(g, mut i)| {
+            i.tags.insert("env".into(), format!("bench{}", g / n));
+            i
+        })
+        .collect();
+    let region = Region::new(instances, cfg);
+    let store = MemoryStore::new();
+    let buckets = ec2_scheduler_engine::Buckets::new(limits);
+    let ports = Ports {
+        compute: &region,
+        lb: &region,
+        probe: &region,
+        notifier: &region,
+        meter: &region,
+        store: &store,
+        clock: &region,
+        lease_clock: &region,
+    };
+    let executor = |k: usize| {
+        let settings = Settings {
+            owner: "bench".into(),
+            limits,
+            ..Settings::default()
+        };
+        Executor::new(ports, settings, workloads[k].clone()).share(&buckets)
+    };
+    let wall = Instant::now();
+    for action in [Action::Stop, Action::Start] {
+        let before = region.log().len();
+        let t0 = region.now();
+        let req = RunRequest {
+            action,
+            profile: None,
+            scale_in: ScaleIn::ReportOnly,
+        };
+        // (workload, executor kept between ticks, run, due)
+        let mut active = Vec::new();
+        for k in 0..w {
+            let mut exec = executor(k);
+            let id = format!("bench{k}-{action}");
+            let run = match pollster::block_on(exec.begin(&req, &id)).expect("begins") {
+                Begin::Started(r) => *r,
+                other => panic!("unexpected {other:?}"),
+            };
+            active.push((k, (!per_tick).then_some(exec), run, t0));
+        }
+        let mut ends: Vec<f64> = Vec::new();
+        let mut failed = 0;
+        while !active.is_empty() {
+            let now = region.now();
+            let mut next = Vec::new();
+            for (k, kept, mut run, due) in active {
+                if due > now {
+                    next.push((k, kept, run, due));
+                    continue;
+                }
+                let mut exec = match kept {
+                    Some(e) => e,
+                    None => {
+                        let mut e = executor(k);
+                        run = pollster::block_on(e.resume(&run.id)).expect("resumes");
+                        e
+                    }
+                };
+                let tick = pollster::block_on(exec.tick(&mut run)).expect("ticks");
+                match tick {
+                    Tick::Done => {
+                        let end = run.finished.unwrap_or_else(|| region.now());
+                        ends.push((end - t0).num_milliseconds() as f64 / 1000.0);
+                        failed += usize::from(run.status != RunStatus::Succeeded);
+                    }
+                    Tick::Wait(d) => {
+                        if per_tick {
+                            pollster::block_on(exec.checkpoint(&mut run)).expect("saves");
+                        }
+                        let due = now + chrono::Duration::from_std(d).unwrap_or_default();
+                        next.push((k, (!per_tick).then_some(exec), run, due));
+                    }
+                }
+            }
+            active = next;
+            if let Some(soonest) = active.iter().map(|a| a.3).min() {
+                let gap = (soonest - region.now()).to_std().unwrap_or_default();
+                region.advance(gap.max(Duration::from_millis(1)));
+            }
+        }
+        let log = region.log();
+        let log = &log[before..];
+        let order: [&str; 3] = match action {
+            Action::Stop => ["web", "app", "db"],
+            Action::Start => ["db", "app", "web"],
+        };
+        let bucket = match action {
+            Action::Stop => limits.stop_instances,
+            Action::Start => limits.start_instances,
+        };
+        // No run ends before it would alone; and the account's resource bucket lets
+        // the last of all the instances go out no sooner than its tokens allow, after
+        // which its transition takes at least the shortest one seen.
+        let alone = (0..w)
+            .map(|k| {
+                let tiers = transitions_of(log, action, &order, |id| {
+                    usize::from_str_radix(id.trim_start_matches("i-"), 16).expect("a bench id") / n
+                        == k
+                });
+                lower_bound(&tiers, bucket, DELAY as f64)
+            })
+            .fold(0.0, f64::max);
+        let shortest = transitions(log, action, &order)
+            .iter()
+            .flatten()
+            .cloned()
+            .fold(f64::MAX, f64::min);
+        let tokens = ((w * n) as f64 - bucket.capacity).max(0.0) / bucket.refill_per_sec;
+        let bound = alone.max(tokens + shortest);
+        ends.sort_by(f64::total_cmp);
+        let last = ends.last().copied().unwrap_or(0.0);
+        let throttled = log
+            .iter()
+            .filter(|e| {
+                matches!(e, LogEntry::Call { error: Some(code), .. } if code == "RequestLimitExceeded")
+            })
+            .count();
+        println!(
+            "concurrent w={w} n={n} driver={} action={action} last_s={last:.1} lower_bound_s={bound:.1} ratio={:.4} first_s={:.1} median_s={:.1} throttled={throttled} failed_runs={failed}",
+            if per_tick { "per-tick" } else { "kept" },
+            last / bound,
+            ends.first().copied().unwrap_or(0.0),
+            ends.get(ends.len() / 2).copied().unwrap_or(0.0),
+        );
+        region.advance(Duration::from_secs(900));
+    }
+    println!(
+        "concurrent w={w} n={n} wall_s={:.2} peak_mib={:.0}",
+        wall.elapsed().as_secs_f64(),
+        peak_mib()
+    );
 }
 
 fn converge(n: usize, scenario: &Scenario) {
@@ -894,6 +1078,15 @@ fn main() {
             };
             converge(n.parse().expect("a number"), scenario);
         }
+        [cmd, w, n] if cmd == "concurrent" => {
+            for per_tick in [false, true] {
+                concurrent(
+                    w.parse().expect("a number"),
+                    n.parse().expect("a number"),
+                    per_tick,
+                );
+            }
+        }
         [cmd, n] if cmd == "plan" => plan_bench(n.parse().expect("a number")),
         [cmd, n] if cmd == "cli" => cli_bench(n.parse().expect("a number")),
         [] => {
@@ -914,7 +1107,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: ec2-scheduler-bench [converge N [SCENARIO] | plan N | cli N | api N | dashboard N]"
+                "usage: ec2-scheduler-bench [converge N [SCENARIO] | concurrent W N | plan N | cli N | api N | dashboard N]"
             );
             std::process::exit(2);
         }

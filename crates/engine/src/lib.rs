@@ -19,5 +19,5 @@ pub mod pace;
 pub mod ports;
 pub mod run;
 
-pub use exec::{Begin, EngineError, Executor, Ports, RunRequest, Settings, Tick, drive};
+pub use exec::{Begin, Buckets, EngineError, Executor, Ports, RunRequest, Settings, Tick, drive};
 pub use run::{Run, RunStatus};

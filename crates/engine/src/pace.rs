@@ -5,6 +5,7 @@
 //! happens anyway (other clients share the account's buckets) the call is retried
 //! after a backoff.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -273,6 +274,63 @@ impl TokenBucket {
     /// The bucket's refill rate per second now.
     pub fn refill_per_sec(&self) -> f64 {
         self.rate
+    }
+}
+
+impl TokenBucket {
+    /// Whether it was never used (nothing taken, nothing learned).
+    pub fn fresh(&self) -> bool {
+        self.at.is_none()
+    }
+}
+
+/// A token bucket several executors may share: its clones are the same bucket, so
+/// runs on one account and region take their calls' tokens from one budget, and what
+/// one learns of the account (a throttle, a higher limit) paces them all.
+#[derive(Debug, Clone)]
+pub struct SharedBucket(Arc<Mutex<TokenBucket>>);
+
+impl SharedBucket {
+    pub fn new(spec: BucketSpec) -> Self {
+        SharedBucket(Arc::new(Mutex::new(TokenBucket::new(spec))))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut TokenBucket) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.with(|b| b.rate())
+    }
+
+    pub fn available(&self, now: DateTime<Utc>) -> f64 {
+        self.with(|b| b.available(now))
+    }
+
+    pub fn wait_for(&self, n: f64, now: DateTime<Utc>) -> Duration {
+        self.with(|b| b.wait_for(n, now))
+    }
+
+    pub fn take(&self, n: f64, now: DateTime<Utc>) -> Result<(), Duration> {
+        self.with(|b| b.take(n, now))
+    }
+
+    pub fn answered(&self, throttled: bool, now: DateTime<Utc>) {
+        self.with(|b| b.answered(throttled, now));
+    }
+
+    pub fn learned(&self) -> Option<Learned> {
+        self.with(|b| b.learned())
+    }
+
+    /// Goes on from what a run's bucket learned, unless this one was used since it
+    /// was made (shared, it knows more recent things than a run saved).
+    pub fn learn(&self, l: Learned) {
+        self.with(|b| {
+            if b.fresh() {
+                b.learn(l);
+            }
+        });
     }
 }
 

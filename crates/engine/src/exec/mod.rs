@@ -24,7 +24,7 @@ use ec2_scheduler_core::{Action, FailurePolicy, Instance, plan};
 use tracing::Instrument;
 
 use crate::notify::Event;
-use crate::pace::{Jitter, Learned, Limits, TokenBucket};
+use crate::pace::{Jitter, Learned, Limits, SharedBucket};
 use crate::ports::{
     ApiError, Clock, Compute, LoadBalancing, Lock, LockOutcome, MemberFilter, Meter, Notifier,
     OverrideProbe, RunStore, StoreError,
@@ -170,37 +170,51 @@ pub enum Tick {
     Done,
 }
 
-/// Pacing buckets of one executor.
+/// The pacing buckets of an account's region (AWS's EC2 buckets), which executors
+/// share when they are given the same ([`Executor::share`]): clones are the same
+/// buckets.
 #[derive(Debug, Clone)]
-pub(crate) struct Buckets {
-    pub describe: TokenBucket,
-    pub mutating: TokenBucket,
-    pub start_requests: TokenBucket,
-    pub start_instances: TokenBucket,
-    pub stop_instances: TokenBucket,
+pub struct Buckets {
+    pub(crate) describe: SharedBucket,
+    pub(crate) mutating: SharedBucket,
+    pub(crate) start_requests: SharedBucket,
+    pub(crate) start_instances: SharedBucket,
+    pub(crate) stop_instances: SharedBucket,
 }
 
 impl Buckets {
-    fn each(&mut self) -> [(&'static str, &mut TokenBucket); 5] {
+    /// New buckets, full, at `limits`.
+    pub fn new(l: Limits) -> Buckets {
+        Buckets {
+            describe: SharedBucket::new(l.describe),
+            mutating: SharedBucket::new(l.mutating),
+            start_requests: SharedBucket::new(l.start_requests),
+            start_instances: SharedBucket::new(l.start_instances),
+            stop_instances: SharedBucket::new(l.stop_instances),
+        }
+    }
+
+    fn each(&self) -> [(&'static str, &SharedBucket); 5] {
         [
-            ("describe", &mut self.describe),
-            ("mutating", &mut self.mutating),
-            ("start_requests", &mut self.start_requests),
-            ("start_instances", &mut self.start_instances),
-            ("stop_instances", &mut self.stop_instances),
+            ("describe", &self.describe),
+            ("mutating", &self.mutating),
+            ("start_requests", &self.start_requests),
+            ("start_instances", &self.start_instances),
+            ("stop_instances", &self.stop_instances),
         ]
     }
 
     /// What the buckets learned, by name.
-    fn learned(&mut self) -> BTreeMap<String, Learned> {
+    pub fn learned(&self) -> BTreeMap<String, Learned> {
         self.each()
             .into_iter()
             .filter_map(|(name, b)| b.learned().map(|l| (name.to_string(), l)))
             .collect()
     }
 
-    /// Goes on from what a run's buckets learned.
-    fn learn(&mut self, from: &BTreeMap<String, Learned>) {
+    /// Goes on from what a run's buckets learned (each bucket that was not used
+    /// since it was made).
+    fn learn(&self, from: &BTreeMap<String, Learned>) {
         for (name, b) in self.each() {
             if let Some(l) = from.get(name) {
                 b.learn(*l);
@@ -274,16 +288,9 @@ pub(crate) fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 impl<'a> Executor<'a> {
     pub fn new(ports: Ports<'a>, settings: Settings, workload: Workload) -> Self {
-        let l = settings.limits;
         Executor {
             ports,
-            buckets: Buckets {
-                describe: TokenBucket::new(l.describe),
-                mutating: TokenBucket::new(l.mutating),
-                start_requests: TokenBucket::new(l.start_requests),
-                start_instances: TokenBucket::new(l.start_instances),
-                stop_instances: TokenBucket::new(l.stop_instances),
-            },
+            buckets: Buckets::new(settings.limits),
             settings,
             workload,
             state: BTreeMap::new(),
@@ -302,6 +309,15 @@ impl<'a> Executor<'a> {
 
     pub fn workload(&self) -> &Workload {
         &self.workload
+    }
+
+    /// Paces this executor's calls with `buckets`, which other executors of the same
+    /// account and region share: together they stay within the account's buckets
+    /// instead of each spending them as if alone.
+    #[must_use]
+    pub fn share(mut self, buckets: &Buckets) -> Self {
+        self.buckets = buckets.clone();
+        self
     }
 
     fn filter(&self) -> MemberFilter {
