@@ -115,8 +115,12 @@ impl Clouds {
                     && !wake.load(Ordering::SeqCst)
                     && began.elapsed() < real
                 {
-                    tokio::time::sleep((real - began.elapsed()).min(Duration::from_millis(50)))
-                        .await;
+                    // Time passes between the check and here: saturate, never panic.
+                    tokio::time::sleep(
+                        real.saturating_sub(began.elapsed())
+                            .min(Duration::from_millis(50)),
+                    )
+                    .await;
                 }
                 let passed = if began.elapsed() >= real {
                     d

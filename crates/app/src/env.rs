@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use ec2_scheduler_aws::dynamo::DynamoStore;
 pub use ec2_scheduler_aws::dynamo::Tables;
 use ec2_scheduler_aws::{AwsCloud, CallCounter, Connect, sdk_config};
@@ -431,23 +431,31 @@ pub(crate) fn new_run_id() -> String {
     new_id("run", Utc::now())
 }
 
-/// A new id: `prefix`, the time and this process, unique enough for one store; ids
-/// made in the same millisecond by this process get `-2`, `-3`, ... after the first.
+/// A new id: `prefix`, the time (to the millisecond) and this process, unique
+/// within the process: an id asked for in a millisecond this process already gave one
+/// for (or an earlier one, from a thread that read the clock before another) takes the
+/// last one's millisecond with `-2`, `-3`, ... after it.
 pub(crate) fn new_id(prefix: &str, now: DateTime<Utc>) -> String {
-    type Last = std::collections::BTreeMap<String, (String, u32)>;
+    type Last = std::collections::BTreeMap<String, (DateTime<Utc>, u32)>;
     static LAST: std::sync::Mutex<Last> = std::sync::Mutex::new(Last::new());
+    let ms = now
+        .with_nanosecond(now.timestamp_subsec_millis() * 1_000_000)
+        .unwrap_or(now);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let last = last
+        .entry(prefix.to_string())
+        .or_insert((DateTime::<Utc>::MIN_UTC, 0));
+    let (at, n) = if ms > last.0 {
+        *last = (ms, 1);
+        (ms, 1)
+    } else {
+        last.1 += 1;
+        (last.0, last.1)
+    };
     let base = format!(
         "{prefix}-{}-{:05}",
-        now.format("%Y%m%dT%H%M%S%.3f"),
+        at.format("%Y%m%dT%H%M%S%.3f"),
         std::process::id() % 100_000
     );
-    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-    let last = last.entry(prefix.to_string()).or_default();
-    if last.0 == base {
-        last.1 += 1;
-        format!("{base}-{}", last.1)
-    } else {
-        *last = (base.clone(), 1);
-        base
-    }
+    if n == 1 { base } else { format!("{base}-{n}") }
 }

@@ -569,14 +569,35 @@ impl<'a> Executor<'a> {
     }
 
     /// After a save found the run saved by another writer since this executor read
-    /// it: takes the stored run instead, and forgets what its steps had in hand (they
-    /// start over from the stored checkpoint, re-observing, as on any resume). A run
-    /// another writer ended (a cancel) is done: nothing more is written or called for
-    /// it, and its lock is not touched (the cancel released it).
+    /// it. A run another writer ended (a cancel) is done: nothing more is written or
+    /// called for it, and its lock is not touched (the cancel released it). One the
+    /// other writer left where it was (same cursor and owner) keeps this executor's
+    /// progress, saved over it. Otherwise this executor takes the stored run and
+    /// forgets what its steps had in hand (they start over from the stored
+    /// checkpoint, re-observing, as on any resume).
     async fn reread(&mut self, run: &mut Run, why: String) -> Result<Tick> {
         let Some(stored) = self.ports.store.load_run(&run.id).await? else {
             return Err(StoreError::Conflict(why).into());
         };
+        // Another writer that did not move the run (it recorded who asked for it):
+        // this executor's progress is written over it, keeping what it added, and
+        // its steps go on where they are.
+        if !stored.status.is_finished()
+            && stored.cursor == run.cursor
+            && stored.owner == run.owner
+            && stored.rollback.len() == run.rollback.len()
+        {
+            run.version = stored.version;
+            if run.requested_by.is_none() {
+                run.requested_by = stored.requested_by;
+            }
+            return match self.save(run).await {
+                Ok(()) | Err(EngineError::Store(StoreError::Conflict(_))) => {
+                    Ok(Tick::Wait(Duration::ZERO))
+                }
+                Err(e) => Err(e),
+            };
+        }
         self.state.clear();
         self.due.clear();
         self.early.clear();
