@@ -8,48 +8,22 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{End, Execution, Fault, Waits, execute_with};
+use common::{End, Execution, Fault, Kept, Waits, execute_with};
 use ec2_scheduler_app::clouds::Clouds;
 use ec2_scheduler_app::sim::read_fleet;
 use ec2_scheduler_app::{App, CloudSpec, Speed};
 use ec2_scheduler_core::schedule::{Period, Schedule};
 use ec2_scheduler_core::zone::Zone;
 use ec2_scheduler_engine::memory::MemoryStore;
-use ec2_scheduler_engine::ports::{ApiResult, EventSchedules, OneTime};
 use ec2_scheduler_lambda::{Env, HOLD, POLL};
 use serde_json::json;
 
 const GATE: &str = "${EventGateFunctionArn}";
 const STEP: &str = "${RunStepFunctionArn}";
 const FAILED: &str = "${EventFailedFunctionArn}";
-
-/// One-time schedules kept in memory.
-#[derive(Default)]
-struct Kept(Mutex<BTreeSet<String>>);
-
-#[async_trait]
-impl EventSchedules for Kept {
-    async fn names(&self, prefix: &str) -> ApiResult<Vec<String>> {
-        let kept = self.0.lock().unwrap();
-        Ok(kept
-            .iter()
-            .filter(|n| n.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-    async fn create(&self, s: &OneTime) -> ApiResult<()> {
-        self.0.lock().unwrap().insert(s.name.clone());
-        Ok(())
-    }
-    async fn delete(&self, name: &str) -> ApiResult<()> {
-        self.0.lock().unwrap().remove(name);
-        Ok(())
-    }
-}
 
 fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -26,11 +26,17 @@ pub struct Moto {
 }
 
 fn http(endpoint: &str, method: &str, path: &str) -> String {
+    http_with(endpoint, method, path, "")
+}
+
+/// A request to moto's own API with `body` (JSON when not empty); the answer's body.
+fn http_with(endpoint: &str, method: &str, path: &str, body: &str) -> String {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).expect("moto is reachable");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut out = String::new();
@@ -65,20 +71,7 @@ impl Moto {
 
     /// POSTs the JSON `body` to a path of moto's own API; the answer's body.
     pub fn post(&self, path: &str, body: &serde_json::Value) -> String {
-        let addr = self.endpoint.trim_start_matches("http://");
-        let text = body.to_string();
-        let mut s = TcpStream::connect(addr).expect("moto is reachable");
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-            text.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
+        http_with(&self.endpoint, "POST", path, &body.to_string())
     }
 
     /// Lets Step Functions run the executions it starts, with Lambda tasks answered

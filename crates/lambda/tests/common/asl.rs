@@ -323,22 +323,24 @@ pub async fn execute(
     let fail = |run: &mut Run, f: Failure| {
         run.end = End::Failed(f);
     };
-    macro_rules! over_time {
+    // Past the execution's TimeoutSeconds: it fails with States.Timeout, which
+    // nothing catches.
+    macro_rules! end_if_over_time {
         () => {
-            limit.is_some_and(|l| run.seconds > l)
+            if limit.is_some_and(|l| run.seconds > l) {
+                fail(
+                    &mut run,
+                    Failure::new(
+                        "States.Timeout",
+                        "the execution ran past its TimeoutSeconds",
+                    ),
+                );
+                return run;
+            }
         };
     }
     for _ in 0..20_000 {
-        if over_time!() {
-            fail(
-                &mut run,
-                Failure::new(
-                    "States.Timeout",
-                    "the execution ran past its TimeoutSeconds",
-                ),
-            );
-            return run;
-        }
+        end_if_over_time!();
         run.path.push(current.clone());
         run.history.push(Entered {
             state: current.clone(),
@@ -353,16 +355,7 @@ pub async fn execute(
             "Task" => {
                 let mut attempts: BTreeMap<usize, u32> = BTreeMap::new();
                 let outcome = loop {
-                    if over_time!() {
-                        fail(
-                            &mut run,
-                            Failure::new(
-                                "States.Timeout",
-                                "the execution ran past its TimeoutSeconds",
-                            ),
-                        );
-                        return run;
-                    }
+                    end_if_over_time!();
                     let resource = state["Resource"].as_str().unwrap_or_default();
                     let params = match state.get("Parameters") {
                         Some(p) => fill(p, &data, &context),
@@ -401,16 +394,7 @@ pub async fn execute(
                         Ok(r) => break Ok(r),
                         Err(f) => f,
                     };
-                    if over_time!() {
-                        fail(
-                            &mut run,
-                            Failure::new(
-                                "States.Timeout",
-                                "the execution ran past its TimeoutSeconds",
-                            ),
-                        );
-                        return run;
-                    }
+                    end_if_over_time!();
                     // The first retrier that matches decides.
                     let retriers = state["Retry"].as_array().cloned().unwrap_or_default();
                     let Some((i, retrier)) = retriers

@@ -9,6 +9,7 @@ pub mod asl;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use ec2_scheduler_engine::ports::{ApiResult, EventSchedules, OneTime};
 use ec2_scheduler_lambda::{
     Env, FailedInput, GateInput, StepInput, SyncInput, event_failed, event_gate, run_step,
     schedule_sync,
@@ -16,6 +17,30 @@ use ec2_scheduler_lambda::{
 use serde_json::{Value, json};
 
 pub use asl::{Answer, End, Failure};
+
+/// One-time schedules kept in memory, for environments without EventBridge Scheduler.
+#[derive(Default)]
+pub struct Kept(Mutex<std::collections::BTreeSet<String>>);
+
+#[async_trait::async_trait]
+impl EventSchedules for Kept {
+    async fn names(&self, prefix: &str) -> ApiResult<Vec<String>> {
+        let kept = self.0.lock().unwrap();
+        Ok(kept
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+    async fn create(&self, s: &OneTime) -> ApiResult<()> {
+        self.0.lock().unwrap().insert(s.name.clone());
+        Ok(())
+    }
+    async fn delete(&self, name: &str) -> ApiResult<()> {
+        self.0.lock().unwrap().remove(name);
+        Ok(())
+    }
+}
 
 pub const DEFINITION: &str = include_str!("../../../../deploy/serverless/statemachine.asl.json");
 
