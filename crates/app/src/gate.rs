@@ -55,6 +55,11 @@ pub(crate) fn busy(run_id: &str, owner: &str) -> String {
     format!("the workload is busy with run {run_id} of {owner}")
 }
 
+/// Whether a recorded reason is [`busy`]'s.
+fn is_busy(reason: &str) -> bool {
+    reason.starts_with("the workload is busy")
+}
+
 /// Why an event did not fire: it came more than `grace` late.
 pub(crate) fn missed(late: chrono::Duration, grace: std::time::Duration) -> String {
     format!(
@@ -167,7 +172,7 @@ impl App {
             }
         };
         if let Some((outcome, why)) = skip {
-            gate.alert = outcome == EventOutcome::Missed || why.starts_with("the workload is busy");
+            gate.alert = outcome == EventOutcome::Missed || is_busy(&why);
             record.outcome = outcome;
             record.detail = Some(why.clone());
             if !self.store.claim_event(&record).await? {
@@ -237,10 +242,7 @@ impl App {
             EventOutcome::Skipped | EventOutcome::Missed | EventOutcome::Failed => {
                 again.reason = before.detail.clone();
                 again.alert = before.outcome != EventOutcome::Skipped
-                    || before
-                        .detail
-                        .as_deref()
-                        .is_some_and(|d| d.starts_with("the workload is busy"));
+                    || before.detail.as_deref().is_some_and(is_busy);
             }
         }
         Ok(Some(again))

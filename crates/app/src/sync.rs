@@ -57,14 +57,6 @@ fn safe(s: &str, max: usize) -> String {
         .collect()
 }
 
-/// The workload a schedule's execution input names.
-fn workload_of(s: &OneTime) -> String {
-    serde_json::from_str::<serde_json::Value>(&s.input)
-        .ok()
-        .and_then(|v| v["workload"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// The one-time schedule of `workload`'s event `e`.
 pub fn one_time(workload: &str, e: &NextEvent) -> OneTime {
     let at: DateTime<Utc> = e.at.with_timezone(&Utc);
@@ -132,7 +124,8 @@ impl App {
         let existing: BTreeSet<String> = target.names(&scope).await?.into_iter().collect();
         // Schedules of workloads that failed are neither created nor deleted.
         let mut untouched: Vec<String> = Vec::new();
-        let mut wanted: BTreeMap<String, OneTime> = BTreeMap::new();
+        // Schedule name -> (its workload, the schedule).
+        let mut wanted: BTreeMap<String, (&str, OneTime)> = BTreeMap::new();
         for name in &names {
             let found = match self.stored_workload(name).await {
                 Ok(w) => self.wanted_schedules(&w, now).await.map(Some),
@@ -142,7 +135,7 @@ impl App {
             match found {
                 Ok(schedules) => {
                     for s in schedules.into_iter().flatten() {
-                        wanted.insert(s.name.clone(), s);
+                        wanted.insert(s.name.clone(), (name.as_str(), s));
                     }
                 }
                 Err(e) => {
@@ -152,14 +145,16 @@ impl App {
                 }
             }
         }
-        for (name, s) in &wanted {
+        for (name, (workload, s)) in &wanted {
             if existing.contains(name) {
                 out.kept += 1;
                 continue;
             }
             match target.create(s).await {
                 Ok(()) => out.created.push(name.clone()),
-                Err(e) => out.failed.push((workload_of(s), format!("{name}: {e}"))),
+                Err(e) => out
+                    .failed
+                    .push((workload.to_string(), format!("{name}: {e}"))),
             }
         }
         for name in existing.iter().filter(|n| !wanted.contains_key(*n)) {

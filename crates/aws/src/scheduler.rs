@@ -182,3 +182,15 @@ impl EventSchedules for EventBridgeSchedules {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_partition_is_the_state_machines() {
+        let arn = |p: &str| format!("arn:{p}:states:us-gov-west-1:123456789012:stateMachine:x");
+        assert_eq!(super::partition(&arn("aws-us-gov")), "aws-us-gov");
+        assert_eq!(super::partition(&arn("aws-cn")), "aws-cn");
+        assert_eq!(super::partition(&arn("aws")), "aws");
+        assert_eq!(super::partition("not an arn"), "aws");
+    }
+}
