@@ -183,6 +183,9 @@ pub struct App {
     pub(crate) pacing: std::sync::Mutex<std::collections::HashMap<String, Buckets>>,
     /// Whether runs share their account's buckets (the default).
     pub(crate) share_pacing: bool,
+    /// Whether runs share them through the store instead, with runs of other
+    /// processes ([`App::with_pacing_through_store`]).
+    pub(crate) store_pacing: bool,
 }
 
 /// The act window of runs and the settle time of cancels: see [`App::with_fence`].
@@ -231,6 +234,7 @@ impl App {
             fence: Fence::default(),
             pacing: std::sync::Mutex::default(),
             share_pacing: true,
+            store_pacing: false,
         }
     }
 
@@ -242,28 +246,45 @@ impl App {
         self
     }
 
+    /// This environment with each run leasing its share of its account's buckets
+    /// through the store (`ec2_scheduler_engine::share`), so that runs driven by
+    /// other processes on the same store (the serverless run step's containers)
+    /// pace together; instead of sharing buckets within this process.
+    #[must_use]
+    pub fn with_pacing_through_store(mut self) -> App {
+        self.store_pacing = true;
+        self
+    }
+
+    /// The account and region whose buckets pace `workload`'s runs on `cloud`: the
+    /// simulated region (its fleet file), or the AWS region and the role assumed.
+    pub(crate) fn pacing_account(cloud: &Cloud, workload: &Workload) -> String {
+        match cloud {
+            Cloud::Sim { sim, .. } => format!("sim|{}", sim.file_name()),
+            Cloud::Aws(_) => format!(
+                "{}|{}",
+                workload.region,
+                workload
+                    .cross_account
+                    .as_ref()
+                    .map(|c| c.role_arn.to_string())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
     /// The buckets that pace `workload`'s runs on `cloud`: one set per simulated
     /// region, and per region and role on AWS, made at `limits` when first asked for.
     pub(crate) fn buckets(&self, cloud: &Cloud, workload: &Workload, limits: Limits) -> Buckets {
         match cloud {
             Cloud::Sim { sim, .. } => sim.pacing.get_or_init(|| Buckets::new(limits)).clone(),
-            Cloud::Aws(_) => {
-                let key = format!(
-                    "{}|{}",
-                    workload.region,
-                    workload
-                        .cross_account
-                        .as_ref()
-                        .map(|c| c.role_arn.to_string())
-                        .unwrap_or_default()
-                );
-                self.pacing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(key)
-                    .or_insert_with(|| Buckets::new(limits))
-                    .clone()
-            }
+            Cloud::Aws(_) => self
+                .pacing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(App::pacing_account(cloud, workload))
+                .or_insert_with(|| Buckets::new(limits))
+                .clone(),
         }
     }
 

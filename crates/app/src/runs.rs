@@ -118,7 +118,9 @@ impl App {
             settings.fast_poll = poll;
         }
         let exec = Executor::new(cloud.ports(store), settings.clone(), workload.clone());
-        if self.share_pacing {
+        if self.store_pacing {
+            exec.pace_through_store(App::pacing_account(cloud, workload))
+        } else if self.share_pacing {
             exec.share(&self.buckets(cloud, workload, settings.limits))
         } else {
             exec

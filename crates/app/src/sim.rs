@@ -15,6 +15,7 @@ use ec2_scheduler_engine::ports::{
     ScheduleStore, StoreError, StoreResult,
 };
 use ec2_scheduler_engine::run::Run;
+use ec2_scheduler_engine::share::PaceShares;
 use ec2_scheduler_sim::{Region, SimConfig};
 
 use crate::env::{Store, SystemClock};
@@ -35,6 +36,16 @@ pub struct SimCloud {
     sync: Mutex<Sync>,
     /// The pacing buckets every run in this region shares (one simulated account).
     pub(crate) pacing: std::sync::OnceLock<ec2_scheduler_engine::Buckets>,
+}
+
+impl SimCloud {
+    /// The fleet file it is saved to (empty: held in memory).
+    pub(crate) fn file_name(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// What the file held when this process last read or wrote it.
@@ -309,6 +320,17 @@ impl RunStore for Checkpointed<'_> {
     async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
         self.flush()?;
         self.inner.unpark(workload, ids).await
+    }
+    async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>> {
+        self.inner.pace_shares(account).await
+    }
+    async fn put_pace_shares(
+        &self,
+        account: &str,
+        shares: &PaceShares,
+        version: u64,
+    ) -> StoreResult<()> {
+        self.inner.put_pace_shares(account, shares, version).await
     }
 }
 

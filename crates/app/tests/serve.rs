@@ -22,6 +22,7 @@ use ec2_scheduler_engine::ports::{
     RunSummaryRow, ScheduleStore, StoreError, StoreResult,
 };
 use ec2_scheduler_engine::run::Run;
+use ec2_scheduler_engine::share::PaceShares;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -111,6 +112,17 @@ impl RunStore for Flaky {
     }
     async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()> {
         self.inner.unpark(workload, ids).await
+    }
+    async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>> {
+        self.inner.pace_shares(account).await
+    }
+    async fn put_pace_shares(
+        &self,
+        account: &str,
+        shares: &PaceShares,
+        version: u64,
+    ) -> StoreResult<()> {
+        self.inner.put_pace_shares(account, shares, version).await
     }
 }
 

@@ -56,6 +56,7 @@ use ec2_scheduler_engine::ports::{
     ScheduleStore, StoreError, StoreResult, stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
+use ec2_scheduler_engine::share::PaceShares;
 use serde_json::{Map, Value, json};
 
 use crate::{CallCounter, Counting};
@@ -1107,6 +1108,81 @@ impl RunStore for DynamoStore {
                 Ok(())
             }
             Err(e) => Err(backend("DeleteItem", err_text(&e))),
+        }
+    }
+
+    async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(key(&format!("PACE#{account}"), "PACE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", err_text(&e)))?;
+        out.item()
+            .map(|i| {
+                let shares =
+                    serde_json::from_str(&s(i, "body").unwrap_or_default()).map_err(|e| {
+                        StoreError::Corrupt {
+                            key: format!("PACE#{account}"),
+                            message: e.to_string(),
+                        }
+                    })?;
+                Ok((
+                    shares,
+                    n(i, "version")
+                        .and_then(|v| u64::try_from(v).ok())
+                        .unwrap_or(0),
+                ))
+            })
+            .transpose()
+    }
+
+    /// The item ages out (TTL) a day after its last lease ends.
+    async fn put_pace_shares(
+        &self,
+        account: &str,
+        shares: &PaceShares,
+        version: u64,
+    ) -> StoreResult<()> {
+        let body = serde_json::to_string(shares).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut item = key(&format!("PACE#{account}"), "PACE");
+        item.insert("body".into(), AttributeValue::S(body));
+        item.insert(
+            "version".into(),
+            AttributeValue::N((version + 1).to_string()),
+        );
+        let last = shares.holders.values().map(|h| h.until).max();
+        let ends = last.unwrap_or_else(Utc::now).max(Utc::now()) + chrono::TimeDelta::days(1);
+        item.insert(
+            TTL_ATTRIBUTE.into(),
+            AttributeValue::N(ends.timestamp().to_string()),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.state)
+            .set_item(Some(item))
+            .expression_attribute_names("#v", "version");
+        let put = if version == 0 {
+            put.condition_expression("attribute_not_exists(#v)")
+        } else {
+            put.condition_expression("#v = :before")
+                .expression_attribute_values(":before", AttributeValue::N(version.to_string()))
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "the pacing record of {account} was written since version {version}"
+                )))
+            }
+            Err(e) => Err(backend("PutItem", err_text(&e))),
         }
     }
 

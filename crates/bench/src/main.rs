@@ -361,16 +361,50 @@ fn run(
     }
 }
 
+/// How the runs of `concurrent` are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// Each run keeps its executor; all pace with the account's one set of buckets.
+    Kept,
+    /// A new executor each tick, resuming the run from the store (`App::advance`
+    /// under `serve`), pacing with the account's one set of buckets.
+    PerTick,
+    /// As the serverless state machine drives its run step: a new executor each
+    /// tick with buckets of its own (a container shares no memory with another),
+    /// leasing the run's share of the account's buckets through the store; a step
+    /// sleeps through waits up to [`HOLD`] within [`BUDGET`], longer ones go back to
+    /// the state machine.
+    Step,
+}
+
+impl Driver {
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Kept => "kept",
+            Driver::PerTick => "per-tick",
+            Driver::Step => "step",
+        }
+    }
+}
+
+/// The serverless run step's hold and budget (`ec2_scheduler_lambda::HOLD` and
+/// `BUDGET`; that crate is not a dependency of this one) and its Lambda timeout.
+const HOLD: Duration = Duration::from_secs(10);
+const BUDGET: Duration = Duration::from_secs(60);
+const STEP_TIMEOUT_S: f64 = 120.0;
+
 /// `w` workloads of `n` instances each (the bench workload's tiers, its own tag
 /// value), in one simulated region with AWS's published buckets, stopped and then
 /// started at one instant each, all runs driven together as `serve` drives them: a
-/// tick of each run that is due, the clock moved on to the soonest wake-up. With
-/// `per_tick`, each tick is made by a new executor that resumes the run from the
-/// store (as `serve`'s and the Lambda run step's `App::advance` do); else each run
-/// keeps its executor. Every executor paces with the account's one set of buckets.
-/// Reports, per action, when the last run ended against the account-wide lower
-/// bound, the spread of the runs' ends, throttled calls and failed runs.
-fn concurrent(w: usize, n: usize, per_tick: bool) {
+/// tick of each run that is due, the clock moved on to the soonest wake-up; with
+/// `driver`, each run keeping its executor, a new executor each tick sharing the
+/// account's buckets in memory, or run steps as the state machine drives them,
+/// sharing through the store. Reports, per action, when the last run ended against
+/// the account-wide lower bound, the spread of the runs' ends, throttled calls and
+/// failed runs, and for run steps the longest step and the steps over the Lambda
+/// timeout.
+fn concurrent(w: usize, n: usize, driver: Driver) {
+    let per_tick = driver != Driver::Kept;
     let cfg = SimConfig {
         jitter: 0.0,
         ..SimConfig::default()
@@ -413,7 +447,11 @@ fn concurrent(w: usize, n: usize, per_tick: bool) {
             limits,
             ..Settings::default()
         };
-        Executor::new(ports, settings, workloads[k].clone()).share(&buckets)
+        let exec = Executor::new(ports, settings, workloads[k].clone());
+        match driver {
+            Driver::Step => exec.pace_through_store("bench"),
+            Driver::Kept | Driver::PerTick => exec.share(&buckets),
+        }
     };
     let wall = Instant::now();
     for action in [Action::Stop, Action::Start] {
@@ -426,6 +464,11 @@ fn concurrent(w: usize, n: usize, per_tick: bool) {
         };
         // (workload, executor kept between ticks, run, due)
         let mut active = Vec::new();
+        // When each workload's run step in progress began (run steps only).
+        let mut step_began: Vec<chrono::DateTime<chrono::Utc>> = vec![t0; w];
+        let mut steps = 0usize;
+        let mut longest_step = 0.0f64;
+        let mut over_timeout = 0usize;
         for k in 0..w {
             let mut exec = executor(k);
             let id = format!("bench{k}-{action}");
@@ -454,6 +497,35 @@ fn concurrent(w: usize, n: usize, per_tick: bool) {
                     }
                 };
                 let tick = pollster::block_on(exec.tick(&mut run)).expect("ticks");
+                // A run step ends when the run does, or on a wait it does not sleep
+                // through; the state machine then waits whole seconds, at least 1.
+                let tick = match (driver, tick) {
+                    (Driver::Step, tick) => {
+                        let held = (now - step_began[k]).to_std().unwrap_or_default();
+                        let (ends, tick) = match tick {
+                            Tick::Done => (true, tick),
+                            Tick::Wait(d) if d > HOLD || held + d > BUDGET => (
+                                true,
+                                Tick::Wait(Duration::from_secs_f64(
+                                    d.as_secs_f64().ceil().max(1.0),
+                                )),
+                            ),
+                            Tick::Wait(_) => (false, tick),
+                        };
+                        if ends {
+                            let took = held.as_secs_f64();
+                            steps += 1;
+                            longest_step = longest_step.max(took);
+                            over_timeout += usize::from(took > STEP_TIMEOUT_S);
+                            if let Tick::Wait(d) = tick {
+                                step_began[k] =
+                                    now + chrono::Duration::from_std(d).unwrap_or_default();
+                            }
+                        }
+                        tick
+                    }
+                    _ => tick,
+                };
                 match tick {
                     Tick::Done => {
                         let end = run.finished.unwrap_or_else(|| region.now());
@@ -513,11 +585,18 @@ fn concurrent(w: usize, n: usize, per_tick: bool) {
             })
             .count();
         println!(
-            "concurrent w={w} n={n} driver={} action={action} last_s={last:.1} lower_bound_s={bound:.1} ratio={:.4} first_s={:.1} median_s={:.1} throttled={throttled} failed_runs={failed}",
-            if per_tick { "per-tick" } else { "kept" },
+            "concurrent w={w} n={n} driver={} action={action} last_s={last:.1} lower_bound_s={bound:.1} ratio={:.4} first_s={:.1} median_s={:.1} throttled={throttled} failed_runs={failed}{}",
+            driver.name(),
             last / bound,
             ends.first().copied().unwrap_or(0.0),
             ends.get(ends.len() / 2).copied().unwrap_or(0.0),
+            if driver == Driver::Step {
+                format!(
+                    " steps={steps} longest_step_s={longest_step:.1} steps_over_timeout={over_timeout}"
+                )
+            } else {
+                String::new()
+            },
         );
         region.advance(Duration::from_secs(900));
     }
@@ -1079,11 +1158,11 @@ fn main() {
             converge(n.parse().expect("a number"), scenario);
         }
         [cmd, w, n] if cmd == "concurrent" => {
-            for per_tick in [false, true] {
+            for driver in [Driver::Kept, Driver::PerTick, Driver::Step] {
                 concurrent(
                     w.parse().expect("a number"),
                     n.parse().expect("a number"),
-                    per_tick,
+                    driver,
                 );
             }
         }

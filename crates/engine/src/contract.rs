@@ -14,6 +14,7 @@ use crate::ports::{
     AccessStore, EventOutcome, EventRecord, Lock, LockOutcome, RunStore, ScheduleStore, StoreError,
 };
 use crate::run::{Run, RunEvent, RunStatus};
+use crate::share::PaceShares;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("a time").to_utc()
@@ -245,6 +246,39 @@ pub async fn run_store(store: &dyn RunStore) {
         ("run-x", "succeeded")
     );
     assert!(store.list_runs(Some("V")).await.unwrap().is_empty());
+
+    // Pacing shares: one record per account, written with compare-and-set.
+    assert_eq!(store.pace_shares("us-east-1|").await.unwrap(), None);
+    let mut shares = PaceShares::default();
+    let uses = ["describe", "stop_instances"].map(String::from).into();
+    shares.enter("run-x", uses, now + TimeDelta::seconds(60), now);
+    // A first write of a record another writer created is refused.
+    store
+        .put_pace_shares("us-east-1|", &shares, 0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_pace_shares("us-east-1|", &shares, 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.pace_shares("us-east-1|").await.unwrap(),
+        Some((shares.clone(), 1))
+    );
+    shares.leave("run-x", now);
+    store
+        .put_pace_shares("us-east-1|", &shares, 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_pace_shares("us-east-1|", &shares, 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.pace_shares("us-east-1|").await.unwrap(),
+        Some((PaceShares::default(), 2))
+    );
+    assert_eq!(store.pace_shares("eu-west-1|").await.unwrap(), None);
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::ports::{
     ScheduleStore, StoreError, StoreResult,
 };
 use crate::run::Run;
+use crate::share::PaceShares;
 use ec2_scheduler_core::access::Token;
 use ec2_scheduler_core::overrides::Override;
 
@@ -25,6 +26,7 @@ struct Inner {
     overrides: Vec<Override>,
     events: BTreeMap<String, EventRecord>,
     tokens: Vec<Token>,
+    pace: BTreeMap<String, (PaceShares, u64)>,
 }
 
 /// Everything in a mutex.
@@ -98,6 +100,29 @@ impl RunStore for MemoryStore {
             }
         });
         Ok(())
+    }
+
+    async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>> {
+        Ok(self.with(|i| i.pace.get(account).cloned()))
+    }
+
+    async fn put_pace_shares(
+        &self,
+        account: &str,
+        shares: &PaceShares,
+        version: u64,
+    ) -> StoreResult<()> {
+        self.with(|i| {
+            let stored = i.pace.get(account).map_or(0, |(_, v)| *v);
+            if stored != version {
+                return Err(StoreError::Conflict(format!(
+                    "the pacing record of {account} was written since version {version}"
+                )));
+            }
+            i.pace
+                .insert(account.to_string(), (shares.clone(), version + 1));
+            Ok(())
+        })
     }
 
     async fn save_run(&self, run: &mut Run) -> StoreResult<()> {

@@ -61,6 +61,17 @@ impl Limits {
 }
 
 impl Limits {
+    /// Each bucket with its name (as runs and the store name them).
+    pub fn named(&self) -> [(&'static str, BucketSpec); 5] {
+        [
+            ("describe", self.describe),
+            ("mutating", self.mutating),
+            ("start_requests", self.start_requests),
+            ("start_instances", self.start_instances),
+            ("stop_instances", self.stop_instances),
+        ]
+    }
+
     /// These limits times `k` (an account whose limits AWS raised or lowered):
     /// every bucket's capacity and refill.
     pub fn scaled(&self, k: f64) -> Limits {
@@ -130,6 +141,10 @@ pub struct Learned {
     pub tokens: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
+    /// The share of the account's bucket this run paced at (`rate` is within it),
+    /// when runs in other processes shared it ([`crate::share`]); none: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
 }
 
 /// A token bucket, full at creation, that finds the account's real rate: it starts
@@ -149,7 +164,15 @@ pub struct TokenBucket {
     refused: Option<f64>,
     tokens: f64,
     at: Option<DateTime<Utc>>,
+    /// The share of the account's bucket this bucket stands for (0 to 1): its
+    /// published rate and burst are the account's times this.
+    share: f64,
+    /// Whether tokens were asked for since [`TokenBucket::take_touched`] last looked.
+    touched: bool,
 }
+
+/// The smallest share a bucket paces at (one run among a million).
+const MIN_SHARE: f64 = 1e-6;
 
 impl TokenBucket {
     pub fn new(spec: BucketSpec) -> Self {
@@ -159,10 +182,64 @@ impl TokenBucket {
             refused: None,
             tokens: spec.capacity,
             at: None,
+            share: 1.0,
+            touched: false,
         }
     }
 
+    /// The rate published for this bucket's share of the account.
+    fn published(&self) -> f64 {
+        self.spec.refill_per_sec * self.share
+    }
+
+    /// The share of the account's bucket this one paces at (1: all of it).
+    pub fn share(&self) -> f64 {
+        self.share
+    }
+
+    /// Paces at `share` of the account's bucket from now on: the rate (and what was
+    /// refused) scale with it, so the burst does, and tokens beyond the new burst are
+    /// dropped. A bucket that holds less than the whole account does not probe above
+    /// its share: the other holders are using the rest.
+    pub fn set_share(&mut self, share: f64) {
+        let share = if share.is_finite() {
+            share.clamp(MIN_SHARE, 1.0)
+        } else {
+            1.0
+        };
+        if share == self.share {
+            return;
+        }
+        let k = share / self.share;
+        self.rate *= k;
+        if let Some(r) = &mut self.refused {
+            *r *= k;
+        }
+        self.share = share;
+        self.tokens = self.tokens.min(self.burst());
+    }
+
+    /// The share of the account's burst this bucket stands for: below one call when
+    /// many share a small bucket, so that their first calls go one after another.
+    fn burst(&self) -> f64 {
+        self.spec.capacity * self.rate / self.spec.refill_per_sec
+    }
+
+    /// Holds `tokens` now (within its burst): what a run leasing a share of the
+    /// account is given of the account's burst when it begins.
+    pub fn set_tokens(&mut self, tokens: f64, now: DateTime<Utc>) {
+        self.refill(now);
+        self.tokens = tokens.clamp(0.0, self.capacity());
+    }
+
+    /// Whether tokens were asked for (taken, counted or waited for) since the last
+    /// look; the look resets it.
+    pub fn take_touched(&mut self) -> bool {
+        std::mem::take(&mut self.touched)
+    }
+
     fn refill(&mut self, now: DateTime<Utc>) {
+        self.touched = true;
         if let Some(at) = self.at {
             let secs = (now - at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
             if secs > 0.0 {
@@ -208,17 +285,27 @@ impl TokenBucket {
     /// What the account answered a call this bucket paced: a throttle lowers the
     /// rate and empties the bucket; a call that went through raises the rate.
     pub fn answered(&mut self, throttled: bool, now: DateTime<Utc>) {
-        let published = self.spec.refill_per_sec;
+        let published = self.published();
         if throttled {
             self.refill(now);
-            self.refused = Some(self.rate);
+            // A share of the account was not probed above: a throttle there says the
+            // other holders' shares were briefly too large, not that the account's
+            // limit is lower; the rate is cut and climbs back to the whole share.
+            if self.share == 1.0 {
+                self.refused = Some(self.rate);
+            }
             self.rate = (self.rate * DECREASE).max(published * FLOOR);
             self.tokens = 0.0;
         } else {
+            let ceiling = if self.share < 1.0 {
+                published
+            } else {
+                published * CEILING
+            };
             let top = self
                 .refused
-                .map_or(published * CEILING, |r| r * BELOW_REFUSED)
-                .min(published * CEILING);
+                .map_or(ceiling, |r| r * BELOW_REFUSED)
+                .min(ceiling);
             if self.rate < top {
                 // Until a first throttle, the rate grows by a share of itself (the
                 // account may allow much more); after, by a share of the published.
@@ -232,7 +319,7 @@ impl TokenBucket {
                 } else {
                     self.rate = (self.rate + published * INCREASE).min(top);
                 }
-            } else if let Some(r) = &mut self.refused {
+            } else if let Some(r) = self.refused.as_mut().filter(|_| self.share == 1.0) {
                 // At the top: what was refused may be allowed now (another client
                 // stopped sharing the account); probe above it, slowly.
                 *r += published * CREEP;
@@ -242,19 +329,27 @@ impl TokenBucket {
 
     /// What this bucket learned, when it differs from the published rate.
     pub fn learned(&self) -> Option<Learned> {
-        (self.rate != self.spec.refill_per_sec || self.refused.is_some() || self.at.is_some())
+        (self.rate != self.spec.refill_per_sec
+            || self.refused.is_some()
+            || self.at.is_some()
+            || self.share != 1.0)
             .then_some(Learned {
                 rate: self.rate,
                 refused: self.refused,
                 tokens: self.at.map(|_| self.tokens),
                 at: self.at,
+                share: (self.share != 1.0).then_some(self.share),
             })
     }
 
     /// Goes on from what an earlier bucket of the same kind learned (kept within the
     /// bounds every rate keeps; a value that is not a number is ignored).
     pub fn learn(&mut self, l: Learned) {
-        let published = self.spec.refill_per_sec;
+        self.share = match l.share {
+            Some(s) if s.is_finite() => s.clamp(MIN_SHARE, 1.0),
+            _ => 1.0,
+        };
+        let published = self.published();
         if l.rate.is_finite() {
             self.rate = l.rate.clamp(published * FLOOR, published * CEILING);
         }
@@ -266,9 +361,9 @@ impl TokenBucket {
         self.tokens = self.tokens.clamp(0.0, self.capacity());
     }
 
-    /// The bucket's size now (it scales with the rate).
+    /// The bucket's size now (it scales with the rate; one call at least).
     pub fn capacity(&self) -> f64 {
-        (self.spec.capacity * self.rate / self.spec.refill_per_sec).max(1.0)
+        self.burst().max(1.0)
     }
 
     /// The bucket's refill rate per second now.
@@ -331,6 +426,32 @@ impl SharedBucket {
                 b.learn(l);
             }
         });
+    }
+
+    pub fn share(&self) -> f64 {
+        self.with(|b| b.share())
+    }
+
+    pub fn set_share(&self, share: f64) {
+        self.with(|b| b.set_share(share));
+    }
+
+    pub fn take_touched(&self) -> bool {
+        self.with(|b| b.take_touched())
+    }
+
+    pub fn set_tokens(&self, tokens: f64, now: DateTime<Utc>) {
+        self.with(|b| b.set_tokens(tokens, now));
+    }
+
+    /// Tokens held now, without counting the bucket used.
+    pub fn tokens_at(&self, now: DateTime<Utc>) -> f64 {
+        self.with(|b| {
+            let touched = b.touched;
+            let t = b.available(now);
+            b.touched = touched;
+            t
+        })
     }
 }
 
@@ -466,6 +587,7 @@ mod tests {
                 refused: Some(20.0),
                 tokens: Some(0.0),
                 at: Some(t(0.0)),
+                share: None,
             }
         );
         let mut b = TokenBucket::new(published);
@@ -480,9 +602,54 @@ mod tests {
             refused: Some(f64::NAN),
             tokens: Some(f64::INFINITY),
             at: None,
+            share: None,
         });
         assert_eq!(b.refill_per_sec(), 200.0);
         assert_eq!(b.learned().unwrap().refused, None);
+    }
+
+    #[test]
+    fn a_share_scales_rate_and_burst_and_does_not_probe_above_itself() {
+        let published = Limits::AWS.stop_instances;
+        let mut b = TokenBucket::new(published);
+        b.set_share(0.25);
+        assert_eq!(b.refill_per_sec(), 5.0);
+        assert_eq!(b.capacity(), 250.0);
+        assert_eq!(b.available(t(0.0)), 250.0);
+        // Calls that go through do not raise it: the other holders use the rest.
+        for _ in 0..100 {
+            b.answered(false, t(0.0));
+        }
+        assert_eq!(b.refill_per_sec(), 5.0);
+        // A throttle still cuts it (and empties it); the share given back, it is
+        // scaled with it; and it climbs back to its whole share, not below it.
+        b.answered(true, t(0.0));
+        assert!((b.refill_per_sec() - 3.5).abs() < 1e-9);
+        assert_eq!(b.available(t(0.0)), 0.0);
+        b.set_share(0.5);
+        assert!((b.refill_per_sec() - 7.0).abs() < 1e-9);
+        let l = b.learned().unwrap();
+        for _ in 0..100 {
+            b.answered(false, t(0.0));
+        }
+        assert_eq!(b.refill_per_sec(), 10.0);
+        b.learn(l);
+        // What it learned carries its share to the next executor of the run.
+        let l = b.learned().unwrap();
+        assert_eq!(l.share, Some(0.5));
+        let mut c = TokenBucket::new(published);
+        c.learn(l);
+        assert_eq!(c.share(), 0.5);
+        assert!((c.refill_per_sec() - 7.0).abs() < 1e-9);
+        // Nonsense is brought back into bounds.
+        c.set_share(f64::NAN);
+        assert_eq!(c.share(), 1.0);
+        c.set_share(-3.0);
+        assert!(c.share() > 0.0);
+        // Asking for tokens is what marks a bucket used.
+        assert!(!c.take_touched());
+        let _ = c.wait_for(1.0, t(1.0));
+        assert!(c.take_touched());
     }
 
     #[test]

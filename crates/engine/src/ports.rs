@@ -15,6 +15,7 @@ use ec2_scheduler_core::{Exemption, Instance, Workload};
 use serde::{Deserialize, Serialize};
 
 use crate::run::Run;
+use crate::share::PaceShares;
 
 /// What kind of failure an API call had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -424,6 +425,18 @@ pub trait RunStore: Send + Sync {
     /// Where these instances were registered before they were taken out.
     async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>>;
     async fn unpark(&self, workload: &str, ids: &[String]) -> StoreResult<()>;
+    /// The record of who shares the pacing buckets of `account` (an account and
+    /// region), with its version, if there is one ([`crate::share`]): a consistent
+    /// read.
+    async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>>;
+    /// Writes the record of `account` while it is still at `version` (0: there is
+    /// none), else [`StoreError::Conflict`] and nothing written.
+    async fn put_pace_shares(
+        &self,
+        account: &str,
+        shares: &PaceShares,
+        version: u64,
+    ) -> StoreResult<()>;
 }
 
 /// What became of a schedule's event.

@@ -299,6 +299,10 @@ pub struct Run {
     /// What the pacing buckets learned of the account's limits, by bucket.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pacing: BTreeMap<String, crate::pace::Learned>,
+    /// The run's last lease of a share of its account's buckets, when its driver
+    /// shares pacing through the store ([`crate::share`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace_lease: Option<crate::share::Leased>,
     /// The run was aborted (failure policy `abort`): its rollback phase only gives
     /// back the types of instances it resized but did not start, and it ends failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -350,6 +354,7 @@ impl Run {
             error: None,
             requested_by: None,
             pacing: BTreeMap::new(),
+            pace_lease: None,
             aborted: false,
             version: 0,
             resized_ahead: BTreeMap::new(),

@@ -108,7 +108,10 @@ impl Env {
             App::open(&opts, CloudSpec::Aws { endpoint_url })
                 .await?
                 .with_poll(POLL)
-                .with_owner(owner_from_env()),
+                .with_owner(owner_from_env())
+                // Each container drives one run step at a time: concurrent runs
+                // are in other containers and share the account through the table.
+                .with_pacing_through_store(),
         );
         let clouds = Arc::new(Clouds::new(&app));
         Ok(Env {

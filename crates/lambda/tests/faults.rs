@@ -58,7 +58,8 @@ async fn world(n: usize) -> Env {
         "lambda-faults".into(),
         Arc::default(),
     )
-    .with_poll(POLL);
+    .with_poll(POLL)
+    .with_pacing_through_store();
     let text = std::fs::read_to_string(repo("examples/seed/example.json")).unwrap();
     let (template, _, _) = app
         .put_workload_text("ExampleTestCase", "example.json", &text)

@@ -21,6 +21,7 @@ use ec2_scheduler_engine::ports::{
     ScheduleStore, StoreError, StoreResult, stored_exemption,
 };
 use ec2_scheduler_engine::run::Run;
+use ec2_scheduler_engine::share::PaceShares;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 const SCHEMA: &str = "
@@ -65,6 +66,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pace (
+    account TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parked (
     workload TEXT NOT NULL,
@@ -246,6 +252,52 @@ impl RunStore for SqliteStore {
             .map_err(backend)?;
             Ok(())
         })
+    }
+
+    async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>> {
+        self.with(|c| {
+            let row: Option<(String, i64)> = c
+                .query_row(
+                    "SELECT body, version FROM pace WHERE account = ?1",
+                    params![account],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(body, version)| {
+                let shares = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                    key: format!("pace {account}"),
+                    message: e.to_string(),
+                })?;
+                Ok((shares, u64::try_from(version).unwrap_or(0)))
+            })
+            .transpose()
+        })
+    }
+
+    async fn put_pace_shares(
+        &self,
+        account: &str,
+        shares: &PaceShares,
+        version: u64,
+    ) -> StoreResult<()> {
+        let body = serde_json::to_string(shares).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let read = i64::try_from(version).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let written = self.with(|c| {
+            c.execute(
+                "INSERT INTO pace (account, body, version) VALUES (?1, ?2, ?3 + 1)
+                 ON CONFLICT (account) DO UPDATE SET body = ?2, version = ?3 + 1
+                 WHERE pace.version = ?3 AND ?3 > 0",
+                params![account, body, read],
+            )
+            .map_err(backend)
+        })?;
+        if written != 1 {
+            return Err(StoreError::Conflict(format!(
+                "the pacing record of {account} was written since version {version}"
+            )));
+        }
+        Ok(())
     }
 
     async fn save_run(&self, run: &mut Run) -> StoreResult<()> {

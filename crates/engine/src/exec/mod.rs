@@ -30,6 +30,7 @@ use crate::ports::{
     OverrideProbe, RunStore, StoreError,
 };
 use crate::run::{Phase, Run, RunEvent, RunStatus, TierTiming};
+use crate::share::{self, PaceShares};
 use policy::Tries;
 use step::{Active, Began, Cx, Poll, Power, Resize};
 
@@ -212,6 +213,22 @@ impl Buckets {
             .collect()
     }
 
+    /// The names of the buckets tokens were asked of since the last look.
+    fn touched(&self) -> BTreeSet<String> {
+        self.each()
+            .into_iter()
+            .filter(|(_, b)| b.take_touched())
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Paces each bucket at the share `shares` gives `holder` at `now`.
+    fn set_shares(&self, shares: &PaceShares, holder: &str, now: DateTime<Utc>) {
+        for (name, b) in self.each() {
+            b.set_share(shares.share(holder, name, now));
+        }
+    }
+
     /// Goes on from what a run's buckets learned (each bucket that was not used
     /// since it was made).
     fn learn(&self, from: &BTreeMap<String, Learned>) {
@@ -255,6 +272,9 @@ pub struct Executor<'a> {
     /// When this executor last took or renewed the lock, and whether it did in the
     /// current tick.
     held: Held,
+    /// The account whose buckets this executor's runs share through the store with
+    /// runs of other processes ([`Executor::pace_through_store`]).
+    pace_account: Option<String>,
 }
 
 /// The lock as this executor last renewed and confirmed it. The lease is renewed
@@ -304,6 +324,7 @@ impl<'a> Executor<'a> {
             metered: ports.meter.requests(),
             stage: None,
             held: Held::default(),
+            pace_account: None,
         }
     }
 
@@ -318,6 +339,90 @@ impl<'a> Executor<'a> {
     pub fn share(mut self, buckets: &Buckets) -> Self {
         self.buckets = buckets.clone();
         self
+    }
+
+    /// Paces this executor's calls at the share of `account`'s buckets that the store
+    /// leases its run ([`crate::share`]): for drivers in different processes (the
+    /// serverless run step), which share no memory. The run leases before its first
+    /// call, renews after its ticks, and leaves when it ends. Use it instead of
+    /// [`Executor::share`], not with it: the executor's own buckets are scaled to
+    /// the run's share.
+    #[must_use]
+    pub fn pace_through_store(mut self, account: impl Into<String>) -> Self {
+        self.pace_account = Some(account.into());
+        self
+    }
+
+    /// Leases `run`'s share of the account's buckets, saying it uses `uses`, and
+    /// paces at it. A store that cannot be written leaves the shares as they were
+    /// (pacing is not safety; the engine's backoff absorbs a throttle).
+    async fn lease_share(&mut self, run: &mut Run, uses: BTreeSet<String>) {
+        let Some(account) = self.pace_account.clone() else {
+            return;
+        };
+        let now = self.ports.clock.now();
+        let until = after(now, share::LEASE);
+        let holder = run.id.clone();
+        let first = run.pace_lease.is_none();
+        let limits = self.settings.limits;
+        let mut claimed: Vec<(&'static str, f64)> = Vec::new();
+        let written = share::update(self.ports.store, &account, |s| {
+            s.enter(&holder, uses.clone(), until, now);
+            // A run that begins holds what it is given of the account's burst,
+            // up to its share of it.
+            claimed.clear();
+            if first {
+                for (name, spec) in limits.named() {
+                    let want = spec.capacity * s.share(&holder, name, now);
+                    claimed.push((name, s.claim(name, spec, want, now)));
+                }
+            }
+        })
+        .await;
+        match written {
+            Ok(shares) => {
+                self.buckets.set_shares(&shares, &holder, now);
+                for (name, b) in self.buckets.each() {
+                    if let Some((_, tokens)) = claimed.iter().find(|(n, _)| *n == name) {
+                        b.set_tokens(tokens.min(b.tokens_at(now)), now);
+                    }
+                }
+                run.pace_lease = Some(share::Leased { at: now, uses });
+            }
+            Err(e) => tracing::warn!(
+                account = %account,
+                error = %e,
+                "could not lease a share of the account's pacing; pacing as before"
+            ),
+        }
+    }
+
+    /// After a tick: leaves the account's buckets when the run is done; renews the
+    /// lease when the buckets the tick used differ from the lease's, or it is due.
+    async fn after_tick_shares(&mut self, run: &mut Run, done: bool) {
+        let Some(account) = self.pace_account.clone() else {
+            return;
+        };
+        let uses = self.buckets.touched();
+        if done {
+            if run.pace_lease.take().is_some() {
+                let now = self.ports.clock.now();
+                if let Err(e) =
+                    share::update(self.ports.store, &account, |s| s.leave(&run.id, now)).await
+                {
+                    tracing::warn!(account = %account, error = %e, "could not leave the account's pacing");
+                }
+            }
+            return;
+        }
+        let now = self.ports.clock.now();
+        let due = run
+            .pace_lease
+            .as_ref()
+            .is_none_or(|l| l.uses != uses || dur(now - l.at) >= share::RENEW);
+        if due {
+            self.lease_share(run, uses).await;
+        }
     }
 
     fn filter(&self) -> MemberFilter {
@@ -562,10 +667,23 @@ impl<'a> Executor<'a> {
             run = %run.id,
             action = %run.action
         );
-        match self.tick_in_span(run).instrument(span).await {
+        if self.pace_account.is_some() && run.pace_lease.is_none() && !run.status.is_finished() {
+            // Before its first call the run says it may use every bucket, so that
+            // runs beginning at the same instant do not each take all of them.
+            let all = self.buckets.each().map(|(name, _)| name.to_string());
+            self.lease_share(run, all.into_iter().collect()).await;
+        }
+        self.buckets.touched();
+        let result = match self.tick_in_span(run).instrument(span.clone()).await {
             Err(EngineError::Store(StoreError::Conflict(why))) => self.reread(run, why).await,
             other => other,
+        };
+        if let Ok(tick) = &result {
+            self.after_tick_shares(run, *tick == Tick::Done)
+                .instrument(span)
+                .await;
         }
+        result
     }
 
     /// After a save found the run saved by another writer since this executor read
