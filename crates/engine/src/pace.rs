@@ -169,6 +169,9 @@ pub struct TokenBucket {
     share: f64,
     /// Whether tokens were asked for since [`TokenBucket::take_touched`] last looked.
     touched: bool,
+    /// Whether it paces at a share leased through the store (then it neither probes
+    /// nor cuts its rate, whatever the share).
+    leased: bool,
 }
 
 /// The smallest share a bucket paces at (one run among a million).
@@ -184,6 +187,7 @@ impl TokenBucket {
             at: None,
             share: 1.0,
             touched: false,
+            leased: false,
         }
     }
 
@@ -197,17 +201,19 @@ impl TokenBucket {
         self.share
     }
 
-    /// Paces at `share` of the account's bucket from now on: the rate (and what was
-    /// refused) scale with it, so the burst does, and tokens beyond the new burst are
-    /// dropped. A bucket that holds less than the whole account does not probe above
-    /// its share: the other holders are using the rest.
+    /// Paces at `share` of the account's bucket, leased through the store, from now
+    /// on: the rate (and what was refused) scale with it, so the burst does, and
+    /// tokens beyond the new burst are dropped. A leased bucket neither probes above
+    /// its share (the other holders use the rest) nor cuts it on a throttle.
     pub fn set_share(&mut self, share: f64) {
         let share = if share.is_finite() {
             share.clamp(MIN_SHARE, 1.0)
         } else {
             1.0
         };
+        self.leased = true;
         if share == self.share {
+            self.rate = self.rate.min(self.published());
             return;
         }
         let k = share / self.share;
@@ -216,6 +222,9 @@ impl TokenBucket {
             *r *= k;
         }
         self.share = share;
+        // What a run alone probed above the published rate is not carried into a
+        // share: the others pace at theirs.
+        self.rate = self.rate.min(self.published());
         self.tokens = self.tokens.min(self.burst());
     }
 
@@ -286,26 +295,28 @@ impl TokenBucket {
     /// rate and empties the bucket; a call that went through raises the rate.
     pub fn answered(&mut self, throttled: bool, now: DateTime<Utc>) {
         let published = self.published();
+        if self.leased {
+            // A share of the account is paced at the share, neither probed above nor
+            // cut: the account's rate is split among the runs, and a throttle says
+            // their shares were briefly too large (a run began or ended since they
+            // were leased), not that the account allows less. The bucket empties and
+            // the engine backs off.
+            if throttled {
+                self.refill(now);
+                self.tokens = 0.0;
+            }
+            return;
+        }
         if throttled {
             self.refill(now);
-            // A share of the account was not probed above: a throttle there says the
-            // other holders' shares were briefly too large, not that the account's
-            // limit is lower; the rate is cut and climbs back to the whole share.
-            if self.share == 1.0 {
-                self.refused = Some(self.rate);
-            }
+            self.refused = Some(self.rate);
             self.rate = (self.rate * DECREASE).max(published * FLOOR);
             self.tokens = 0.0;
         } else {
-            let ceiling = if self.share < 1.0 {
-                published
-            } else {
-                published * CEILING
-            };
             let top = self
                 .refused
-                .map_or(ceiling, |r| r * BELOW_REFUSED)
-                .min(ceiling);
+                .map_or(published * CEILING, |r| r * BELOW_REFUSED)
+                .min(published * CEILING);
             if self.rate < top {
                 // Until a first throttle, the rate grows by a share of itself (the
                 // account may allow much more); after, by a share of the published.
@@ -319,7 +330,7 @@ impl TokenBucket {
                 } else {
                     self.rate = (self.rate + published * INCREASE).min(top);
                 }
-            } else if let Some(r) = self.refused.as_mut().filter(|_| self.share == 1.0) {
+            } else if let Some(r) = &mut self.refused {
                 // At the top: what was refused may be allowed now (another client
                 // stopped sharing the account); probe above it, slowly.
                 *r += published * CREEP;
@@ -332,19 +343,20 @@ impl TokenBucket {
         (self.rate != self.spec.refill_per_sec
             || self.refused.is_some()
             || self.at.is_some()
-            || self.share != 1.0)
+            || self.leased)
             .then_some(Learned {
                 rate: self.rate,
                 refused: self.refused,
                 tokens: self.at.map(|_| self.tokens),
                 at: self.at,
-                share: (self.share != 1.0).then_some(self.share),
+                share: self.leased.then_some(self.share),
             })
     }
 
     /// Goes on from what an earlier bucket of the same kind learned (kept within the
     /// bounds every rate keeps; a value that is not a number is ignored).
     pub fn learn(&mut self, l: Learned) {
+        self.leased = l.share.is_some();
         self.share = match l.share {
             Some(s) if s.is_finite() => s.clamp(MIN_SHARE, 1.0),
             _ => 1.0,
@@ -616,31 +628,33 @@ mod tests {
         assert_eq!(b.refill_per_sec(), 5.0);
         assert_eq!(b.capacity(), 250.0);
         assert_eq!(b.available(t(0.0)), 250.0);
-        // Calls that go through do not raise it: the other holders use the rest.
+        // Calls that go through do not raise it: the other holders use the rest. A
+        // throttle empties it without cutting the rate (the shares were briefly too
+        // large; the engine backs off).
         for _ in 0..100 {
             b.answered(false, t(0.0));
         }
         assert_eq!(b.refill_per_sec(), 5.0);
-        // A throttle still cuts it (and empties it); the share given back, it is
-        // scaled with it; and it climbs back to its whole share, not below it.
         b.answered(true, t(0.0));
-        assert!((b.refill_per_sec() - 3.5).abs() < 1e-9);
+        assert_eq!(b.refill_per_sec(), 5.0);
         assert_eq!(b.available(t(0.0)), 0.0);
         b.set_share(0.5);
-        assert!((b.refill_per_sec() - 7.0).abs() < 1e-9);
-        let l = b.learned().unwrap();
-        for _ in 0..100 {
-            b.answered(false, t(0.0));
-        }
         assert_eq!(b.refill_per_sec(), 10.0);
-        b.learn(l);
+        // A rate probed while alone is not carried into a share.
+        let mut alone = TokenBucket::new(published);
+        for _ in 0..5 {
+            alone.answered(false, t(0.0));
+        }
+        assert!(alone.refill_per_sec() > 30.0);
+        alone.set_share(0.5);
+        assert_eq!(alone.refill_per_sec(), 10.0);
         // What it learned carries its share to the next executor of the run.
         let l = b.learned().unwrap();
         assert_eq!(l.share, Some(0.5));
         let mut c = TokenBucket::new(published);
         c.learn(l);
         assert_eq!(c.share(), 0.5);
-        assert!((c.refill_per_sec() - 7.0).abs() < 1e-9);
+        assert_eq!(c.refill_per_sec(), 10.0);
         // Nonsense is brought back into bounds.
         c.set_share(f64::NAN);
         assert_eq!(c.share(), 1.0);

@@ -2,14 +2,16 @@
 //! serverless run step: each Lambda container paces alone otherwise).
 //!
 //! The store keeps one record per account and region: the runs that lease a share
-//! of its buckets, each with the buckets it asked tokens of in its last tick and
-//! when its lease ends. A run paces each bucket at one part in (1 + the other live
-//! holders that use it): runs waiting for instances, or done with a bucket, leave
-//! it to the others. Every run renews its lease (compare-and-set on the record)
-//! once in [`RENEW`], and at once when the buckets it uses change; one that finishes
-//! leaves; one that vanishes (a killed container) is forgotten when its lease ends.
-//! Between renewals a run does not see the others join or leave: the account's
-//! buckets are shared within that lag, and the engine's backoff absorbs a throttle.
+//! of its buckets, each with the buckets it asked tokens of since its previous
+//! renewal and when its lease ends, and what is left of each bucket's burst. A run
+//! paces each bucket it uses at one part in (1 + the other live holders that use
+//! it), and next to nothing of the others: runs waiting for instances, or done with
+//! a bucket, leave it to the others. Every run renews its lease (compare-and-set on
+//! the record) once in [`RENEW`], and at once when it asks tokens of a bucket its
+//! lease does not name; one that finishes leaves and gives back what it holds; one
+//! that vanishes (a killed container) is forgotten when its lease ends. Between
+//! renewals a run does not see the others join or leave: the account's buckets are
+//! shared within that lag, and the engine's backoff absorbs a throttle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::pace::BucketSpec;
+use crate::pace::{BucketSpec, Limits};
 use crate::ports::{RunStore, StoreError, StoreResult};
 
 /// How often a run renews its lease while it uses the same buckets.
@@ -64,6 +66,9 @@ pub struct Leased {
     pub at: DateTime<Utc>,
     /// The buckets it said the run uses.
     pub uses: BTreeSet<String>,
+    /// The buckets the run asked tokens of since.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub touched: BTreeSet<String>,
 }
 
 impl PaceShares {
@@ -90,27 +95,88 @@ impl PaceShares {
         self.holders.remove(holder);
     }
 
-    /// Takes up to `want` tokens of the burst of `bucket` (a bucket of `spec`) at
-    /// `now`: what a run that begins holds at first. Runs that begin at one instant
-    /// so share the account's burst between them, instead of each holding its share
-    /// of all of it before the others' leases are seen. The burst refills at the
-    /// bucket's whole rate whoever else paces on it: it limits arrivals, not the
-    /// runs' own refills.
-    pub fn claim(&mut self, bucket: &str, spec: BucketSpec, want: f64, now: DateTime<Utc>) -> f64 {
+    /// The burst of `bucket` at `now`: it refills at the bucket's rate while no
+    /// live holder uses the bucket (their own buckets refill at the rate between
+    /// them otherwise).
+    fn burst_at(&mut self, bucket: &str, spec: BucketSpec, now: DateTime<Utc>) -> &mut Burst {
+        let idle = !self
+            .holders
+            .values()
+            .any(|h| h.until > now && h.uses.contains(bucket));
         let b = self.burst.entry(bucket.to_string()).or_insert(Burst {
             tokens: spec.capacity,
             at: now,
         });
         let secs = (now - b.at).num_milliseconds().max(0) as f64 / 1000.0;
-        if secs.is_finite() && b.tokens.is_finite() {
-            b.tokens = (b.tokens + secs * spec.refill_per_sec).min(spec.capacity);
-        } else {
+        if !b.tokens.is_finite() {
             b.tokens = spec.capacity;
+        } else if idle {
+            b.tokens = (b.tokens + secs * spec.refill_per_sec).min(spec.capacity);
         }
+        b.tokens = b.tokens.clamp(0.0, spec.capacity);
         b.at = b.at.max(now);
+        b
+    }
+
+    /// Takes up to `want` tokens of the account's burst of `bucket` (a bucket of
+    /// `spec`) at `now`: runs that begin at one instant, or whose share grew, so
+    /// share the burst between them instead of each holding its share of all of it.
+    pub fn claim(&mut self, bucket: &str, spec: BucketSpec, want: f64, now: DateTime<Utc>) -> f64 {
+        let b = self.burst_at(bucket, spec, now);
         let got = want.min(b.tokens).max(0.0);
         b.tokens -= got;
         got
+    }
+
+    /// Gives `tokens` of `bucket` back to the account's burst: what a run holds
+    /// beyond its share's burst when its share shrank, or when it ends.
+    pub fn give_back(&mut self, bucket: &str, spec: BucketSpec, tokens: f64, now: DateTime<Utc>) {
+        let b = self.burst_at(bucket, spec, now);
+        if tokens.is_finite() && tokens > 0.0 {
+            b.tokens = (b.tokens + tokens).min(spec.capacity);
+        }
+    }
+
+    /// The tokens `holder` should hold of each bucket of `limits` now that the
+    /// record says what its shares are, from the tokens it holds (`held`, by bucket
+    /// name; none for a run that begins): its share of the bucket's burst for the
+    /// buckets it uses (claimed from the account's burst as far as it goes, and at
+    /// least what it holds up to one call), none for the others; what it held beyond
+    /// that goes back to the burst.
+    pub fn settle(
+        &mut self,
+        holder: &str,
+        limits: &Limits,
+        held: &BTreeMap<&str, f64>,
+        now: DateTime<Utc>,
+    ) -> BTreeMap<&'static str, f64> {
+        let uses = self
+            .holders
+            .get(holder)
+            .map(|h| h.uses.clone())
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for (name, spec) in limits.named() {
+            // A share's burst may be less than one call: a run keeps up to one
+            // call's worth of what its own bucket refilled, or it would never call.
+            let (target, keep) = if uses.contains(name) {
+                let t = spec.capacity * self.share(holder, name, now);
+                (t, t.max(1.0))
+            } else {
+                (0.0, 0.0)
+            };
+            let have = held.get(name).copied().unwrap_or(0.0).max(0.0);
+            let tokens = if have > keep {
+                self.give_back(name, spec, have - keep, now);
+                keep
+            } else if have >= target {
+                have
+            } else {
+                have + self.claim(name, spec, target - have, now)
+            };
+            out.insert(name, tokens);
+        }
+        out
     }
 
     /// The share of `bucket` that `holder` paces at: one part in one more than the
@@ -181,22 +247,63 @@ mod tests {
     }
 
     #[test]
-    fn runs_that_begin_together_share_the_burst_and_it_refills_at_the_rate() {
-        let spec = BucketSpec {
-            capacity: 1000.0,
-            refill_per_sec: 20.0,
-        };
+    fn runs_share_the_burst_and_it_refills_while_no_run_uses_the_bucket() {
+        let limits = crate::pace::Limits::AWS;
+        let spec = limits.stop_instances;
+        let none = BTreeMap::new();
         let mut s = PaceShares::default();
-        let got: Vec<f64> = (1..=5)
-            .map(|k| s.claim("stop_instances", spec, 1000.0 / k as f64, t(0)))
-            .collect();
-        assert_eq!(got, [1000.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(s.claim("stop_instances", spec, 100.0, t(2)), 40.0);
-        assert_eq!(s.claim("stop_instances", spec, 500.0, t(1000)), 500.0);
-        assert_eq!(s.claim("stop_instances", spec, 1000.0, t(1000)), 500.0);
+        // Five runs begin at one instant: the first holds the whole burst (it sees
+        // no other), the others nothing yet.
+        let mut held = Vec::new();
+        for k in 0..5 {
+            let r = format!("r{k}");
+            s.enter(&r, uses(&["stop_instances"]), t(60), t(0));
+            held.push(s.settle(&r, &limits, &none, t(0))["stop_instances"]);
+        }
+        assert_eq!(held, [1000.0, 0.0, 0.0, 0.0, 0.0]);
+        // Renewing, the first gives back what its share no longer holds, and the
+        // others take their share of it.
+        let mut now_held = BTreeMap::new();
+        now_held.insert("stop_instances", 1000.0);
+        assert_eq!(
+            s.settle("r0", &limits, &now_held, t(1))["stop_instances"],
+            200.0
+        );
+        now_held.insert("stop_instances", 0.0);
+        for k in 1..5 {
+            let got = s.settle(&format!("r{k}"), &limits, &now_held, t(1));
+            assert_eq!(got["stop_instances"], 200.0);
+            // It uses no other bucket, and holds none of them.
+            assert_eq!(got["mutating"], 0.0);
+        }
+        // A share's burst below one call (100 runs of StartInstances' 5): what the
+        // run's own bucket refilled is kept up to one call, not given back.
+        let mut many = PaceShares::default();
+        for k in 0..100 {
+            many.enter(&format!("m{k}"), uses(&["start_requests"]), t(60), t(0));
+        }
+        let mut refilled = BTreeMap::new();
+        refilled.insert("start_requests", 0.8);
+        assert_eq!(
+            many.settle("m0", &limits, &refilled, t(1))["start_requests"],
+            0.8
+        );
+        refilled.insert("start_requests", 1.5);
+        assert_eq!(
+            many.settle("m0", &limits, &refilled, t(1))["start_requests"],
+            1.0
+        );
+        // While runs use the bucket, the burst does not refill (their buckets do).
+        assert_eq!(s.claim("stop_instances", spec, 10.0, t(30)), 0.0);
+        // Once no live run uses it, it refills at the bucket's rate (over the time
+        // since it was last drawn on: 32 s).
+        assert_eq!(s.claim("stop_instances", spec, 1000.0, t(62)), 640.0);
+        assert_eq!(s.claim("stop_instances", spec, 100.0, t(63)), 20.0);
+        s.give_back("stop_instances", spec, 5000.0, t(63));
+        assert_eq!(s.burst["stop_instances"].tokens, 1000.0);
         // A record written by hand with nonsense in it starts full again.
         s.burst.get_mut("stop_instances").unwrap().tokens = f64::NAN;
-        assert_eq!(s.claim("stop_instances", spec, 10.0, t(1001)), 10.0);
+        assert_eq!(s.claim("stop_instances", spec, 10.0, t(64)), 10.0);
     }
 
     #[test]

@@ -222,10 +222,16 @@ impl Buckets {
             .collect()
     }
 
-    /// Paces each bucket at the share `shares` gives `holder` at `now`.
+    /// Paces each bucket at the share `shares` gives `holder` at `now`, and each it
+    /// does not use at next to nothing (the others use it all).
     fn set_shares(&self, shares: &PaceShares, holder: &str, now: DateTime<Utc>) {
+        let uses = shares.holders.get(holder).map(|h| &h.uses);
         for (name, b) in self.each() {
-            b.set_share(shares.share(holder, name, now));
+            if uses.is_some_and(|u| u.contains(name)) {
+                b.set_share(shares.share(holder, name, now));
+            } else {
+                b.set_share(0.0);
+            }
         }
     }
 
@@ -363,31 +369,37 @@ impl<'a> Executor<'a> {
         let now = self.ports.clock.now();
         let until = after(now, share::LEASE);
         let holder = run.id.clone();
-        let first = run.pace_lease.is_none();
         let limits = self.settings.limits;
-        let mut claimed: Vec<(&'static str, f64)> = Vec::new();
+        // What the run holds of each bucket (a run that begins holds nothing yet:
+        // its fresh buckets are not the account's).
+        let held: BTreeMap<&str, f64> = if run.pace_lease.is_none() {
+            BTreeMap::new()
+        } else {
+            self.buckets
+                .each()
+                .into_iter()
+                .map(|(name, b)| (name, b.tokens_at(now)))
+                .collect()
+        };
+        let mut tokens = BTreeMap::new();
         let written = share::update(self.ports.store, &account, |s| {
             s.enter(&holder, uses.clone(), until, now);
-            // A run that begins holds what it is given of the account's burst,
-            // up to its share of it.
-            claimed.clear();
-            if first {
-                for (name, spec) in limits.named() {
-                    let want = spec.capacity * s.share(&holder, name, now);
-                    claimed.push((name, s.claim(name, spec, want, now)));
-                }
-            }
+            tokens = s.settle(&holder, &limits, &held, now);
         })
         .await;
         match written {
             Ok(shares) => {
                 self.buckets.set_shares(&shares, &holder, now);
                 for (name, b) in self.buckets.each() {
-                    if let Some((_, tokens)) = claimed.iter().find(|(n, _)| *n == name) {
-                        b.set_tokens(tokens.min(b.tokens_at(now)), now);
+                    if let Some(t) = tokens.get(name) {
+                        b.set_tokens(*t, now);
                     }
                 }
-                run.pace_lease = Some(share::Leased { at: now, uses });
+                run.pace_lease = Some(share::Leased {
+                    at: now,
+                    uses,
+                    touched: BTreeSet::new(),
+                });
             }
             Err(e) => tracing::warn!(
                 account = %account,
@@ -399,30 +411,59 @@ impl<'a> Executor<'a> {
 
     /// After a tick: leaves the account's buckets when the run is done; renews the
     /// lease when the buckets the tick used differ from the lease's, or it is due.
-    async fn after_tick_shares(&mut self, run: &mut Run, done: bool) {
+    async fn after_tick_shares(&mut self, run: &mut Run, done: bool) -> bool {
         let Some(account) = self.pace_account.clone() else {
-            return;
+            return false;
         };
         let uses = self.buckets.touched();
         if done {
             if run.pace_lease.take().is_some() {
                 let now = self.ports.clock.now();
-                if let Err(e) =
-                    share::update(self.ports.store, &account, |s| s.leave(&run.id, now)).await
+                let limits = self.settings.limits;
+                let held: Vec<(&str, f64)> = self
+                    .buckets
+                    .each()
+                    .into_iter()
+                    .map(|(name, b)| (name, b.tokens_at(now)))
+                    .collect();
+                // What it did not use goes back to the account's burst.
+                if let Err(e) = share::update(self.ports.store, &account, |s| {
+                    s.leave(&run.id, now);
+                    for (name, spec) in limits.named() {
+                        if let Some((_, t)) = held.iter().find(|(n, _)| *n == name) {
+                            s.give_back(name, spec, *t, now);
+                        }
+                    }
+                })
+                .await
                 {
                     tracing::warn!(account = %account, error = %e, "could not leave the account's pacing");
                 }
             }
-            return;
+            return false;
         }
         let now = self.ports.clock.now();
-        let due = run
-            .pace_lease
-            .as_ref()
-            .is_none_or(|l| l.uses != uses || dur(now - l.at) >= share::RENEW);
-        if due {
+        let Some(lease) = run.pace_lease.as_mut() else {
             self.lease_share(run, uses).await;
+            return false;
+        };
+        // A bucket is said to be used from the tick that first asks tokens of it
+        // until a renewal finds it not asked of since the one before.
+        let joined = !uses.is_subset(&lease.uses);
+        lease.touched.extend(uses.iter().cloned());
+        if joined {
+            let mut more = lease.uses.clone();
+            more.extend(uses.iter().cloned());
+            let touched = std::mem::take(&mut lease.touched);
+            self.lease_share(run, more).await;
+            if let Some(l) = run.pace_lease.as_mut() {
+                l.touched = touched;
+            }
+        } else if dur(now - lease.at) >= share::RENEW {
+            let touched = std::mem::take(&mut lease.touched);
+            self.lease_share(run, touched).await;
         }
+        joined
     }
 
     fn filter(&self) -> MemberFilter {
@@ -679,9 +720,15 @@ impl<'a> Executor<'a> {
             other => other,
         };
         if let Ok(tick) = &result {
-            self.after_tick_shares(run, *tick == Tick::Done)
+            let joined = self
+                .after_tick_shares(run, *tick == Tick::Done)
                 .instrument(span)
                 .await;
+            // The tick waited on a bucket it held next to no share of: it holds one
+            // now, and the next tick asks again at once.
+            if joined && matches!(tick, Tick::Wait(_)) {
+                return Ok(Tick::Wait(Duration::ZERO));
+            }
         }
         result
     }
