@@ -3,9 +3,9 @@
 //! autumn's daylight-saving changes, an overnight window, holidays, overrides), with
 //! faults injected: 500s from the region throughout, another process writing the runs
 //! it drives (store write conflicts), and the service killed at random instants (its
-//! future dropped mid-work) and started again over the same store and fleet file.
-//! (A throttling storm that never ends is not injected here: `serve` under one is
-//! still to be made to pass in time; the engine's own tests inject storms.)
+//! future dropped mid-work) and started again over the same store and fleet file;
+//! and for the whole second day every StopInstances throttled, a storm that never
+//! ends (the stops of that day must give up, fail and be told, not retry forever).
 //!
 //! Every event of every workload must have exactly one record: fired (with its run),
 //! or skipped or missed with a reason; no run may be left unfinished; every run that
@@ -146,8 +146,15 @@ async fn a_compressed_stretch_unattended_fires_every_event_once_and_wedges_nothi
         let region = &cloud.sim().unwrap().region;
         let day = (now - start).num_days();
         let settling = now >= end;
+        // The second day, every StopInstances is throttled: a storm that never ends.
+        let storm = !settling && day == 1;
         region.faults(|f| {
             f.server_error_rate = if settling { 0.0 } else { 0.02 };
+            if storm {
+                f.always_throttled.insert("ec2:StopInstances".into());
+            } else {
+                f.always_throttled.clear();
+            }
         });
         // Until the end of the day (or the end), unless killed first.
         let until = (start + chrono::Duration::days(day + 1)).min(end + chrono::Duration::hours(2));
@@ -278,7 +285,7 @@ async fn a_compressed_stretch_unattended_fires_every_event_once_and_wedges_nothi
     // Every run that did not succeed was told.
     let told: BTreeSet<String> = published
         .iter()
-        .filter_map(|(_, body)| body["run_id"].as_str().map(str::to_string))
+        .filter_map(|(_, body)| body["run"].as_str().map(str::to_string))
         .collect();
     let mut not_succeeded = 0;
     for r in a.runs(None).await.unwrap() {

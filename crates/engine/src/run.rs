@@ -299,6 +299,11 @@ pub struct Run {
     /// What the pacing buckets learned of the account's limits, by bucket.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pacing: BTreeMap<String, crate::pace::Learned>,
+    /// Each tier's calls that failed in a row with a retryable error (throttled,
+    /// a server error), kept with the run: a driver that makes a new executor each
+    /// tick would otherwise start counting again every tick and retry forever.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failing_calls: BTreeMap<String, u32>,
     /// The run's last lease of a share of its account's buckets, when its driver
     /// shares pacing through the store ([`crate::share`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,6 +360,7 @@ impl Run {
             requested_by: None,
             pacing: BTreeMap::new(),
             pace_lease: None,
+            failing_calls: BTreeMap::new(),
             aborted: false,
             version: 0,
             resized_ahead: BTreeMap::new(),

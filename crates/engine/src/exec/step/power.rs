@@ -247,6 +247,7 @@ impl Power {
         res.answered(throttled, now);
         match result {
             Ok(()) => {
+                cx.run.failing_calls.remove(cx.tier);
                 let tier = cx.tier.to_string();
                 let done = match action {
                     Action::Start => &mut cx.run.started_ids,
@@ -285,12 +286,17 @@ impl Power {
         e: &ApiError,
     ) -> Option<Duration> {
         // An instance refused alone counts its own strikes, across observations.
+        // Calls failing in a row are counted with the run too, so that a driver
+        // that makes a new executor each tick (serve, the run step) gives up as
+        // one executor does, instead of retrying a call forever.
         let failures = if batch.len() == 1 && e.kind == ErrorKind::IncorrectState {
             let s = self.strikes.entry(batch[0].clone()).or_default();
             *s += 1;
             *s
         } else {
-            attempts + 1
+            let n = cx.run.failing_calls.entry(cx.tier.to_string()).or_default();
+            *n = n.saturating_add(1);
+            (attempts + 1).max(*n)
         };
         // Bounded by attempts: the step's wait timeout is for instances in transition.
         match cx.decide(e, failures, batch.len(), Tries::unbounded_in_time()) {
@@ -322,6 +328,8 @@ impl Power {
                 None
             }
             Decision::GiveUp => {
+                cx.run.failing_calls.remove(cx.tier);
+                let attempts = failures.saturating_sub(1);
                 let why = if e.retryable() {
                     format!("gave up after {attempts} retries: {}", api_name(e))
                 } else {
