@@ -234,8 +234,8 @@ impl TokenBucket {
         self.spec.capacity * self.rate / self.spec.refill_per_sec
     }
 
-    /// Holds `tokens` now (within its burst): what a run leasing a share of the
-    /// account is given of the account's burst when it begins.
+    /// Holds `tokens` now (one call's worth at least may be held): what a run
+    /// leasing a share of the account holds after its lease is written.
     pub fn set_tokens(&mut self, tokens: f64, now: DateTime<Utc>) {
         self.refill(now);
         self.tokens = tokens.clamp(0.0, self.capacity());

@@ -409,8 +409,11 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// After a tick: leaves the account's buckets when the run is done; renews the
-    /// lease when the buckets the tick used differ from the lease's, or it is due.
+    /// After a tick: leaves the account's buckets when the run is done (giving back
+    /// what it holds); renews the lease at once when the tick asked tokens of a
+    /// bucket the lease does not name (adding it), else when it is due (naming the
+    /// buckets asked of since the last renewal). Whether the tick asked tokens of a
+    /// bucket the lease did not name (it held next to no share of it).
     async fn after_tick_shares(&mut self, run: &mut Run, done: bool) -> bool {
         let Some(account) = self.pace_account.clone() else {
             return false;
