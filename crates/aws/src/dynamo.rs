@@ -1178,9 +1178,7 @@ impl RunStore for DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
             {
-                Err(StoreError::Conflict(format!(
-                    "the pacing record of {account} was written since version {version}"
-                )))
+                Err(StoreError::pace_conflict(account, version))
             }
             Err(e) => Err(backend("PutItem", err_text(&e))),
         }

@@ -115,9 +115,7 @@ impl RunStore for MemoryStore {
         self.with(|i| {
             let stored = i.pace.get(account).map_or(0, |(_, v)| *v);
             if stored != version {
-                return Err(StoreError::Conflict(format!(
-                    "the pacing record of {account} was written since version {version}"
-                )));
+                return Err(StoreError::pace_conflict(account, version));
             }
             i.pace
                 .insert(account.to_string(), (shares.clone(), version + 1));

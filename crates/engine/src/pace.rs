@@ -440,10 +440,6 @@ impl SharedBucket {
         });
     }
 
-    pub fn share(&self) -> f64 {
-        self.with(|b| b.share())
-    }
-
     pub fn set_share(&self, share: f64) {
         self.with(|b| b.set_share(share));
     }

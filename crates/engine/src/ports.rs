@@ -284,6 +284,14 @@ impl StoreError {
             "run {id} was saved by another writer since it was read (version {read}); not overwritten"
         ))
     }
+
+    /// The conflict of an account's pacing record written from version `read` after
+    /// another writer wrote it.
+    pub fn pace_conflict(account: &str, read: u64) -> StoreError {
+        StoreError::Conflict(format!(
+            "the pacing record of {account} was written since version {read}"
+        ))
+    }
 }
 
 /// An exemption as a store holds it: the instance id, the expiry as RFC 3339 text

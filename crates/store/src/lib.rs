@@ -293,9 +293,7 @@ impl RunStore for SqliteStore {
             .map_err(backend)
         })?;
         if written != 1 {
-            return Err(StoreError::Conflict(format!(
-                "the pacing record of {account} was written since version {version}"
-            )));
+            return Err(StoreError::pace_conflict(account, version));
         }
         Ok(())
     }

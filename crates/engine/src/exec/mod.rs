@@ -222,6 +222,14 @@ impl Buckets {
             .collect()
     }
 
+    /// The tokens each bucket holds at `now`, by name (not counting them used).
+    fn held(&self, now: DateTime<Utc>) -> BTreeMap<&'static str, f64> {
+        self.each()
+            .into_iter()
+            .map(|(name, b)| (name, b.tokens_at(now)))
+            .collect()
+    }
+
     /// Paces each bucket at the share `shares` gives `holder` at `now`, and each it
     /// does not use at next to nothing (the others use it all).
     fn set_shares(&self, shares: &PaceShares, holder: &str, now: DateTime<Utc>) {
@@ -372,14 +380,10 @@ impl<'a> Executor<'a> {
         let limits = self.settings.limits;
         // What the run holds of each bucket (a run that begins holds nothing yet:
         // its fresh buckets are not the account's).
-        let held: BTreeMap<&str, f64> = if run.pace_lease.is_none() {
+        let held = if run.pace_lease.is_none() {
             BTreeMap::new()
         } else {
-            self.buckets
-                .each()
-                .into_iter()
-                .map(|(name, b)| (name, b.tokens_at(now)))
-                .collect()
+            self.buckets.held(now)
         };
         let mut tokens = BTreeMap::new();
         let written = share::update(self.ports.store, &account, |s| {
@@ -423,17 +427,12 @@ impl<'a> Executor<'a> {
             if run.pace_lease.take().is_some() {
                 let now = self.ports.clock.now();
                 let limits = self.settings.limits;
-                let held: Vec<(&str, f64)> = self
-                    .buckets
-                    .each()
-                    .into_iter()
-                    .map(|(name, b)| (name, b.tokens_at(now)))
-                    .collect();
+                let held = self.buckets.held(now);
                 // What it did not use goes back to the account's burst.
                 if let Err(e) = share::update(self.ports.store, &account, |s| {
                     s.leave(&run.id, now);
                     for (name, spec) in limits.named() {
-                        if let Some((_, t)) = held.iter().find(|(n, _)| *n == name) {
+                        if let Some(t) = held.get(name) {
                             s.give_back(name, spec, *t, now);
                         }
                     }
