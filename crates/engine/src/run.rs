@@ -299,9 +299,10 @@ pub struct Run {
     /// What the pacing buckets learned of the account's limits, by bucket.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pacing: BTreeMap<String, crate::pace::Learned>,
-    /// Each tier's calls that failed in a row with a retryable error (throttled,
-    /// a server error), kept with the run: a driver that makes a new executor each
-    /// tick would otherwise start counting again every tick and retry forever.
+    /// Calls that failed in a row (throttled, a server error), by tier and call
+    /// (`web/power`, `web/describe`, `web/register <target>`), kept with the run: a
+    /// driver that makes a new executor each tick would otherwise start counting
+    /// again every tick and retry forever.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failing_calls: BTreeMap<String, u32>,
     /// The run's last lease of a share of its account's buckets, when its driver

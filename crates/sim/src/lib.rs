@@ -134,8 +134,8 @@ pub struct Faults {
     pub incompatible_types: BTreeSet<String>,
     /// Instances that do not support hibernation.
     pub no_hibernation: BTreeSet<String>,
-    /// Actions (`ec2:DescribeInstanceStatus`) answered `RequestLimitExceeded` every
-    /// time: a throttling storm that never ends.
+    /// Actions (`ec2:DescribeInstanceStatus`, `elb:Register`) answered
+    /// `RequestLimitExceeded` every time: a throttling storm that never ends.
     pub always_throttled: BTreeSet<String>,
 }
 
@@ -242,6 +242,16 @@ pub fn epoch() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-05T20:00:00Z")
         .expect("valid")
         .with_timezone(&Utc)
+}
+
+fn throttled(action: &str) -> ApiError {
+    err(
+        ErrorKind::Throttled,
+        action,
+        "RequestLimitExceeded",
+        "Request limit exceeded.".into(),
+        vec![],
+    )
 }
 
 fn err(
@@ -366,24 +376,28 @@ impl State {
             ));
         }
         let now = self.now;
-        let storm = self.faults.always_throttled.contains(action);
+        self.storm(action)?;
         for (b, n) in buckets {
             // A call that needs more than the bucket holds when full never goes.
             let bucket = self.bucket(*b);
-            if storm || *n > bucket.capacity() || !bucket.wait_for(*n, now).is_zero() {
-                return Err(err(
-                    ErrorKind::Throttled,
-                    action,
-                    "RequestLimitExceeded",
-                    "Request limit exceeded.".into(),
-                    vec![],
-                ));
+            if *n > bucket.capacity() || !bucket.wait_for(*n, now).is_zero() {
+                return Err(throttled(action));
             }
         }
         for (b, n) in buckets {
             self.bucket(*b).take(*n, now).expect("checked");
         }
         Ok(())
+    }
+
+    /// A throttle when the action is in a storm that never ends
+    /// ([`Faults::always_throttled`]).
+    fn storm(&self, action: &str) -> Result<(), ApiError> {
+        if self.faults.always_throttled.contains(action) {
+            Err(throttled(action))
+        } else {
+            Ok(())
+        }
     }
 
     fn bucket(&mut self, b: Bucket) -> &mut TokenBucket {

@@ -18,7 +18,8 @@ impl LoadBalancing for Region {
     async fn memberships(&self, ids: &[String]) -> ApiResult<Vec<(String, LbTarget)>> {
         let mut s = self.st();
         s.settle();
-        s.call("elb:DescribeMemberships", &[], Ok(()))?;
+        let storm = s.storm("elb:DescribeMemberships");
+        s.call("elb:DescribeMemberships", &[], storm)?;
         let mut out = Vec::new();
         for (t, regs) in &s.lbs {
             for id in ids {
@@ -34,6 +35,9 @@ impl LoadBalancing for Region {
         let mut s = self.st();
         s.settle();
         let a = "elb:Register";
+        if let Err(e) = s.storm(a) {
+            return s.call(a, ids, Err(e));
+        }
         let not_running: Vec<String> = ids
             .iter()
             .filter(|i| {
@@ -75,6 +79,9 @@ impl LoadBalancing for Region {
     async fn deregister(&self, target: &LbTarget, ids: &[String]) -> ApiResult<()> {
         let mut s = self.st();
         s.settle();
+        if let Err(e) = s.storm("elb:Deregister") {
+            return s.call("elb:Deregister", ids, Err(e));
+        }
         let now = s.now;
         let until = now + secs(s.cfg.drain_secs);
         for id in ids {
@@ -94,7 +101,8 @@ impl LoadBalancing for Region {
     async fn health(&self, target: &LbTarget, ids: &[String]) -> ApiResult<Vec<(String, Health)>> {
         let mut s = self.st();
         s.settle();
-        s.call("elb:DescribeHealth", &[], Ok(()))?;
+        let storm = s.storm("elb:DescribeHealth");
+        s.call("elb:DescribeHealth", &[], storm)?;
         let now = s.now;
         let healthy_after = secs(s.cfg.health_interval_secs * f64::from(s.cfg.healthy_threshold));
         let regs = s.lbs.get(target);

@@ -181,6 +181,26 @@ impl Harness {
         Ok(false)
     }
 
+    /// Ticks until done as `serve` and the run step do: a new executor each tick,
+    /// resuming the run from the store and saving it after the tick; at most
+    /// `max_ticks` ticks. The run as last stored, or `None` if it did not end.
+    pub fn drive_per_tick(&self, run: &Run, max_ticks: usize) -> Option<Run> {
+        for _ in 0..max_ticks {
+            let mut exec = self.executor();
+            let mut resumed = pollster::block_on(exec.resume(&run.id)).unwrap();
+            match pollster::block_on(exec.tick(&mut resumed)).unwrap() {
+                Tick::Done => {
+                    return Some(pollster::block_on(self.executor().resume(&run.id)).unwrap());
+                }
+                Tick::Wait(d) => {
+                    pollster::block_on(exec.checkpoint(&mut resumed)).unwrap();
+                    self.region.advance(d.max(Duration::from_millis(1)));
+                }
+            }
+        }
+        None
+    }
+
     /// Runs an action to the end.
     pub fn run(&self, action: Action, profile: Option<&str>) -> Option<Run> {
         self.run_with(action, profile, ScaleIn::ReportOnly)

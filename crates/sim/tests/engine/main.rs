@@ -743,6 +743,91 @@ fn a_step_whose_observations_keep_being_throttled_ends_with_a_clear_reason() {
     assert!(secs < 3 * 300, "{secs} s");
 }
 
+#[test]
+fn a_storm_that_never_ends_ends_the_run_even_with_a_new_executor_each_tick() {
+    // As `serve` and the run step drive a run: each tick a new executor, which
+    // forgets what the last one counted. Every call the policy may make again counts
+    // its failures in a row with the run, so each gives up at the retry bound (8)
+    // and the run ends, with the reason, instead of retrying forever.
+    let cases = [
+        (
+            "ec2:StopInstances",
+            Action::Stop,
+            None,
+            "gave up after 8 retries",
+        ),
+        (
+            "ec2:ModifyInstanceAttribute",
+            Action::Start,
+            Some("profileD"),
+            "cannot change type to",
+        ),
+        (
+            "ec2:DescribeInstances",
+            Action::Start,
+            None,
+            "could not be observed",
+        ),
+        (
+            "elb:DescribeMemberships",
+            Action::Stop,
+            None,
+            "could not find its load balancers",
+        ),
+        (
+            "elb:Deregister",
+            Action::Stop,
+            None,
+            "could not be taken out of",
+        ),
+        (
+            "elb:Register",
+            Action::Start,
+            None,
+            "could not be registered with",
+        ),
+    ];
+    for (call, action, profile, reason) in cases {
+        let state = if action == Action::Stop {
+            Running
+        } else {
+            Stopped
+        };
+        let (h, _) = synced(2, state, "continue");
+        let mut exec = h.executor();
+        let run = h
+            .begin(&mut exec, action, profile, ScaleIn::ReportOnly, "storm")
+            .unwrap()
+            .unwrap();
+        h.region.faults(|f| {
+            f.always_throttled.insert(call.into());
+        });
+        let run = h
+            .drive_per_tick(&run, 5_000)
+            .unwrap_or_else(|| panic!("{call}: the run did not end"));
+        assert_ne!(run.status, RunStatus::Running, "{call}");
+        let reasons: Vec<&str> = run
+            .failed
+            .values()
+            .map(|f| f.reason.as_str())
+            .chain(run.kept.values().map(|k| k.reason.as_str()))
+            .collect();
+        assert!(
+            reasons.iter().any(|r| r.contains(reason)),
+            "{call}: {reasons:?}"
+        );
+        assert!(
+            run.failing_calls.is_empty(),
+            "{call}: {:?}",
+            run.failing_calls
+        );
+        // Nine calls (the first and eight retries) for each thing given up on, at
+        // most: 2 instances a tier, 3 tiers.
+        let made = h.region.calls(call);
+        assert!((9..=9 * 6).contains(&made), "{call}: {made} calls");
+    }
+}
+
 /// A start with profileD of 300 stopped instances (every one resized: 300
 /// ModifyInstanceAttribute calls on the mutating bucket) on an account whose limits
 /// are `k` times the published ones, which the engine is not told.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::InstanceState;
 
-use super::{Began, Cx, Poll, Seen, api_name};
+use super::{Began, Cx, Poll, Seen, api_name, calls};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::{Health, LbTarget};
@@ -66,10 +66,15 @@ impl Deregister {
             let members = match cx.ports.lb.memberships(&live).await {
                 Ok(m) => m,
                 Err(e) => {
-                    self.tries.failures += 1;
+                    self.tries.failures = if e.retryable() {
+                        cx.failed_again(calls::FIND_LB, self.tries.failures + 1)
+                    } else {
+                        self.tries.failures + 1
+                    };
                     match cx.decide(&e, self.tries.failures, 1, self.tries) {
                         Decision::Retry(w) | Decision::Recheck(w) => return Ok(Poll::Wait(w)),
                         Decision::Isolate | Decision::GiveUp => {
+                            cx.call_settled(calls::FIND_LB);
                             // Stopping without deregistering would send traffic to a
                             // stopping instance; keep them running instead.
                             for id in &live {
@@ -87,6 +92,7 @@ impl Deregister {
                 }
             };
             self.tries.failures = 0;
+            cx.call_settled(calls::FIND_LB);
             // Picked up after its instances were taken out (by an earlier tick of
             // this run, in this process or another): the store says from where; the
             // draining goes on, counted from when the step began.
@@ -119,30 +125,39 @@ impl Deregister {
                 }
                 match cx.ports.lb.deregister(&target, &tids).await {
                     Ok(()) => {
+                        cx.call_settled(calls::DEREGISTER);
                         cx.record(RunEvent::Deregistered {
                             target: target.to_string(),
                             instances: tids.len(),
                         });
                         done.push((target, tids));
                     }
-                    Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::unbounded_in_time()) {
-                        Decision::Retry(w) | Decision::Recheck(w) => {
-                            pending.push_front((target, tids, attempts + 1));
-                            return Ok(Poll::Wait(w));
-                        }
-                        Decision::Isolate | Decision::GiveUp => {
-                            cx.record(RunEvent::DeregistrationFailed {
-                                target: target.to_string(),
-                                error: api_name(&e),
-                            });
-                            for id in &tids {
-                                cx.keep(
-                                    id,
-                                    format!("could not be taken out of {target}; kept running"),
-                                );
+                    Err(e) => {
+                        let failures = if e.retryable() {
+                            cx.failed_again(calls::DEREGISTER, attempts + 1)
+                        } else {
+                            attempts + 1
+                        };
+                        match cx.decide(&e, failures, 1, Tries::unbounded_in_time()) {
+                            Decision::Retry(w) | Decision::Recheck(w) => {
+                                pending.push_front((target, tids, attempts + 1));
+                                return Ok(Poll::Wait(w));
+                            }
+                            Decision::Isolate | Decision::GiveUp => {
+                                cx.call_settled(calls::DEREGISTER);
+                                cx.record(RunEvent::DeregistrationFailed {
+                                    target: target.to_string(),
+                                    error: api_name(&e),
+                                });
+                                for id in &tids {
+                                    cx.keep(
+                                        id,
+                                        format!("could not be taken out of {target}; kept running"),
+                                    );
+                                }
                             }
                         }
-                    },
+                    }
                 }
             }
             self.phase = Phase::Drain {
@@ -253,6 +268,7 @@ impl Register {
             cx.hold().await?;
             match cx.ports.lb.register(target, tids).await {
                 Ok(()) => {
+                    cx.call_settled(&register_call(target));
                     cx.record(RunEvent::Registered {
                         target: target.to_string(),
                         instances: tids.len(),
@@ -264,11 +280,17 @@ impl Register {
                     let n = self.attempts.entry(target.clone()).or_default();
                     *n += 1;
                     let n = *n;
+                    let n = if e.retryable() {
+                        cx.failed_again(&register_call(target), n)
+                    } else {
+                        n
+                    };
                     match cx.decide(&e, n, 1, Tries::unbounded_in_time()) {
                         Decision::Retry(w) | Decision::Recheck(w) => {
                             wait = Some(wait.map_or(w, |x: Duration| x.max(w)));
                         }
                         Decision::Isolate | Decision::GiveUp => {
+                            cx.call_settled(&register_call(target));
                             for id in tids {
                                 cx.fail(
                                     id,
@@ -301,4 +323,10 @@ impl Register {
         cx.ports.store.unpark(&cx.run.workload, &done).await?;
         Ok(Poll::Done)
     }
+}
+
+/// Registrations are counted by target: one load balancer refusing does not count
+/// against another.
+fn register_call(target: &LbTarget) -> String {
+    format!("{} {target}", calls::REGISTER)
 }

@@ -170,6 +170,29 @@ impl Cx<'_, '_> {
         d
     }
 
+    /// Counts one more failure in a row of the tier's `call` (a call that the policy
+    /// may make again), kept with the run ([`Run::failing_calls`]): a driver that
+    /// makes a new executor each tick (serve, the run step) forgets what the step
+    /// counted, and would otherwise retry a call that always fails forever. Answers
+    /// the failures in a row, at least `counted` (what the step counted itself).
+    pub fn failed_again(&mut self, call: &str, counted: u32) -> u32 {
+        let n = self
+            .run
+            .failing_calls
+            .entry(failing_key(self.tier, call))
+            .or_default();
+        *n = n.saturating_add(1);
+        counted.max(*n)
+    }
+
+    /// The tier's `call` went through, or the policy gave up on it: the count of its
+    /// failures in a row starts again.
+    pub fn call_settled(&mut self, call: &str) {
+        if !self.run.failing_calls.is_empty() {
+            self.run.failing_calls.remove(&failing_key(self.tier, call));
+        }
+    }
+
     /// Describes instances by id in pages of 1,000, paced, retried by the policy.
     ///
     /// # Errors
@@ -189,16 +212,20 @@ impl Cx<'_, '_> {
             match result {
                 Ok(v) => out.extend(v.into_iter().map(|i| (i.id.clone(), i))),
                 Err(e) if e.retryable() => {
-                    tries.failures += 1;
+                    tries.failures = self.failed_again(calls::DESCRIBE, tries.failures + 1);
                     return Ok(match self.decide(&e, tries.failures, 1, *tries) {
                         Decision::Retry(w) | Decision::Recheck(w) => Seen::Later(w),
-                        Decision::Isolate | Decision::GiveUp => Seen::GaveUp(e),
+                        Decision::Isolate | Decision::GiveUp => {
+                            self.call_settled(calls::DESCRIBE);
+                            Seen::GaveUp(e)
+                        }
                     });
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         tries.failures = 0;
+        self.call_settled(calls::DESCRIBE);
         Ok(Seen::Now(out))
     }
 
@@ -214,6 +241,21 @@ impl Cx<'_, '_> {
             }
         }
     }
+}
+
+/// The calls whose failures in a row are counted with the run, by tier.
+pub(crate) mod calls {
+    pub const POWER: &str = "power";
+    pub const DESCRIBE: &str = "describe";
+    pub const MODIFY: &str = "modify";
+    pub const FIND_LB: &str = "find-load-balancers";
+    pub const DEREGISTER: &str = "deregister";
+    pub const REGISTER: &str = "register";
+}
+
+/// The key of [`Run::failing_calls`]: the tier, and the call.
+fn failing_key(tier: &str, call: &str) -> String {
+    format!("{tier}/{call}")
 }
 
 pub(crate) fn api_name(a: &ApiError) -> String {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::plan::Exemptions;
 use ec2_scheduler_core::{Action, InstanceState};
 
-use super::{Cx, Poll, Seen, api_name};
+use super::{Cx, Poll, Seen, api_name, calls};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::{ApiError, ErrorKind};
@@ -247,7 +247,7 @@ impl Power {
         res.answered(throttled, now);
         match result {
             Ok(()) => {
-                cx.run.failing_calls.remove(cx.tier);
+                cx.call_settled(calls::POWER);
                 let tier = cx.tier.to_string();
                 let done = match action {
                     Action::Start => &mut cx.run.started_ids,
@@ -294,9 +294,7 @@ impl Power {
             *s += 1;
             *s
         } else {
-            let n = cx.run.failing_calls.entry(cx.tier.to_string()).or_default();
-            *n = n.saturating_add(1);
-            (attempts + 1).max(*n)
+            cx.failed_again(calls::POWER, attempts + 1)
         };
         // Bounded by attempts: the step's wait timeout is for instances in transition.
         match cx.decide(e, failures, batch.len(), Tries::unbounded_in_time()) {
@@ -328,7 +326,7 @@ impl Power {
                 None
             }
             Decision::GiveUp => {
-                cx.run.failing_calls.remove(cx.tier);
+                cx.call_settled(calls::POWER);
                 let attempts = failures.saturating_sub(1);
                 let why = if e.retryable() {
                     format!("gave up after {attempts} retries: {}", api_name(e))

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use ec2_scheduler_core::InstanceState;
 use ec2_scheduler_core::plan::Resize as Change;
 
-use super::{Cx, Poll, Seen, api_name};
+use super::{Cx, Poll, Seen, api_name, calls};
 use crate::exec::policy::{Decision, Tries};
 use crate::exec::{Result, after};
 use crate::ports::ErrorKind;
@@ -189,6 +189,7 @@ impl Resize {
             cx.buckets.mutating.answered(throttled, cx.now());
             match result {
                 Ok(()) => {
+                    cx.call_settled(calls::MODIFY);
                     cx.run.resized_ids.insert(id.clone(), cx.tier.to_string());
                     let now = cx.now();
                     cx.resized
@@ -196,20 +197,31 @@ impl Resize {
                         .or_default()
                         .push_back((now, id.clone()));
                 }
-                Err(e) => match cx.decide(&e, attempts + 1, 1, Tries::unbounded_in_time()) {
-                    Decision::Retry(w) | Decision::Recheck(w) => {
-                        queue.push_front((id, to, attempts + 1));
-                        return Ok(Poll::Wait(w));
-                    }
-                    Decision::Isolate | Decision::GiveUp => {
-                        verify.retain(|(v, _)| *v != id);
-                        if self.ahead {
-                            self.left = true;
-                        } else {
-                            cx.fail(&id, format!("cannot change type to {to}: {}", api_name(&e)));
+                Err(e) => {
+                    let failures = if e.retryable() {
+                        cx.failed_again(calls::MODIFY, attempts + 1)
+                    } else {
+                        attempts + 1
+                    };
+                    match cx.decide(&e, failures, 1, Tries::unbounded_in_time()) {
+                        Decision::Retry(w) | Decision::Recheck(w) => {
+                            queue.push_front((id, to, attempts + 1));
+                            return Ok(Poll::Wait(w));
+                        }
+                        Decision::Isolate | Decision::GiveUp => {
+                            cx.call_settled(calls::MODIFY);
+                            verify.retain(|(v, _)| *v != id);
+                            if self.ahead {
+                                self.left = true;
+                            } else {
+                                cx.fail(
+                                    &id,
+                                    format!("cannot change type to {to}: {}", api_name(&e)),
+                                );
+                            }
                         }
                     }
-                },
+                }
             }
         }
         // Verify that the changes took effect.
