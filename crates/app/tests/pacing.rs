@@ -5,8 +5,8 @@
 //! alone, the runs together exceed the account's buckets and are throttled again and
 //! again; sharing the account's buckets, they are hardly throttled, finish no later,
 //! and none is starved. The same holds when each tick's executor shares nothing in
-//! memory and leases its run's share through the store, as the serverless run step
-//! does in its containers.
+//! memory and books its calls on the account's buckets through the store, as the
+//! serverless run step does in its containers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ enum Pacing {
     Apart,
     /// The process's one set of buckets for the account.
     Shared,
-    /// Shares leased through the store.
+    /// Calls booked on the account's buckets through the store.
     Store,
 }
 

@@ -1140,7 +1140,7 @@ impl RunStore for DynamoStore {
             .transpose()
     }
 
-    /// The item ages out (TTL) a day after its last lease ends.
+    /// The item ages out (TTL) a day after it was last drawn on.
     async fn put_pace_shares(
         &self,
         account: &str,
@@ -1154,7 +1154,7 @@ impl RunStore for DynamoStore {
             "version".into(),
             AttributeValue::N((version + 1).to_string()),
         );
-        let last = shares.holders.values().map(|h| h.until).max();
+        let last = shares.last_drawn();
         let ends = last.unwrap_or_else(Utc::now).max(Utc::now()) + chrono::TimeDelta::days(1);
         item.insert(
             TTL_ATTRIBUTE.into(),

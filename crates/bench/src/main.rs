@@ -4,10 +4,11 @@
 //! - `converge N`: stop, then start, a 3-tier workload of N instances on the simulated
 //!   region with AWS's buckets and transition times; reports virtual time against the
 //!   lower bound, API calls, throttled and failed calls, CPU time and peak memory;
-//! - `concurrent W N`: W workloads of N instances on one simulated account, stopped
-//!   and then started at one instant each, driven together as `serve` drives them
-//!   (each run keeping its executor, then a new executor each tick), sharing the
-//!   account's buckets; reports the last run's end against the account-wide lower
+//! - `concurrent W N [kept|per-tick|step]`: W workloads of N instances on one
+//!   simulated account, stopped and then started at one instant each, driven
+//!   together as `serve` drives them (each run keeping its executor, then a new
+//!   executor each tick) and as the serverless state machine drives its run step
+//!   (or by the one driver named), sharing the account's buckets; reports the last run's end against the account-wide lower
 //!   bound, the spread of the ends, throttled calls and failed runs;
 //! - `plan N`: plans a stop and a start of N instances; reports time and memory;
 //! - `cli N`: the release `ec2-scheduler run --cloud sim --speed max` on a fleet file
@@ -371,7 +372,7 @@ enum Driver {
     PerTick,
     /// As the serverless state machine drives its run step: a new executor each
     /// tick with buckets of its own (a container shares no memory with another),
-    /// leasing the run's share of the account's buckets through the store; a step
+    /// booking its calls on the account's buckets through the store; a step
     /// sleeps through waits up to [`HOLD`] within [`BUDGET`], longer ones go back to
     /// the state machine.
     Step,
@@ -1157,8 +1158,18 @@ fn main() {
             };
             converge(n.parse().expect("a number"), scenario);
         }
-        [cmd, w, n] if cmd == "concurrent" => {
-            for driver in [Driver::Kept, Driver::PerTick, Driver::Step] {
+        [cmd, w, n, only @ ..] if cmd == "concurrent" && only.len() <= 1 => {
+            let drivers = match only.first().map(String::as_str) {
+                None => vec![Driver::Kept, Driver::PerTick, Driver::Step],
+                Some("kept") => vec![Driver::Kept],
+                Some("per-tick") => vec![Driver::PerTick],
+                Some("step") => vec![Driver::Step],
+                Some(other) => {
+                    eprintln!("unknown driver {other}: kept, per-tick or step");
+                    std::process::exit(2);
+                }
+            };
+            for driver in drivers {
                 concurrent(
                     w.parse().expect("a number"),
                     n.parse().expect("a number"),
@@ -1186,7 +1197,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: ec2-scheduler-bench [converge N [SCENARIO] | concurrent W N | plan N | cli N | api N | dashboard N]"
+                "usage: ec2-scheduler-bench [converge N [SCENARIO] | concurrent W N [kept|per-tick|step] | plan N | cli N | api N | dashboard N]"
             );
             std::process::exit(2);
         }

@@ -250,8 +250,13 @@ pub async fn run_store(store: &dyn RunStore) {
     // Pacing shares: one record per account, written with compare-and-set.
     assert_eq!(store.pace_shares("us-east-1|").await.unwrap(), None);
     let mut shares = PaceShares::default();
-    let uses = ["describe", "stop_instances"].map(String::from).into();
-    shares.enter("run-x", uses, now + TimeDelta::seconds(60), now);
+    let describe = crate::share::Want {
+        bucket: "describe",
+        spec: crate::pace::Limits::AWS.describe,
+        min: 1.0,
+        max: 1.0,
+    };
+    shares.reserve(&[describe], now);
     // A first write of a record another writer created is refused.
     store
         .put_pace_shares("us-east-1|", &shares, 0)
@@ -265,7 +270,7 @@ pub async fn run_store(store: &dyn RunStore) {
         store.pace_shares("us-east-1|").await.unwrap(),
         Some((shares.clone(), 1))
     );
-    shares.leave("run-x", now);
+    shares.reserve(&[describe], now + TimeDelta::seconds(1));
     store
         .put_pace_shares("us-east-1|", &shares, 1)
         .await
@@ -274,10 +279,9 @@ pub async fn run_store(store: &dyn RunStore) {
         store.put_pace_shares("us-east-1|", &shares, 1).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(
-        store.pace_shares("us-east-1|").await.unwrap(),
-        Some((PaceShares::default(), 2))
-    );
+    let (read, version) = store.pace_shares("us-east-1|").await.unwrap().unwrap();
+    assert_eq!((&read, version), (&shares, 2));
+    assert_eq!(read.levels["describe"].tokens, 99.0);
     assert_eq!(store.pace_shares("eu-west-1|").await.unwrap(), None);
 }
 

@@ -141,10 +141,6 @@ pub struct Learned {
     pub tokens: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
-    /// The share of the account's bucket this run paced at (`rate` is within it),
-    /// when runs in other processes shared it ([`crate::share`]); none: all of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<f64>,
 }
 
 /// A token bucket, full at creation, that finds the account's real rate: it starts
@@ -164,18 +160,7 @@ pub struct TokenBucket {
     refused: Option<f64>,
     tokens: f64,
     at: Option<DateTime<Utc>>,
-    /// The share of the account's bucket this bucket stands for (0 to 1): its
-    /// published rate and burst are the account's times this.
-    share: f64,
-    /// Whether tokens were asked for since [`TokenBucket::take_touched`] last looked.
-    touched: bool,
-    /// Whether it paces at a share leased through the store (then it neither probes
-    /// nor cuts its rate, whatever the share).
-    leased: bool,
 }
-
-/// The smallest share a bucket paces at (one run among a million).
-const MIN_SHARE: f64 = 1e-6;
 
 impl TokenBucket {
     pub fn new(spec: BucketSpec) -> Self {
@@ -185,70 +170,10 @@ impl TokenBucket {
             refused: None,
             tokens: spec.capacity,
             at: None,
-            share: 1.0,
-            touched: false,
-            leased: false,
         }
-    }
-
-    /// The rate published for this bucket's share of the account.
-    fn published(&self) -> f64 {
-        self.spec.refill_per_sec * self.share
-    }
-
-    /// The share of the account's bucket this one paces at (1: all of it).
-    pub fn share(&self) -> f64 {
-        self.share
-    }
-
-    /// Paces at `share` of the account's bucket, leased through the store, from now
-    /// on: the rate (and what was refused) scale with it, so the burst does, and
-    /// tokens beyond the new burst are dropped. A leased bucket neither probes above
-    /// its share (the other holders use the rest) nor cuts it on a throttle.
-    pub fn set_share(&mut self, share: f64) {
-        let share = if share.is_finite() {
-            share.clamp(MIN_SHARE, 1.0)
-        } else {
-            1.0
-        };
-        self.leased = true;
-        if share == self.share {
-            self.rate = self.rate.min(self.published());
-            return;
-        }
-        let k = share / self.share;
-        self.rate *= k;
-        if let Some(r) = &mut self.refused {
-            *r *= k;
-        }
-        self.share = share;
-        // What a run alone probed above the published rate is not carried into a
-        // share: the others pace at theirs.
-        self.rate = self.rate.min(self.published());
-        self.tokens = self.tokens.min(self.burst());
-    }
-
-    /// The share of the account's burst this bucket stands for: below one call when
-    /// many share a small bucket, so that their first calls go one after another.
-    fn burst(&self) -> f64 {
-        self.spec.capacity * self.rate / self.spec.refill_per_sec
-    }
-
-    /// Holds `tokens` now (one call's worth at least may be held): what a run
-    /// leasing a share of the account holds after its lease is written.
-    pub fn set_tokens(&mut self, tokens: f64, now: DateTime<Utc>) {
-        self.refill(now);
-        self.tokens = tokens.clamp(0.0, self.capacity());
-    }
-
-    /// Whether tokens were asked for (taken, counted or waited for) since the last
-    /// look; the look resets it.
-    pub fn take_touched(&mut self) -> bool {
-        std::mem::take(&mut self.touched)
     }
 
     fn refill(&mut self, now: DateTime<Utc>) {
-        self.touched = true;
         if let Some(at) = self.at {
             let secs = (now - at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
             if secs > 0.0 {
@@ -294,19 +219,7 @@ impl TokenBucket {
     /// What the account answered a call this bucket paced: a throttle lowers the
     /// rate and empties the bucket; a call that went through raises the rate.
     pub fn answered(&mut self, throttled: bool, now: DateTime<Utc>) {
-        let published = self.published();
-        if self.leased {
-            // A share of the account is paced at the share, neither probed above nor
-            // cut: the account's rate is split among the runs, and a throttle says
-            // their shares were briefly too large (a run began or ended since they
-            // were leased), not that the account allows less. The bucket empties and
-            // the engine backs off.
-            if throttled {
-                self.refill(now);
-                self.tokens = 0.0;
-            }
-            return;
-        }
+        let published = self.spec.refill_per_sec;
         if throttled {
             self.refill(now);
             self.refused = Some(self.rate);
@@ -340,28 +253,19 @@ impl TokenBucket {
 
     /// What this bucket learned, when it differs from the published rate.
     pub fn learned(&self) -> Option<Learned> {
-        (self.rate != self.spec.refill_per_sec
-            || self.refused.is_some()
-            || self.at.is_some()
-            || self.leased)
+        (self.rate != self.spec.refill_per_sec || self.refused.is_some() || self.at.is_some())
             .then_some(Learned {
                 rate: self.rate,
                 refused: self.refused,
                 tokens: self.at.map(|_| self.tokens),
                 at: self.at,
-                share: self.leased.then_some(self.share),
             })
     }
 
     /// Goes on from what an earlier bucket of the same kind learned (kept within the
     /// bounds every rate keeps; a value that is not a number is ignored).
     pub fn learn(&mut self, l: Learned) {
-        self.leased = l.share.is_some();
-        self.share = match l.share {
-            Some(s) if s.is_finite() => s.clamp(MIN_SHARE, 1.0),
-            _ => 1.0,
-        };
-        let published = self.published();
+        let published = self.spec.refill_per_sec;
         if l.rate.is_finite() {
             self.rate = l.rate.clamp(published * FLOOR, published * CEILING);
         }
@@ -373,9 +277,9 @@ impl TokenBucket {
         self.tokens = self.tokens.clamp(0.0, self.capacity());
     }
 
-    /// The bucket's size now (it scales with the rate; one call at least).
+    /// The bucket's size now (it scales with the rate).
     pub fn capacity(&self) -> f64 {
-        self.burst().max(1.0)
+        (self.spec.capacity * self.rate / self.spec.refill_per_sec).max(1.0)
     }
 
     /// The bucket's refill rate per second now.
@@ -438,28 +342,6 @@ impl SharedBucket {
                 b.learn(l);
             }
         });
-    }
-
-    pub fn set_share(&self, share: f64) {
-        self.with(|b| b.set_share(share));
-    }
-
-    pub fn take_touched(&self) -> bool {
-        self.with(|b| b.take_touched())
-    }
-
-    pub fn set_tokens(&self, tokens: f64, now: DateTime<Utc>) {
-        self.with(|b| b.set_tokens(tokens, now));
-    }
-
-    /// Tokens held now, without counting the bucket used.
-    pub fn tokens_at(&self, now: DateTime<Utc>) -> f64 {
-        self.with(|b| {
-            let touched = b.touched;
-            let t = b.available(now);
-            b.touched = touched;
-            t
-        })
     }
 }
 
@@ -595,7 +477,6 @@ mod tests {
                 refused: Some(20.0),
                 tokens: Some(0.0),
                 at: Some(t(0.0)),
-                share: None,
             }
         );
         let mut b = TokenBucket::new(published);
@@ -610,56 +491,9 @@ mod tests {
             refused: Some(f64::NAN),
             tokens: Some(f64::INFINITY),
             at: None,
-            share: None,
         });
         assert_eq!(b.refill_per_sec(), 200.0);
         assert_eq!(b.learned().unwrap().refused, None);
-    }
-
-    #[test]
-    fn a_share_scales_rate_and_burst_and_does_not_probe_above_itself() {
-        let published = Limits::AWS.stop_instances;
-        let mut b = TokenBucket::new(published);
-        b.set_share(0.25);
-        assert_eq!(b.refill_per_sec(), 5.0);
-        assert_eq!(b.capacity(), 250.0);
-        assert_eq!(b.available(t(0.0)), 250.0);
-        // Calls that go through do not raise it: the other holders use the rest. A
-        // throttle empties it without cutting the rate (the shares were briefly too
-        // large; the engine backs off).
-        for _ in 0..100 {
-            b.answered(false, t(0.0));
-        }
-        assert_eq!(b.refill_per_sec(), 5.0);
-        b.answered(true, t(0.0));
-        assert_eq!(b.refill_per_sec(), 5.0);
-        assert_eq!(b.available(t(0.0)), 0.0);
-        b.set_share(0.5);
-        assert_eq!(b.refill_per_sec(), 10.0);
-        // A rate probed while alone is not carried into a share.
-        let mut alone = TokenBucket::new(published);
-        for _ in 0..5 {
-            alone.answered(false, t(0.0));
-        }
-        assert!(alone.refill_per_sec() > 30.0);
-        alone.set_share(0.5);
-        assert_eq!(alone.refill_per_sec(), 10.0);
-        // What it learned carries its share to the next executor of the run.
-        let l = b.learned().unwrap();
-        assert_eq!(l.share, Some(0.5));
-        let mut c = TokenBucket::new(published);
-        c.learn(l);
-        assert_eq!(c.share(), 0.5);
-        assert_eq!(c.refill_per_sec(), 10.0);
-        // Nonsense is brought back into bounds.
-        c.set_share(f64::NAN);
-        assert_eq!(c.share(), 1.0);
-        c.set_share(-3.0);
-        assert!(c.share() > 0.0);
-        // Asking for tokens is what marks a bucket used.
-        assert!(!c.take_touched());
-        let _ = c.wait_for(1.0, t(1.0));
-        assert!(c.take_touched());
     }
 
     #[test]

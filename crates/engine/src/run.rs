@@ -305,10 +305,10 @@ pub struct Run {
     /// again every tick and retry forever.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failing_calls: BTreeMap<String, u32>,
-    /// The run's last lease of a share of its account's buckets, when its driver
-    /// shares pacing through the store ([`crate::share`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pace_lease: Option<crate::share::Leased>,
+    /// Tokens of its account's buckets the run booked and has not used yet, by
+    /// bucket, when its driver shares pacing through the store ([`crate::share`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pace_grants: BTreeMap<String, crate::share::Grant>,
     /// The run was aborted (failure policy `abort`): its rollback phase only gives
     /// back the types of instances it resized but did not start, and it ends failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -360,7 +360,7 @@ impl Run {
             error: None,
             requested_by: None,
             pacing: BTreeMap::new(),
-            pace_lease: None,
+            pace_grants: BTreeMap::new(),
             failing_calls: BTreeMap::new(),
             aborted: false,
             version: 0,

@@ -124,6 +124,7 @@ impl Executor<'_> {
         run.record(now, None, RunEvent::Finished { status });
         self.state.clear();
         self.verify = None;
+        self.give_back_grants(run).await;
         self.save(run).await?;
         self.ports
             .store

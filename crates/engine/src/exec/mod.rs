@@ -30,7 +30,7 @@ use crate::ports::{
     OverrideProbe, RunStore, StoreError,
 };
 use crate::run::{Phase, Run, RunEvent, RunStatus, TierTiming};
-use crate::share::{self, PaceShares};
+use crate::share;
 use policy::Tries;
 use step::{Active, Began, Cx, Poll, Power, Resize};
 
@@ -213,34 +213,12 @@ impl Buckets {
             .collect()
     }
 
-    /// The names of the buckets tokens were asked of since the last look.
-    fn touched(&self) -> BTreeSet<String> {
+    /// The bucket of this name (as [`Limits::named`] names them).
+    pub(crate) fn named(&self, name: &str) -> Option<&SharedBucket> {
         self.each()
             .into_iter()
-            .filter(|(_, b)| b.take_touched())
-            .map(|(name, _)| name.to_string())
-            .collect()
-    }
-
-    /// The tokens each bucket holds at `now`, by name (not counting them used).
-    fn held(&self, now: DateTime<Utc>) -> BTreeMap<&'static str, f64> {
-        self.each()
-            .into_iter()
-            .map(|(name, b)| (name, b.tokens_at(now)))
-            .collect()
-    }
-
-    /// Paces each bucket at the share `shares` gives `holder` at `now`, and each it
-    /// does not use at next to nothing (the others use it all).
-    fn set_shares(&self, shares: &PaceShares, holder: &str, now: DateTime<Utc>) {
-        let uses = shares.holders.get(holder).map(|h| &h.uses);
-        for (name, b) in self.each() {
-            if uses.is_some_and(|u| u.contains(name)) {
-                b.set_share(shares.share(holder, name, now));
-            } else {
-                b.set_share(0.0);
-            }
-        }
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b)
     }
 
     /// Goes on from what a run's buckets learned (each bucket that was not used
@@ -355,117 +333,42 @@ impl<'a> Executor<'a> {
         self
     }
 
-    /// Paces this executor's calls at the share of `account`'s buckets that the store
-    /// leases its run ([`crate::share`]): for drivers in different processes (the
-    /// serverless run step), which share no memory. The run leases before its first
-    /// call, renews after its ticks, and leaves when it ends. Use it instead of
-    /// [`Executor::share`], not with it: the executor's own buckets are scaled to
-    /// the run's share.
+    /// Paces this executor's calls on `account`'s buckets as the store keeps them
+    /// ([`crate::share`]): for drivers in different processes (the serverless run
+    /// step), which share no memory. Each call's tokens are booked on the store's
+    /// record first (and the run waits its turn); what the run booked and did not
+    /// use goes back when it ends. Use it instead of [`Executor::share`], not with
+    /// it.
     #[must_use]
     pub fn pace_through_store(mut self, account: impl Into<String>) -> Self {
         self.pace_account = Some(account.into());
         self
     }
 
-    /// Leases `run`'s share of the account's buckets, saying it uses `uses`, and
-    /// paces at it. A store that cannot be written leaves the shares as they were
-    /// (pacing is not safety; the engine's backoff absorbs a throttle).
-    async fn lease_share(&mut self, run: &mut Run, uses: BTreeSet<String>) {
+    /// As the run ends: what it booked of the account's buckets and did
+    /// not use goes back to the store's record. A store that cannot be written
+    /// leaves them booked (they refill; pacing is not safety).
+    async fn give_back_grants(&mut self, run: &mut Run) {
         let Some(account) = self.pace_account.clone() else {
             return;
         };
+        if run.pace_grants.is_empty() {
+            return;
+        }
+        let grants = std::mem::take(&mut run.pace_grants);
         let now = self.ports.clock.now();
-        let until = after(now, share::LEASE);
-        let holder = run.id.clone();
         let limits = self.settings.limits;
-        // What the run holds of each bucket (a run that begins holds nothing yet:
-        // its fresh buckets are not the account's).
-        let held = if run.pace_lease.is_none() {
-            BTreeMap::new()
-        } else {
-            self.buckets.held(now)
-        };
-        let mut tokens = BTreeMap::new();
-        let written = share::update(self.ports.store, &account, |s| {
-            s.enter(&holder, uses.clone(), until, now);
-            tokens = s.settle(&holder, &limits, &held, now);
+        if let Err(e) = share::update(self.ports.store, &account, |s| {
+            for (name, spec) in limits.named() {
+                if let Some(g) = grants.get(name) {
+                    s.give_back(name, spec, g.tokens, now);
+                }
+            }
         })
-        .await;
-        match written {
-            Ok(shares) => {
-                self.buckets.set_shares(&shares, &holder, now);
-                for (name, b) in self.buckets.each() {
-                    if let Some(t) = tokens.get(name) {
-                        b.set_tokens(*t, now);
-                    }
-                }
-                run.pace_lease = Some(share::Leased {
-                    at: now,
-                    uses,
-                    touched: BTreeSet::new(),
-                });
-            }
-            Err(e) => tracing::warn!(
-                account = %account,
-                error = %e,
-                "could not lease a share of the account's pacing; pacing as before"
-            ),
+        .await
+        {
+            tracing::warn!(account = %account, error = %e, "could not give back the run's booked pacing");
         }
-    }
-
-    /// After a tick: leaves the account's buckets when the run is done (giving back
-    /// what it holds); renews the lease at once when the tick asked tokens of a
-    /// bucket the lease does not name (adding it), else when it is due (naming the
-    /// buckets asked of since the last renewal). Whether the tick asked tokens of a
-    /// bucket the lease did not name (it held next to no share of it).
-    async fn after_tick_shares(&mut self, run: &mut Run, done: bool) -> bool {
-        let Some(account) = self.pace_account.clone() else {
-            return false;
-        };
-        let uses = self.buckets.touched();
-        if done {
-            if run.pace_lease.take().is_some() {
-                let now = self.ports.clock.now();
-                let limits = self.settings.limits;
-                let held = self.buckets.held(now);
-                // What it did not use goes back to the account's burst.
-                if let Err(e) = share::update(self.ports.store, &account, |s| {
-                    s.leave(&run.id, now);
-                    for (name, spec) in limits.named() {
-                        if let Some(t) = held.get(name) {
-                            s.give_back(name, spec, *t, now);
-                        }
-                    }
-                })
-                .await
-                {
-                    tracing::warn!(account = %account, error = %e, "could not leave the account's pacing");
-                }
-            }
-            return false;
-        }
-        let now = self.ports.clock.now();
-        let Some(lease) = run.pace_lease.as_mut() else {
-            self.lease_share(run, uses).await;
-            return false;
-        };
-        // A bucket is said to be used from the tick that first asks tokens of it
-        // until a renewal finds it not asked of since the one before.
-        let joined = !uses.is_subset(&lease.uses);
-        lease.touched.extend(uses.iter().cloned());
-        if joined {
-            let mut more = lease.uses.clone();
-            more.extend(uses.iter().cloned());
-            let touched = std::mem::take(&mut lease.touched);
-            self.lease_share(run, more).await;
-            if let Some(l) = run.pace_lease.as_mut() {
-                l.touched = touched;
-            }
-        } else if dur(now - lease.at) >= share::RENEW {
-            let touched = std::mem::take(&mut lease.touched);
-            self.lease_share(run, touched).await;
-        }
-        joined
     }
 
     fn filter(&self) -> MemberFilter {
@@ -488,6 +391,7 @@ impl<'a> Executor<'a> {
         let filter = self.filter();
         let mut attempt = 0;
         loop {
+            self.count_describe().await;
             match self.ports.compute.describe(&filter).await {
                 Ok(v) => return Ok(v),
                 // Before a run exists there is no driver to wait for us; ask again a
@@ -495,6 +399,31 @@ impl<'a> Executor<'a> {
                 Err(e) if e.retryable() && attempt < 2 => attempt += 1,
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Counts a describe made before the run exists (it has no driver to wait for
+    /// it, so it goes at once) against the buckets the executor paces on, so that
+    /// the calls after it wait for what it used: many runs that begin at one
+    /// instant would otherwise each find the describe bucket full.
+    async fn count_describe(&mut self) {
+        let now = self.ports.clock.now();
+        let Some(account) = self.pace_account.clone() else {
+            let _ = self.buckets.describe.take(1.0, now);
+            return;
+        };
+        let describe = share::Want {
+            bucket: "describe",
+            spec: self.settings.limits.describe,
+            min: 1.0,
+            max: 1.0,
+        };
+        if let Err(e) = share::update(self.ports.store, &account, |s| {
+            s.reserve(&[describe], now);
+        })
+        .await
+        {
+            tracing::warn!(account = %account, error = %e, "could not count the describe in the store's pacing");
         }
     }
 
@@ -710,29 +639,10 @@ impl<'a> Executor<'a> {
             run = %run.id,
             action = %run.action
         );
-        if self.pace_account.is_some() && run.pace_lease.is_none() && !run.status.is_finished() {
-            // Before its first call the run says it may use every bucket, so that
-            // runs beginning at the same instant do not each take all of them.
-            let all = self.buckets.each().map(|(name, _)| name.to_string());
-            self.lease_share(run, all.into_iter().collect()).await;
-        }
-        self.buckets.touched();
-        let result = match self.tick_in_span(run).instrument(span.clone()).await {
+        match self.tick_in_span(run).instrument(span).await {
             Err(EngineError::Store(StoreError::Conflict(why))) => self.reread(run, why).await,
             other => other,
-        };
-        if let Ok(tick) = &result {
-            let joined = self
-                .after_tick_shares(run, *tick == Tick::Done)
-                .instrument(span)
-                .await;
-            // The tick waited on a bucket it held next to no share of: it holds one
-            // now, and the next tick asks again at once.
-            if joined && matches!(tick, Tick::Wait(_)) {
-                return Ok(Tick::Wait(Duration::ZERO));
-            }
         }
-        result
     }
 
     /// After a save found the run saved by another writer since this executor read
@@ -1148,6 +1058,7 @@ impl<'a> Executor<'a> {
             buckets: &mut self.buckets,
             held: &mut self.held,
             resized: &mut self.resized,
+            pace_account: self.pace_account.as_deref(),
             run,
             tier,
         }

@@ -73,8 +73,7 @@ impl Ready {
         match self.gate {
             Gate::StatusChecks => {
                 for chunk in live.chunks(100) {
-                    let now = cx.now();
-                    if let Err(w) = cx.buckets.describe.take(1.0, now) {
+                    if let Err(w) = cx.draw(&[("describe", 1.0, 1.0)]).await {
                         return Ok(Err(w));
                     }
                     let result = cx.ports.compute.status_checks(chunk).await;

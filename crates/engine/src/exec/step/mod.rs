@@ -36,6 +36,7 @@ use super::{Buckets, Held, Ports, Result, Settings, after, dur};
 use crate::EngineError;
 use crate::ports::{ApiError, ErrorKind, Lock};
 use crate::run::{Failure, Kept, Run, RunEvent};
+use crate::share::{self, Grant, Want};
 
 /// What a poll of a step answers.
 pub(crate) enum Poll {
@@ -53,6 +54,9 @@ pub(crate) struct Cx<'x, 'a> {
     pub held: &'x mut Held,
     /// The type changes this executor made, by tier, in the order it made them.
     pub resized: &'x mut BTreeMap<String, VecDeque<(DateTime<Utc>, String)>>,
+    /// The account whose buckets the run paces on through the store, when its
+    /// driver shares pacing that way ([`crate::share`]).
+    pub pace_account: Option<&'x str>,
     pub run: &'x mut Run,
     pub tier: &'x str,
 }
@@ -170,6 +174,122 @@ impl Cx<'_, '_> {
         d
     }
 
+    /// Takes the tokens of one call: of each bucket `wants` names (`(name, min,
+    /// max)`, named as [`Limits::named`](crate::pace::Limits::named) names them), at
+    /// least `min`, and up to `max` of what the bucket holds (a batch takes what is
+    /// there). Answers what was taken of each, in the order asked, or how long to
+    /// wait before asking again. Paced on the executor's buckets, or, when the
+    /// driver paces through the store, booked on the account's buckets there (the
+    /// booking kept with the run; the run waits its turn).
+    pub async fn draw(
+        &mut self,
+        wants: &[(&'static str, f64, f64)],
+    ) -> std::result::Result<Vec<f64>, Duration> {
+        if let Some(account) = self.pace_account {
+            match self.draw_booked(account, wants).await {
+                Ok(drawn) => return drawn,
+                // Pacing is not safety: the run goes on, paced as if alone.
+                Err(e) => tracing::warn!(
+                    account,
+                    error = %e,
+                    "could not book the call's pacing in the store; pacing on this executor's buckets"
+                ),
+            }
+        }
+        let now = self.now();
+        let mut wait = Duration::ZERO;
+        for (name, min, _) in wants {
+            if let Some(b) = self.buckets.named(name) {
+                wait = wait.max(b.wait_for(*min, now));
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        let mut out = Vec::with_capacity(wants.len());
+        for (name, min, max) in wants {
+            let n = match self.buckets.named(name) {
+                Some(b) => {
+                    let n = b.available(now).floor().min(*max).max(*min);
+                    b.take(n, now)?;
+                    n
+                }
+                None => *max,
+            };
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// [`Cx::draw`] on the account's buckets as the store keeps them: tokens the run
+    /// booked are used once their time has come; what is short is booked.
+    async fn draw_booked(
+        &mut self,
+        account: &str,
+        wants: &[(&'static str, f64, f64)],
+    ) -> crate::ports::StoreResult<std::result::Result<Vec<f64>, Duration>> {
+        let now = self.now();
+        let not_yet = wants
+            .iter()
+            .filter_map(|(name, ..)| self.run.pace_grants.get(*name).map(|g| g.at))
+            .filter(|at| *at > now)
+            .max();
+        if let Some(at) = not_yet {
+            return Ok(Err(dur(at - now)));
+        }
+        let limits = self.settings.limits.named();
+        let short: Vec<Want> = wants
+            .iter()
+            .filter_map(|(name, min, max)| {
+                let have = self.run.pace_grants.get(*name).map_or(0.0, |g| g.tokens);
+                let spec = limits.iter().find(|(n, _)| n == name)?.1;
+                (have < *min).then_some(Want {
+                    bucket: name,
+                    spec,
+                    min: min - have,
+                    max: (max - have).max(min - have),
+                })
+            })
+            .collect();
+        if !short.is_empty() {
+            let mut booked = (Vec::new(), now);
+            share::update(self.ports.store, account, |s| {
+                booked = s.reserve(&short, now);
+            })
+            .await?;
+            let (got, at) = booked;
+            for (w, n) in short.iter().zip(got) {
+                let g = self
+                    .run
+                    .pace_grants
+                    .entry(w.bucket.to_string())
+                    .or_insert(Grant { tokens: 0.0, at });
+                g.tokens += n;
+                g.at = g.at.max(at);
+            }
+            if at > now {
+                return Ok(Err(dur(at - now)));
+            }
+        }
+        let mut out = Vec::with_capacity(wants.len());
+        for (name, _, max) in wants {
+            let n = match self.run.pace_grants.get_mut(*name) {
+                Some(g) => {
+                    let n = g.tokens.min(*max);
+                    g.tokens -= n;
+                    if g.tokens < 1e-9 {
+                        self.run.pace_grants.remove(*name);
+                    }
+                    n
+                }
+                // A bucket the limits do not name is not paced.
+                None => *max,
+            };
+            out.push(n);
+        }
+        Ok(Ok(out))
+    }
+
     /// Counts one more failure in a row of the tier's `call` (a call that the policy
     /// may make again), kept with the run ([`Run::failing_calls`]): a driver that
     /// makes a new executor each tick (serve, the run step) forgets what the step
@@ -200,8 +320,7 @@ impl Cx<'_, '_> {
     pub async fn observe(&mut self, ids: &[String], tries: &mut Tries) -> Result<Seen> {
         let mut out = BTreeMap::new();
         for chunk in ids.chunks(1000) {
-            let now = self.now();
-            if let Err(w) = self.buckets.describe.take(1.0, now) {
+            if let Err(w) = self.draw(&[("describe", 1.0, 1.0)]).await {
                 return Ok(Seen::Later(w));
             }
             self.hold().await?;

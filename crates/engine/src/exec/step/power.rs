@@ -196,36 +196,28 @@ impl Power {
         batch: Vec<String>,
         attempts: u32,
     ) -> Option<Duration> {
-        let now = cx.now();
         let action = self.action;
         // Pace: the request bucket and the resource bucket.
         let (req, res, name) = match action {
-            Action::Start => (
-                &mut cx.buckets.start_requests,
-                &mut cx.buckets.start_instances,
-                "ec2:StartInstances",
-            ),
-            Action::Stop => (
-                &mut cx.buckets.mutating,
-                &mut cx.buckets.stop_instances,
-                "ec2:StopInstances",
-            ),
+            Action::Start => ("start_requests", "start_instances", "ec2:StartInstances"),
+            Action::Stop => ("mutating", "stop_instances", "ec2:StopInstances"),
         };
         let want = batch.len().min(cx.settings.min_batch) as f64;
-        let avail = res.available(now).floor() as usize;
-        let req_wait = req.wait_for(1.0, now);
-        if avail < want as usize || !req_wait.is_zero() {
-            let w = res.wait_for(want, now).max(req_wait);
-            self.queue.push_front((batch, attempts));
-            return Some(w.max(Duration::from_millis(1)));
-        }
-        let (send, rest) = batch.split_at(avail.min(batch.len()));
+        let drawn = cx
+            .draw(&[(req, 1.0, 1.0), (res, want, batch.len() as f64)])
+            .await;
+        let n = match drawn {
+            Ok(got) => (got[1] as usize).max(1),
+            Err(w) => {
+                self.queue.push_front((batch, attempts));
+                return Some(w.max(Duration::from_millis(1)));
+            }
+        };
+        let (send, rest) = batch.split_at(n.min(batch.len()));
         let (send, rest) = (send.to_vec(), rest.to_vec());
         if !rest.is_empty() {
             self.queue.push_front((rest, attempts));
         }
-        req.take(1.0, now).expect("checked");
-        res.take(send.len() as f64, now).expect("checked");
         // Batches are either all hibernation candidates or none.
         let hibernate = action == Action::Stop
             && Self::hibernates(cx)

@@ -175,8 +175,7 @@ impl Resize {
             }
         }
         while let Some((id, to, attempts)) = queue.pop_front() {
-            let now = cx.now();
-            if let Err(w) = cx.buckets.mutating.take(1.0, now) {
+            if let Err(w) = cx.draw(&[("mutating", 1.0, 1.0)]).await {
                 queue.push_front((id, to, attempts));
                 return Ok(Poll::Wait(w));
             }
