@@ -412,8 +412,9 @@ pub(crate) async fn begin(
         Begun::Accepted {
             workload,
             run_id,
+            status,
             repeated,
-        } => accepted(&workload, &run_id, repeated),
+        } => accepted(&workload, &run_id, status, repeated),
         Begun::NothingToDo(plan) => json_reply(
             StatusCode::OK,
             json!({"run_id": null, "status": "nothing to do", "plan": plan}),
@@ -428,6 +429,8 @@ pub(crate) enum Begun {
     Accepted {
         workload: String,
         run_id: String,
+        /// The run's status now (a repeated request may find it ended).
+        status: &'static str,
         repeated: bool,
     },
     NothingToDo(Box<ec2_scheduler_core::plan::Plan>),
@@ -443,10 +446,16 @@ pub(crate) async fn begin_run(
     by: &str,
 ) -> Result<Begun, Problem> {
     let cloud = state.clouds.get(&state.app, w).await?;
-    let repeated = |run_id: String| Begun::Accepted {
-        workload: w.name.to_string(),
-        run_id,
-        repeated: true,
+    // The run a key began before, answered again when the request is the same.
+    let repeated = async |run_id: String| -> Result<Begun, Problem> {
+        let run = state.app.run_record(&run_id).await?;
+        same_request(&run, req, key.unwrap_or_default())?;
+        Ok(Begun::Accepted {
+            workload: w.name.to_string(),
+            run_id,
+            status: run.status.as_str(),
+            repeated: true,
+        })
     };
     // One run per workload: this process's own unfinished run is not taken over.
     let _one_at_a_time = state.begin_lock.lock().await;
@@ -455,7 +464,7 @@ pub(crate) async fn begin_run(
         .transpose()?;
     if let Some(run) = state.app.unfinished_run(w.name.as_str()).await? {
         if keyed.as_deref() == Some(run.id.as_str()) {
-            return Ok(repeated(run.id));
+            return repeated(run.id).await;
         }
         let mut p = Problem::new(
             ProblemKind::Locked,
@@ -469,7 +478,7 @@ pub(crate) async fn begin_run(
     }
     let begun = match key {
         Some(k) => match state.app.begin_run_keyed(&cloud, w, req, k).await? {
-            runs::Keyed::Repeated(id) => return Ok(repeated(id)),
+            runs::Keyed::Repeated(id) => return repeated(id).await,
             runs::Keyed::Begun(b) => b,
         },
         None => {
@@ -494,6 +503,7 @@ pub(crate) async fn begin_run(
             Begun::Accepted {
                 workload: run.workload,
                 run_id: run.id,
+                status: run.status.as_str(),
                 repeated: false,
             }
         }
@@ -501,10 +511,45 @@ pub(crate) async fn begin_run(
     })
 }
 
-fn accepted(workload: &str, id: &str, repeated: bool) -> Reply {
+/// A request that repeats an idempotency key must be the request that key began
+/// its run with (action, profile, scale-in): anything else is refused, naming the
+/// run, rather than answered with a run that does something else.
+fn same_request(
+    run: &ec2_scheduler_engine::Run,
+    req: &RunRequest,
+    key: &str,
+) -> Result<(), Problem> {
+    if run.action == req.action && run.profile == req.profile && run.scale_in == req.scale_in {
+        return Ok(());
+    }
+    let asked = |action: ec2_scheduler_core::Action, profile: &Option<String>, scale_in| {
+        let scale_in = match scale_in {
+            ec2_scheduler_core::plan::ScaleIn::ReportOnly => "report-only",
+            ec2_scheduler_core::plan::ScaleIn::Apply => "apply",
+        };
+        format!(
+            "{} (profile {}, scale-in {scale_in})",
+            action.to_string().to_lowercase(),
+            profile.as_deref().unwrap_or("none")
+        )
+    };
+    let mut p = Problem::new(
+        ProblemKind::Unprocessable,
+        format!(
+            "Idempotency-Key {key:?} began run {} as a {}; this request asks for a {}: use another key for another request",
+            run.id,
+            asked(run.action, &run.profile, run.scale_in),
+            asked(req.action, &req.profile, req.scale_in)
+        ),
+    );
+    p.run_id = Some(run.id.clone());
+    Err(p)
+}
+
+fn accepted(workload: &str, id: &str, status: &str, repeated: bool) -> Reply {
     let mut r = json_reply(
         StatusCode::ACCEPTED,
-        json!({"run_id": id, "workload": workload, "status": "running", "repeated": repeated, "href": format!("/v1/runs/{id}")}),
+        json!({"run_id": id, "workload": workload, "status": status, "repeated": repeated, "href": format!("/v1/runs/{id}")}),
     )?;
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/runs/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -514,12 +559,13 @@ fn accepted(workload: &str, id: &str, repeated: bool) -> Reply {
 
 #[utoipa::path(post, path = "/v1/workloads/{workload}/runs", tag = "runs",
     params(("workload" = String, Path, description = "Workload name"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters. The same key on the same workload answers the run it began (`repeated`: true), without beginning another, in every process sharing the store")),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters. The same key on the same workload answers the run it began (`repeated`: true, with its status now), without beginning another, in every process sharing the store; the same key with another action, profile or scale-in is refused (422)")),
     request_body = RunBody,
     responses((status = 202, description = "Begun; Location names the run", body = Object),
         (status = 200, description = "A dry run's plan, or nothing to do", body = Object),
         (status = 403, description = "Needs the operator role", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "Another run holds the workload (`locked`, with its run_id)", body = ProblemDocument, content_type = "application/problem+json")))]
+        (status = 409, description = "Another run holds the workload (`locked`, with its run_id)", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key began a run with another request (`unprocessable`, with that run's run_id)", body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn start_run(
     S(state): S<State>,
     auth: Auth,

@@ -16,6 +16,9 @@ pub enum ProblemKind {
     Conflict,
     Locked,
     PreconditionFailed,
+    /// The request is well formed but cannot be applied as asked (an idempotency
+    /// key reused for another request).
+    Unprocessable,
     Unauthenticated,
     Forbidden,
     Upstream,
@@ -30,6 +33,7 @@ impl ProblemKind {
             ProblemKind::Conflict => "conflict",
             ProblemKind::Locked => "locked",
             ProblemKind::PreconditionFailed => "precondition-failed",
+            ProblemKind::Unprocessable => "unprocessable",
             ProblemKind::Unauthenticated => "unauthenticated",
             ProblemKind::Forbidden => "forbidden",
             ProblemKind::Upstream => "upstream",
@@ -43,6 +47,7 @@ impl ProblemKind {
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::Conflict | ProblemKind::Locked => StatusCode::CONFLICT,
             ProblemKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ProblemKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProblemKind::Forbidden => StatusCode::FORBIDDEN,
             ProblemKind::Upstream => StatusCode::BAD_GATEWAY,
@@ -57,6 +62,7 @@ impl ProblemKind {
             ProblemKind::Conflict => "Conflict with the current state",
             ProblemKind::Locked => "The workload is busy with another run",
             ProblemKind::PreconditionFailed => "The resource changed since it was read",
+            ProblemKind::Unprocessable => "The request cannot be applied as asked",
             ProblemKind::Unauthenticated => "Credentials are missing or not valid",
             ProblemKind::Forbidden => "The caller's role does not allow this",
             ProblemKind::Upstream => "AWS or the store failed",

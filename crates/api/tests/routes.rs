@@ -377,7 +377,7 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
     }
     wait_for(&api, &stop, "succeeded").await;
     let start = r#"{"action":"start","profile":"profileD"}"#;
-    let post = |key: &'static str, router: axum::Router| {
+    let post_body = |key: &'static str, body: &'static str, router: axum::Router| {
         let op = op.clone();
         async move {
             let mut req = Request::builder()
@@ -387,7 +387,7 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
                 .header(header::CONTENT_TYPE, "application/json");
             req = req.header("Idempotency-Key", key);
             let res = router
-                .oneshot(req.body(Body::from(start)).unwrap())
+                .oneshot(req.body(Body::from(body)).unwrap())
                 .await
                 .unwrap();
             let status = res.status();
@@ -395,6 +395,7 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
             (status, serde_json::from_slice::<Value>(&bytes).unwrap())
         }
     };
+    let post = |key: &'static str, router: axum::Router| post_body(key, start, router);
     let (s, v) = post("k-1", api.router.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["repeated"], false);
@@ -414,6 +415,22 @@ async fn a_start_with_a_profile_runs_to_success_and_is_listed() {
         (s, later["run_id"].as_str(), &later["repeated"]),
         (StatusCode::ACCEPTED, Some(id.as_str()), &Value::Bool(true))
     );
+    // The answer says what became of the run, not that it runs.
+    assert_eq!(later["status"], "succeeded", "{later}");
+    // The same key with another request is refused, naming the run it began: an
+    // operator who reuses a key by mistake does not get a run that did something
+    // else answered as theirs.
+    for other in [
+        r#"{"action":"stop"}"#,
+        r#"{"action":"start"}"#,
+        r#"{"action":"start","profile":"profileD","scale_in":true}"#,
+    ] {
+        let (s, v) = post_body("k-1", other, api.router.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{other}: {v}");
+        assert_eq!(v["type"], "urn:ec2-scheduler:problem:unprocessable", "{v}");
+        assert_eq!(v["run_id"], id.as_str(), "{v}");
+        assert!(v["detail"].as_str().unwrap().contains("k-1"), "{v}");
+    }
     // A key that is not printable ASCII is refused, naming the header.
     let (s, bad) = post("k 1", api.router.clone()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
@@ -691,4 +708,51 @@ async fn busy_reads_are_answered_once_a_second_and_a_change_is_read_at_once() {
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
+}
+
+#[tokio::test]
+async fn token_listings_and_answers_never_show_a_hash() {
+    let api = Api::new().await;
+    let admin = api.token(Role::Admin).to_string();
+    let (s, _, made) = api
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(r#"{"name":"ci","role":"viewer"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    assert!(
+        made["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ec2s_"))
+    );
+    let id = made["id"].as_str().unwrap().to_string();
+    let (s, _, list) = api.call("GET", "/v1/tokens", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 4, "{list:?}");
+    let (_, _, revoked) = api
+        .call("DELETE", &format!("/v1/tokens/{id}"), Some(&admin), None)
+        .await;
+    assert_eq!(s_of(&revoked), "");
+    // No answer holds a hash (a SHA-256 in hex): not as a field, not as a value.
+    let sha = |x: &Value| {
+        x.as_str()
+            .is_some_and(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    for v in list.iter().chain([&made]) {
+        let o = v.as_object().unwrap();
+        assert!(!o.contains_key("hash"), "{v}");
+        assert!(!o.values().any(sha), "{v}");
+        assert!(
+            o.contains_key("created_by") && o.contains_key("role"),
+            "{v}"
+        );
+    }
+}
+
+fn s_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("not a string")
 }

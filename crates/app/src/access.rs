@@ -5,7 +5,7 @@
 //! Checking compares hashes in constant time.
 
 use chrono::{DateTime, Utc};
-use ec2_scheduler_core::access::{Caller, Role, Token};
+use ec2_scheduler_core::access::{Caller, Role, Token, TokenInfo};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -28,7 +28,7 @@ pub enum Refused {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NewToken {
     #[serde(flatten)]
-    pub record: Token,
+    pub record: TokenInfo,
     /// The bearer token. It cannot be shown again.
     pub token: String,
 }
@@ -94,24 +94,30 @@ impl App {
         };
         self.store.put_token(&record).await?;
         Ok(NewToken {
-            record,
+            record: TokenInfo::from(&record),
             token: format!("{PREFIX}{id}_{secret}"),
         })
     }
 
-    /// Every token (never their secrets), oldest first.
+    /// Every token (never their secrets nor the hashes of them), oldest first.
     ///
     /// # Errors
     /// The store's.
-    pub async fn tokens(&self) -> Result<Vec<Token>> {
-        Ok(self.store.tokens().await?)
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        Ok(self
+            .store
+            .tokens()
+            .await?
+            .iter()
+            .map(TokenInfo::from)
+            .collect())
     }
 
     /// Revokes a token: it is refused from now on, and kept in the list.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown id; the store's errors.
-    pub async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<Token> {
+    pub async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<TokenInfo> {
         let Some(mut t) = self.store.token(id).await? else {
             return Err(Error::NotFound(format!("no token has the id {id:?}")));
         };
@@ -119,7 +125,7 @@ impl App {
             t.revoked_at = Some(now);
             self.store.put_token(&t).await?;
         }
-        Ok(t)
+        Ok(TokenInfo::from(&t))
     }
 
     /// Whom `bearer` (the value after `Bearer `) acts for.

@@ -274,6 +274,10 @@ enum TokenCommand {
         /// (`90d`, `12h`, `30m`). Default: until revoked.
         #[arg(long, value_parser = parse_expiry)]
         expires: Option<DateTime<Utc>>,
+        /// Who is recorded as having made it. Default: the OS user at this host
+        /// (`alice@bastion`).
+        #[arg(long, value_parser = parse_created_by)]
+        created_by: Option<String>,
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -284,6 +288,14 @@ enum TokenCommand {
     },
     /// Revoke a token by id: refused from now on.
     Revoke { id: String },
+}
+
+fn parse_created_by(s: &str) -> std::result::Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.chars().count() > 128 || t.chars().any(char::is_control) {
+        return Err("expected 1 to 128 printable characters".into());
+    }
+    Ok(t.to_string())
 }
 
 fn parse_role(s: &str) -> std::result::Result<Role, String> {
@@ -406,11 +418,20 @@ fn parse_event_kind(s: &str) -> std::result::Result<EventKind, String> {
 }
 
 /// Who asks: the user's name when the environment tells it, and this host.
+/// Who runs this command, as recorded on what it creates: the OS user (from the
+/// user database, not the environment, which `sudo`, services and containers may
+/// not set) at this host.
 fn caller() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("{user} ({})", ec2_scheduler_app::env::process_owner())
+    let user = whoami::username()
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown user".to_string());
+    let host = whoami::hostname()
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".to_string());
+    format!("{user}@{host}")
 }
 
 /// `schedule history`'s arguments.
@@ -967,11 +988,11 @@ async fn token_cmd(command: TokenCommand, store: StoreArg) -> Result {
             name,
             role,
             expires,
+            created_by,
             output,
         } => {
-            let t = app
-                .create_token(&name, role, expires, &caller(), now)
-                .await?;
+            let by = created_by.unwrap_or_else(caller);
+            let t = app.create_token(&name, role, expires, &by, now).await?;
             match output {
                 Output::Json => term::data(serde_json::to_string_pretty(&t)? + "\n"),
                 Output::Text => term::out(format!(

@@ -480,7 +480,7 @@ pub fn event_records(records: &[EventRecord]) -> String {
 }
 
 /// `token list`.
-pub fn tokens(list: &[ec2_scheduler_core::access::Token], now: DateTime<Utc>) -> String {
+pub fn tokens(list: &[ec2_scheduler_core::access::TokenInfo], now: DateTime<Utc>) -> String {
     if list.is_empty() {
         return "no tokens\n".into();
     }

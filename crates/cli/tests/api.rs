@@ -271,3 +271,55 @@ fn a_workload_created_from_the_originals_items_starts_with_a_profile_over_http()
     );
     drop(served);
 }
+
+#[test]
+fn a_token_made_on_the_command_line_records_who_made_it() {
+    let dir = std::env::temp_dir().join(format!("ec2s-token-by-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = |extra: &[&str]| {
+        let mut args = vec!["token", "create", "--name", "t", "--role", "viewer"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", "json"]);
+        Command::new(env!("CARGO_BIN_EXE_ec2-scheduler"))
+            .args(&args)
+            .current_dir(&dir)
+            .env(
+                "EC2_SCHEDULER_STORE",
+                format!("sqlite:{}", dir.join("state.db").display()),
+            )
+            // As under sudo, a service or a container: no user in the environment.
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .output()
+            .unwrap()
+    };
+    // The OS user, from the user database, at this host.
+    let user = Command::new("id").arg("-un").output().unwrap();
+    let user = String::from_utf8_lossy(&user.stdout).trim().to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let o = made(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["created_by"], format!("{user}@{}", host.trim()), "{v}");
+    assert!(v.get("hash").is_none(), "{v}");
+    // Or whom the caller names.
+    let o = made(&["--created-by", "release pipeline"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["created_by"], "release pipeline", "{v}");
+    // Nothing, or a control character, is refused, naming the option; nothing is made.
+    for bad in ["", "a\nb"] {
+        let o = made(&["--created-by", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--created-by"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let list = cli(&dir, &["token", "list", "-o", "json"]);
+    let tokens: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), 2, "{tokens}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -66,6 +66,36 @@ pub struct Token {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A token as it is listed and shown: everything stored but the hash of its
+/// secret, which no listing needs and which an offline guess could be checked
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Token> for TokenInfo {
+    fn from(t: &Token) -> Self {
+        TokenInfo {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            role: t.role,
+            created_at: t.created_at,
+            created_by: t.created_by.clone(),
+            expires: t.expires,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
 impl Token {
     /// Whether the token may be used at `now`: not revoked, not expired.
     pub fn usable_at(&self, now: DateTime<Utc>) -> bool {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::Action;
-use ec2_scheduler_core::plan::{PauseReason, Plan, Stage};
+use ec2_scheduler_core::plan::{PauseReason, Plan, ScaleIn, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::pace::Jitter;
@@ -256,6 +256,9 @@ pub struct Run {
     pub workload: String,
     pub action: Action,
     pub profile: Option<String>,
+    /// Whether the start was asked to stop a fleet subset's surplus.
+    #[serde(default, skip_serializing_if = "is_report_only")]
+    pub scale_in: ScaleIn,
     pub status: RunStatus,
     /// Who holds the workload's lock for this run.
     pub owner: String,
@@ -333,6 +336,7 @@ impl Run {
             workload: plan.workload.clone(),
             action: plan.action,
             profile: plan.profile.clone(),
+            scale_in: ScaleIn::ReportOnly,
             status: RunStatus::Running,
             owner: owner.to_string(),
             started,
@@ -400,6 +404,10 @@ impl Run {
     pub fn summary(&self) -> serde_json::Value {
         serde_json::to_value(crate::notify::RunSummary::of(self)).unwrap_or_default()
     }
+}
+
+fn is_report_only(s: &ScaleIn) -> bool {
+    *s == ScaleIn::ReportOnly
 }
 
 #[cfg(test)]

@@ -512,6 +512,7 @@ impl<'a> Executor<'a> {
             now,
             Jitter::new(seed_of(run_id)),
         );
+        run.scale_in = req.scale_in;
         run.record(now, None, RunEvent::Started { action: req.action });
         if let Err(e) = self.save(&mut run).await {
             // The same run id begun twice at once (an idempotency key): the first
