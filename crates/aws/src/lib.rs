@@ -18,7 +18,7 @@ pub mod pricing;
 pub mod scheduler;
 pub mod sfn;
 mod sns;
-mod ssm;
+pub mod ssm;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,8 @@ pub struct AwsCloud {
     pub counter: Arc<CallCounter>,
     /// Seconds an override-file command may run on the instance.
     pub probe_timeout_secs: i32,
+    /// The SSM document of the override-file probe ([`ssm::document_name`]).
+    pub override_document: String,
     /// Results per DescribeInstances page (5 to 1,000).
     pub page_size: i32,
 }
@@ -133,6 +135,7 @@ impl AwsCloud {
             topics: Mutex::new(BTreeMap::new()),
             counter,
             probe_timeout_secs: 60,
+            override_document: ssm::document_name(),
             page_size: 1000,
         }
     }

@@ -546,10 +546,12 @@ fn decode_tier(cx: &mut Cx, v: &Value, path: &str) -> Option<Tier> {
             let os = f
                 .require(cx, "os", "linux or windows")
                 .and_then(|(v, p)| parsed::<Os>(cx, v, &p));
-            Some(OverrideFile {
-                path: path?,
-                os: os?,
-            })
+            let (path, os) = (path?, os?);
+            if let Err(e) = OverrideFile::check_path(path.as_str(), os) {
+                cx.error(&walk::key(p, "path"), e);
+                return None;
+            }
+            Some(OverrideFile { path, os })
         });
         let ignore = opt(cx, &s, "ignore", walk::boolean);
         let hibernate = opt(cx, &s, "hibernate", walk::boolean);

@@ -483,10 +483,18 @@ fn decode_stop(cx: &mut Cx, v: &Value, path: &str) -> Option<StopSpec> {
         }
         (Some(Some(path_name)), Some((v, p))) => walk::seed_string(cx, v, &p)
             .and_then(|s| s.parse::<Os>().map_err(|e| cx.error(&p, e)).ok())
-            .map(|os| OverrideFile {
-                path: path_name,
-                os,
-            }),
+            .and_then(
+                |os| match OverrideFile::check_path(path_name.as_str(), os) {
+                    Ok(()) => Some(OverrideFile {
+                        path: path_name,
+                        os,
+                    }),
+                    Err(e) => {
+                        cx.error(&walk::key(path, "TierStopOverrideFilename"), e);
+                        None
+                    }
+                },
+            ),
     };
     // A safety setting: a value that cannot be read keeps the tier running.
     let ignore = match o.get("IgnoreStop") {

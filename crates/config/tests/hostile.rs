@@ -254,3 +254,45 @@ fn issue7_15_fleet_snapshots_are_read_instance_by_instance() {
         .to_string();
     assert!(e.contains("instances[0]: invalid instance"), "{e}");
 }
+
+#[test]
+fn an_override_file_path_that_could_become_code_is_refused_where_it_is_read() {
+    // Quotes of every kind (PowerShell takes U+2018 to U+201B as quotes too),
+    // substitutions, separators, control characters, relative and very long paths.
+    let long = format!("/{}", "a".repeat(1100));
+    for (path, os) in [
+        ("/tmp/it's", "linux"),
+        ("/tmp/$(reboot)", "linux"),
+        ("/tmp/`reboot`", "linux"),
+        ("/tmp/a;reboot", "linux"),
+        ("/tmp/a|b", "linux"),
+        ("tmp/relative", "linux"),
+        (long.as_str(), "linux"),
+        ("C:\\keep\u{2019};Stop-Computer", "windows"),
+        ("C:\\keep\u{201b}x", "windows"),
+        ("C:\\keep\"x", "windows"),
+        ("C:\\a:stream", "windows"),
+        ("/tmp/x", "windows"),
+    ] {
+        let doc = serde_json::json!({"order": 0, "override_file": {"path": path, "os": os}});
+        let e = errors(&native_with_stop(&doc.to_string()));
+        assert!(e.contains("stop.override_file.path"), "{path:?}: {e}");
+    }
+    let seed = |path: &str| {
+        serde_json::json!([
+            {"SpecName": "W", "WorkloadRegion": "us-west-2", "WorkloadFilterTagName": "Env",
+             "WorkloadFilterTagValue": "dev", "TierFilterTagName": "Role"},
+            {"SpecName": "W", "TierTagValue": "web",
+             "TierStop": {"TierSequence": "0", "TierStopOverrideFilename": path,
+                          "TierStopOverrideOperatingSystem": "Windows"}}
+        ])
+        .to_string()
+    };
+    let e = load_one("items.json", &seed("C:\\keep\u{2019};Stop-Computer")).expect_err("accepted");
+    assert!(e.contains("TierStopOverrideFilename"), "{e}");
+    if let Err(e) = load_one("items.json", &seed("C:\\keep.txt")) {
+        panic!("{e}");
+    }
+    let fine = serde_json::json!({"order": 0, "override_file": {"path": "/tmp/StopOverride", "os": "linux"}});
+    assert!(load_one("f", &native_with_stop(&fine.to_string())).is_ok());
+}

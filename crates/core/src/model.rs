@@ -430,6 +430,63 @@ pub struct OverrideFile {
     pub os: Os,
 }
 
+impl OverrideFile {
+    /// The longest path taken, in characters.
+    pub const MAX_PATH: usize = 1024;
+    /// The characters a path may hold besides ASCII letters and digits (and the
+    /// drive's colon of a Windows path): no quote of any kind, no `$`, backtick,
+    /// `;`, `&`, `|`, parenthesis, brace, bracket, `<`, `>`, `%`, `!`, `*`, `?`
+    /// and no control character. The probe passes the path to the instance as an
+    /// environment variable, never as command text; this set is the second wall,
+    /// and the SSM document's `allowedPattern` says the same.
+    pub const PATH_CHARACTERS: &'static str = " _.,@+=~#/\\-";
+
+    /// Whether `path` may be probed on an instance of `os`: an absolute path
+    /// (`/...` on Linux, `C:\...` or `C:/...` on Windows) of at most
+    /// [`OverrideFile::MAX_PATH`] characters from the letters, digits and
+    /// [`OverrideFile::PATH_CHARACTERS`].
+    ///
+    /// # Errors
+    /// What is wrong with it, naming the first character refused.
+    pub fn check_path(path: &str, os: Os) -> Result<(), String> {
+        let n = path.chars().count();
+        if n == 0 || n > Self::MAX_PATH {
+            return Err(format!(
+                "expected 1 to {} characters, found {n}",
+                Self::MAX_PATH
+            ));
+        }
+        let rest = match os {
+            Os::Linux => path.strip_prefix('/').ok_or_else(|| {
+                "expected an absolute path on Linux (starting with /)".to_string()
+            })?,
+            Os::Windows => {
+                let b = path.as_bytes();
+                if b.len() < 3
+                    || !b[0].is_ascii_alphabetic()
+                    || b[1] != b':'
+                    || !(b[2] == b'\\' || b[2] == b'/')
+                {
+                    return Err(
+                        "expected an absolute path on Windows (starting with a drive, C:\\)".into(),
+                    );
+                }
+                &path[3..]
+            }
+        };
+        match rest
+            .chars()
+            .find(|c| !c.is_ascii_alphanumeric() && !Self::PATH_CHARACTERS.contains(*c))
+        {
+            Some(c) => Err(format!(
+                "{c:?} is not taken in an override file's path (letters, digits and {:?} are)",
+                Self::PATH_CHARACTERS
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Stop settings of a tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StopSpec {

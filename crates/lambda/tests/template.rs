@@ -403,3 +403,49 @@ fn the_template_deploys_the_committed_state_machine_with_every_placeholder_fille
         );
     }
 }
+
+#[test]
+fn the_override_probe_may_send_only_the_stack_s_own_document() {
+    let shipped: serde_json::Value =
+        serde_json::from_str(ec2_scheduler_aws::ssm::DOCUMENT).unwrap();
+    for (file, role) in [
+        ("template.yaml", "FunctionRole"),
+        ("cross-account-role.yaml", "Role"),
+    ] {
+        let t = template(file);
+        // The stack creates the document as shipped, under the name it grants.
+        let doc = &t["Resources"]["OverrideCheckDocument"]["Properties"];
+        assert_eq!(doc["DocumentType"], "Command", "{file}");
+        let content = serde_json::to_value(&doc["Content"]).unwrap();
+        assert_eq!(
+            content, shipped,
+            "{file}: the document differs from deploy/ssm"
+        );
+        assert_eq!(
+            untagged(&doc["Name"]).as_str(),
+            Some("OverrideDocumentName"),
+            "{file}"
+        );
+        let st = role_statements(&t, role);
+        let send = with_action(&st, "ssm:SendCommand");
+        assert!(!send.is_empty(), "{file}");
+        for s in send {
+            let resources: Vec<String> = match &s["Resource"] {
+                serde_json::Value::Array(a) => a.iter().map(|r| r.to_string()).collect(),
+                other => vec![other.to_string()],
+            };
+            for r in &resources {
+                assert!(
+                    r.contains(":document/${OverrideDocumentName}")
+                        || r.contains(":ec2:*:${AWS::AccountId}:instance/*"),
+                    "{file}: SendCommand on {r}"
+                );
+                assert!(!r.contains("AWS-Run"), "{file}: {r}");
+            }
+        }
+        // Reading a command's outcome changes nothing, and names no resource.
+        for s in with_action(&st, "ssm:GetCommandInvocation") {
+            assert_eq!(actions(s), ["ssm:GetCommandInvocation"], "{file}: {s}");
+        }
+    }
+}
