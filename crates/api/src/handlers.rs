@@ -448,12 +448,20 @@ pub(crate) async fn begin_run(
     let cloud = state.clouds.get(&state.app, w).await?;
     // The run a key began before, answered again when the request is the same.
     let repeated = async |run_id: String| -> Result<Begun, Problem> {
-        let run = state.app.run_record(&run_id).await?;
-        same_request(&run, req, key.unwrap_or_default())?;
+        let status = match state.app.run_record(&run_id).await {
+            Ok(run) => {
+                same_request(&run, req, key.unwrap_or_default())?;
+                run.status.as_str()
+            }
+            // The same key's first request holds the lock and has not saved the
+            // run yet: it is being begun.
+            Err(ec2_scheduler_app::Error::NotFound(_)) => "running",
+            Err(e) => return Err(e.into()),
+        };
         Ok(Begun::Accepted {
             workload: w.name.to_string(),
             run_id,
-            status: run.status.as_str(),
+            status,
             repeated: true,
         })
     };
