@@ -441,6 +441,13 @@ fn the_override_probe_may_send_only_the_stack_s_own_document() {
                     "{file}: SendCommand on {r}"
                 );
                 assert!(!r.contains("AWS-Run"), "{file}: {r}");
+                // Instances only where they carry the workload tag key.
+                if r.contains(":instance/") {
+                    assert_eq!(
+                        s["Condition"]["Null"]["aws:ResourceTag/${WorkloadTagKey}"], "false",
+                        "{file}: {s}"
+                    );
+                }
             }
         }
         // Reading a command's outcome changes nothing, and names no resource.
