@@ -66,11 +66,8 @@ impl Deregister {
             let members = match cx.ports.lb.memberships(&live).await {
                 Ok(m) => m,
                 Err(e) => {
-                    self.tries.failures = if e.retryable() {
-                        cx.failed_again(calls::FIND_LB, self.tries.failures + 1)
-                    } else {
-                        self.tries.failures + 1
-                    };
+                    self.tries.failures =
+                        cx.failures_after(calls::FIND_LB, &e, self.tries.failures + 1);
                     match cx.decide(&e, self.tries.failures, 1, self.tries) {
                         Decision::Retry(w) | Decision::Recheck(w) => return Ok(Poll::Wait(w)),
                         Decision::Isolate | Decision::GiveUp => {
@@ -133,11 +130,7 @@ impl Deregister {
                         done.push((target, tids));
                     }
                     Err(e) => {
-                        let failures = if e.retryable() {
-                            cx.failed_again(calls::DEREGISTER, attempts + 1)
-                        } else {
-                            attempts + 1
-                        };
+                        let failures = cx.failures_after(calls::DEREGISTER, &e, attempts + 1);
                         match cx.decide(&e, failures, 1, Tries::unbounded_in_time()) {
                             Decision::Retry(w) | Decision::Recheck(w) => {
                                 pending.push_front((target, tids, attempts + 1));
@@ -280,11 +273,7 @@ impl Register {
                     let n = self.attempts.entry(target.clone()).or_default();
                     *n += 1;
                     let n = *n;
-                    let n = if e.retryable() {
-                        cx.failed_again(&register_call(target), n)
-                    } else {
-                        n
-                    };
+                    let n = cx.failures_after(&register_call(target), &e, n);
                     match cx.decide(&e, n, 1, Tries::unbounded_in_time()) {
                         Decision::Retry(w) | Decision::Recheck(w) => {
                             wait = Some(wait.map_or(w, |x: Duration| x.max(w)));

@@ -305,6 +305,17 @@ impl Cx<'_, '_> {
         counted.max(*n)
     }
 
+    /// The failures in a row of the tier's `call` after `e`, at least `counted`: a
+    /// retryable error counts with the run ([`Cx::failed_again`]); any other is
+    /// not made again, so the step's own count is enough.
+    pub fn failures_after(&mut self, call: &str, e: &ApiError, counted: u32) -> u32 {
+        if e.retryable() {
+            self.failed_again(call, counted)
+        } else {
+            counted
+        }
+    }
+
     /// The tier's `call` went through, or the policy gave up on it: the count of its
     /// failures in a row starts again.
     pub fn call_settled(&mut self, call: &str) {

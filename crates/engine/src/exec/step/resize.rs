@@ -197,11 +197,7 @@ impl Resize {
                         .push_back((now, id.clone()));
                 }
                 Err(e) => {
-                    let failures = if e.retryable() {
-                        cx.failed_again(calls::MODIFY, attempts + 1)
-                    } else {
-                        attempts + 1
-                    };
+                    let failures = cx.failures_after(calls::MODIFY, &e, attempts + 1);
                     match cx.decide(&e, failures, 1, Tries::unbounded_in_time()) {
                         Decision::Retry(w) | Decision::Recheck(w) => {
                             queue.push_front((id, to, attempts + 1));
