@@ -173,6 +173,8 @@ pub struct App {
     pub(crate) requests: Arc<CallCounter>,
     /// How often a wait for instances looks, when not the engine's default.
     pub(crate) poll: Option<Duration>,
+    /// The session name of workloads' assumed roles (`None`: the default).
+    pub(crate) session_name: Option<String>,
     /// How long a confirmation that a run holds its lock lets it call the cloud
     /// (`Settings::act_window`), and how long a cancel waits after releasing the lock
     /// before it answers: longer, so that no call of a cancelled run is made after
@@ -231,6 +233,7 @@ impl App {
             owner,
             requests,
             poll: None,
+            session_name: None,
             fence: Fence::default(),
             pacing: std::sync::Mutex::default(),
             share_pacing: true,
@@ -311,6 +314,16 @@ impl App {
         self
     }
 
+    /// This environment assuming workloads' roles as the observer
+    /// ([`ec2_scheduler_aws::OBSERVER_SESSION`]), whom the roles of other accounts
+    /// refuse every change: for a process that plans and shows but never runs (the
+    /// serverless API, whose runs the state machine drives).
+    #[must_use]
+    pub fn observing_only(mut self) -> App {
+        self.session_name = Some(ec2_scheduler_aws::OBSERVER_SESSION.to_string());
+        self
+    }
+
     /// Who takes this environment's locks.
     pub fn owner(&self) -> &str {
         &self.owner
@@ -328,6 +341,12 @@ impl App {
     /// Requests sent to AWS so far, by action.
     pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
         self.requests.snapshot()
+    }
+
+    /// The counter of [`App::requests`], for other clients of the same process to
+    /// count theirs in (the schedules of a deployment).
+    pub fn request_counter(&self) -> Arc<CallCounter> {
+        self.requests.clone()
     }
 
     /// The cloud of `workload`.
@@ -364,6 +383,7 @@ impl App {
                         .cross_account
                         .as_ref()
                         .and_then(|c| c.external_id.clone()),
+                    session_name: self.session_name.clone(),
                     max_attempts: None,
                 })
                 .await;

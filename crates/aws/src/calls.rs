@@ -58,6 +58,126 @@ pub const ACTIONS: &[&str] = &[
 ///   to EventBridge Scheduler (serverless deployment).
 pub const IMPLIED: &[&str] = &["kms:CreateGrant", "iam:PassRole"];
 
+/// The functions of the serverless stack, each with the actions its code path may
+/// call (from [`ACTIONS`] and [`IMPLIED`]): each function runs under a role of its
+/// own that grants exactly these (a template test), and every call a function makes
+/// against the emulator is checked to be in its list (the Lambda crate's tests).
+pub const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("run-step", RUN_STEP),
+    ("event-gate", EVENT_GATE),
+    ("event-failed", EVENT_FAILED),
+    ("api", API),
+    ("schedule-sync", SCHEDULE_SYNC),
+];
+
+/// The actions `function` may call, if it is one of [`FUNCTIONS`].
+pub fn of_function(function: &str) -> Option<&'static [&'static str]> {
+    FUNCTIONS
+        .iter()
+        .find(|(f, _)| *f == function)
+        .map(|(_, actions)| *actions)
+}
+
+/// The run step: the only function that acts on instances and load balancers (and
+/// probes override files, tells the topic, assumes workloads' roles).
+pub const RUN_STEP: &[&str] = &[
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceStatus",
+    "ec2:StartInstances",
+    "ec2:StopInstances",
+    "ec2:ModifyInstanceAttribute",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeInstanceHealth",
+    "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+    "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:DeregisterTargets",
+    "ssm:SendCommand",
+    "ssm:GetCommandInvocation",
+    "sns:Publish",
+    "pricing:GetProducts",
+    "sts:GetCallerIdentity",
+    "sts:AssumeRole",
+    "kms:CreateGrant",
+];
+
+/// The event gate: decides from the schedules and the state table; ends a run left
+/// unfinished by an execution that is gone (and tells the topic).
+pub const EVENT_GATE: &[&str] = &[
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "sns:Publish",
+    "sts:GetCallerIdentity",
+];
+
+/// The failure path: ends the run and records its event (and tells the topic).
+pub const EVENT_FAILED: &[&str] = EVENT_GATE;
+
+/// The API: reads and writes the tables, looks at instances and load balancers
+/// (plans, status; in other accounts through their role, observing only), begins
+/// runs that the state machine drives, and syncs a changed workload's schedules.
+pub const API: &[&str] = &[
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceStatus",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeInstanceHealth",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "sns:Publish",
+    "pricing:GetProducts",
+    "sts:GetCallerIdentity",
+    "sts:AssumeRole",
+    "scheduler:ListSchedules",
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "states:StartExecution",
+    "iam:PassRole",
+];
+
+/// The schedule sync: reads the workloads and keeps their one-time schedules.
+pub const SCHEDULE_SYNC: &[&str] = &[
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "scheduler:ListSchedules",
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "iam:PassRole",
+];
+
 /// Counts the HTTP requests sent, by action: one per attempt, so pages and the SDK's
 /// own retries are all counted. Installed on every client as an interceptor
 /// ([`Counting`]) and shared by the clients of one cloud (and its store, when the

@@ -35,6 +35,14 @@ impl Meter for AwsCloud {
     }
 }
 
+/// The session name under which a workload's role is assumed to run it.
+pub const SESSION: &str = "ec2-scheduler";
+
+/// The session name under which the serverless API assumes a workload's role: the
+/// role (deploy/serverless/cross-account-role.yaml) lets its observer assume it only
+/// under this name, and refuses that session every change.
+pub const OBSERVER_SESSION: &str = "ec2-scheduler-observe";
+
 /// How to reach AWS.
 #[derive(Debug, Clone, Default)]
 pub struct Connect {
@@ -46,6 +54,8 @@ pub struct Connect {
     /// Role to assume, with its external id.
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
+    /// The session name of the assumed role; `None`: [`SESSION`].
+    pub session_name: Option<String>,
     /// Attempts per call inside the SDK (retries of throttling and 5xx); `None`: the
     /// SDK's default.
     pub max_attempts: Option<u32>,
@@ -70,7 +80,7 @@ pub async fn sdk_config(c: &Connect) -> SdkConfig {
         return base;
     };
     let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-        .session_name("ec2-scheduler")
+        .session_name(c.session_name.as_deref().unwrap_or(SESSION))
         .configure(&base);
     if let Some(e) = &c.external_id {
         provider = provider.external_id(e.clone());

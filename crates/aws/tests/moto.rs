@@ -573,24 +573,46 @@ fn the_iam_policy_lists_exactly_the_actions_the_adapters_call() {
 }
 
 #[tokio::test]
-async fn a_cross_account_role_is_assumed() {
+async fn a_cross_account_role_is_assumed_under_the_session_name_asked() {
     let moto = Moto::start();
-    let conf = ec2_scheduler_aws::sdk_config(&ec2_scheduler_aws::Connect {
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto.endpoint.clone()),
-        role_arn: Some("arn:aws:iam::111122223333:role/ec2-scheduler".into()),
-        external_id: Some("ext-42".into()),
-        max_attempts: Some(1),
-    })
-    .await;
-    let creds = aws_credential_types::provider::ProvideCredentials::provide_credentials(
-        &conf.credentials_provider().unwrap(),
-    )
-    .await
-    .unwrap();
-    // moto's AssumeRole answers with temporary credentials (not the static test ones).
-    assert_ne!(creds.access_key_id(), "testing");
-    assert!(creds.session_token().is_some());
-    let cloud = AwsCloud::new(&conf);
-    assert!(cloud.describe(&filter(None)).await.unwrap().is_empty());
+    for (asked, session) in [
+        (None, ec2_scheduler_aws::SESSION),
+        (
+            Some(ec2_scheduler_aws::OBSERVER_SESSION.to_string()),
+            ec2_scheduler_aws::OBSERVER_SESSION,
+        ),
+    ] {
+        let conf = ec2_scheduler_aws::sdk_config(&ec2_scheduler_aws::Connect {
+            region: Some(REGION.into()),
+            endpoint_url: Some(moto.endpoint.clone()),
+            role_arn: Some("arn:aws:iam::111122223333:role/ec2-scheduler".into()),
+            external_id: Some("ext-42".into()),
+            session_name: asked,
+            max_attempts: Some(1),
+        })
+        .await;
+        let creds = aws_credential_types::provider::ProvideCredentials::provide_credentials(
+            &conf.credentials_provider().unwrap(),
+        )
+        .await
+        .unwrap();
+        // moto's AssumeRole answers with temporary credentials (not the static test ones).
+        assert_ne!(creds.access_key_id(), "testing");
+        assert!(creds.session_token().is_some());
+        // The session is named as asked: the role in the other account tells the
+        // observer (the serverless API) from the run step by it.
+        let me = aws_sdk_sts::Client::new(&conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            me.arn(),
+            Some(
+                format!("arn:aws:sts::111122223333:assumed-role/ec2-scheduler/{session}").as_str()
+            )
+        );
+        let cloud = AwsCloud::new(&conf);
+        assert!(cloud.describe(&filter(None)).await.unwrap().is_empty());
+    }
 }

@@ -57,6 +57,13 @@ pub fn owner_from_env() -> String {
         .unwrap_or_else(|| "ec2-scheduler-serverless".to_string())
 }
 
+/// Whether this function only plans and shows (the API, `EC2S_FUNCTION=api`, whose
+/// runs the state machine drives): it then assumes workloads' roles in other
+/// accounts as their observer, whom those roles refuse every change.
+pub fn observes_only_from_env() -> bool {
+    std::env::var("EC2S_FUNCTION").is_ok_and(|f| f == "api")
+}
+
 /// How many days finished runs and event records are kept (`HISTORY_TTL_DAYS`, which
 /// the template sets from `HistoryRetentionDays`); unset or 0: kept.
 pub fn history_ttl_from_env() -> Option<u32> {
@@ -104,15 +111,17 @@ impl Env {
             tables,
             history_ttl_days: history_ttl_from_env(),
         };
-        let app = Arc::new(
-            App::open(&opts, CloudSpec::Aws { endpoint_url })
-                .await?
-                .with_poll(POLL)
-                .with_owner(owner_from_env())
-                // Each container drives one run step at a time: concurrent runs
-                // are in other containers and share the account through the table.
-                .with_pacing_through_store(),
-        );
+        let mut app = App::open(&opts, CloudSpec::Aws { endpoint_url })
+            .await?
+            .with_poll(POLL)
+            .with_owner(owner_from_env())
+            // Each container drives one run step at a time: concurrent runs
+            // are in other containers and share the account through the table.
+            .with_pacing_through_store();
+        if observes_only_from_env() {
+            app = app.observing_only();
+        }
+        let app = Arc::new(app);
         let clouds = Arc::new(Clouds::new(&app));
         Ok(Env {
             app,

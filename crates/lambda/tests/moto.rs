@@ -43,19 +43,14 @@ async fn env(moto: &Moto) -> Env {
 async fn env_holding(moto: &Moto, hold: std::time::Duration) -> Env {
     let conf = moto.config("us-west-2").await;
     create_schedule_group(&conf, GROUP).await;
-    let schedules = EventBridgeSchedules::connect(
-        "us-west-2",
-        Some(moto.endpoint.clone()),
-        GROUP,
-        MACHINE,
-        ROLE,
-    )
-    .await;
-    Env::open("us-west-2", tables_from_env(), Some(moto.endpoint.clone()))
+    let env = Env::open("us-west-2", tables_from_env(), Some(moto.endpoint.clone()))
         .await
-        .unwrap()
-        .with_schedules(Arc::new(schedules))
-        .with_hold(hold)
+        .unwrap();
+    // Counted with the rest, so that each function's calls are checked against its
+    // role's grants.
+    let schedules =
+        EventBridgeSchedules::new(&conf, env.app.request_counter(), GROUP, MACHINE, ROLE);
+    env.with_schedules(Arc::new(schedules)).with_hold(hold)
 }
 
 /// Adds to the stored workload a schedule (UTC) that starts it with `profile` every
@@ -717,10 +712,14 @@ async fn the_api_function_takes_the_callers_iam_role_and_hands_its_runs_to_the_s
         Arc::new(StateMachineDriver::new(starter)),
         principals,
     );
+    // Each request sends only what the API function's role grants.
     let call = |req: axum::http::Request<axum::body::Body>| {
         let router = router.clone();
+        let env = env.clone();
         async move {
+            let before = env.app.requests();
             let res: axum::response::Response = router.oneshot(req).await.unwrap();
+            common::within_grants("api", &before, &env.app.requests());
             let status = res.status().as_u16();
             let body = axum::body::to_bytes(res.into_body(), 1 << 20)
                 .await

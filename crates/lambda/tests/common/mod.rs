@@ -164,6 +164,36 @@ async fn handler(env: &Env, function: &str, payload: Value) -> Result<Value, Fai
     Ok(json!({"Payload": answer.unwrap(), "StatusCode": 200}))
 }
 
+/// The function (`EC2S_FUNCTION`) a task's `FunctionName` placeholder names.
+fn function_of(target: &str) -> &'static str {
+    match target {
+        "${EventGateFunctionArn}" => "event-gate",
+        "${RunStepFunctionArn}" => "run-step",
+        "${ScheduleSyncFunctionArn}" => "schedule-sync",
+        "${EventFailedFunctionArn}" => "event-failed",
+        other => panic!("no function for {other}"),
+    }
+}
+
+/// Every request `function` sent between `before` and `after` is one its role grants
+/// (`calls::FUNCTIONS`, which the template test holds the roles to).
+pub fn within_grants(
+    function: &str,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) {
+    let allowed = ec2_scheduler_aws::calls::of_function(function)
+        .unwrap_or_else(|| panic!("{function} is not in calls::FUNCTIONS"));
+    for (action, n) in after {
+        if *n > before.get(action).copied().unwrap_or(0) {
+            assert!(
+                allowed.contains(&action.as_str()),
+                "{function} called {action}, which its role does not grant"
+            );
+        }
+    }
+}
+
 async fn wait_as(env: &Env, waits: Waits, workload: &str, seconds: f64) {
     let d = std::time::Duration::from_secs_f64(seconds.max(0.0));
     match waits {
@@ -216,10 +246,12 @@ pub async fn execute_with(
             };
             let fault = faults(target, n);
             let began = std::time::Instant::now();
+            let before = env.app.requests();
             let result = match &fault {
                 Some(f) if !f.ran => Err(Failure::new(&f.error, "injected")),
                 _ => handler(env, target, params["Payload"].clone()).await,
             };
+            within_grants(function_of(target), &before, &env.app.requests());
             millis
                 .lock()
                 .unwrap()
