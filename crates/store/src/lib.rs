@@ -6,6 +6,7 @@
 //! Runs are JSON; locks use a transaction so that taking one is atomic across
 //! processes sharing the file.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -83,6 +84,10 @@ CREATE TABLE IF NOT EXISTS parked (
 /// A SQLite-backed store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Workloads as last decoded, by name, with the text they were decoded from:
+    /// `serve` reads every workload each turn, and the text changes rarely, so a read
+    /// decodes again only what another writer changed (the text is compared whole).
+    decoded: Mutex<HashMap<String, (String, Workload)>>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -109,6 +114,12 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        // A write-ahead log: one sync of the log per commit instead of the rollback
+        // journal's several, and readers (the command line, the dashboard) never wait
+        // for `serve`'s writes. Every commit is still synced before it is answered.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         Self::init(conn)
     }
@@ -143,7 +154,22 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            decoded: Mutex::default(),
         })
+    }
+
+    /// The workload `name` stored as `yaml`: as decoded before when the text is the
+    /// same, else decoded now (and kept).
+    fn decoded(&self, name: &str, yaml: String) -> StoreResult<Workload> {
+        let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((text, w)) = cache.get(name)
+            && *text == yaml
+        {
+            return Ok(w.clone());
+        }
+        let w = decode_workload(name, &yaml)?;
+        cache.insert(name.to_string(), (yaml, w.clone()));
+        Ok(w)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
@@ -624,7 +650,7 @@ impl ConfigStore for SqliteStore {
             .optional()
             .map_err(backend)
         })?;
-        yaml.map(|y| decode_workload(name, &y)).transpose()
+        yaml.map(|y| self.decoded(name, y)).transpose()
     }
 
     async fn workloads(&self) -> StoreResult<Vec<Workload>> {
@@ -637,7 +663,7 @@ impl ConfigStore for SqliteStore {
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })?;
-        rows.iter().map(|(n, y)| decode_workload(n, y)).collect()
+        rows.into_iter().map(|(n, y)| self.decoded(&n, y)).collect()
     }
 
     async fn workload_names(&self) -> StoreResult<Vec<String>> {
@@ -962,6 +988,33 @@ mod tests {
             None
         );
         assert!(!pollster::block_on(s.delete_workload(w2.name.as_str())).unwrap());
+    }
+
+    #[test]
+    fn a_workload_another_writer_changed_is_read_as_changed() {
+        let s = SqliteStore::in_memory().unwrap();
+        let text = include_str!("../../../examples/workloads.yaml");
+        let w = load(&[Source { name: "w", text }])
+            .unwrap()
+            .workloads
+            .remove(0);
+        pollster::block_on(s.put_workload(&w)).unwrap();
+        assert_eq!(pollster::block_on(s.workloads()).unwrap(), vec![w.clone()]);
+        // Another process rewrites the item under this store's feet.
+        let mut changed = w.clone();
+        changed.region = ec2_scheduler_core::model::Name::new("eu-west-1").unwrap();
+        let yaml = export(std::slice::from_ref(&changed), Format::Yaml);
+        s.with(|c| {
+            c.execute(
+                "UPDATE workloads SET yaml = ?1 WHERE name = ?2",
+                params![yaml, w.name.as_str()],
+            )
+            .map_err(backend)
+        })
+        .unwrap();
+        let read = pollster::block_on(s.workload(w.name.as_str())).unwrap();
+        assert_eq!(read, Some(changed.clone()));
+        assert_eq!(pollster::block_on(s.workloads()).unwrap(), vec![changed]);
     }
 
     #[test]
