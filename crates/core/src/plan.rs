@@ -241,6 +241,10 @@ pub enum ExclusionReason {
     },
     /// Its tier is configured never to stop.
     TierIgnoresStop,
+    /// An Auto Scaling group manages it: stopped alone, it would be marked unhealthy
+    /// and replaced by a new running instance, and the next start would find twice
+    /// the fleet.
+    AutoScalingGroup { group: String },
 }
 
 impl ExclusionReason {
@@ -265,6 +269,9 @@ impl ExclusionReason {
                 format!("stored exemption{}: {reason}", until(u))
             }
             ExclusionReason::TierIgnoresStop => "tier is configured to ignore stop".to_string(),
+            ExclusionReason::AutoScalingGroup { group } => format!(
+                "managed by Auto Scaling group {group}, which would replace it if it were stopped alone; kept running"
+            ),
         }
     }
 }
@@ -298,7 +305,13 @@ pub enum NoteCode {
     RunningWithOtherType,
     /// An exemption tag value was not understood.
     UnreadableExemption,
+    /// Members of a tier belong to an Auto Scaling group: they are never stopped one
+    /// by one.
+    AutoScalingGroupMembers,
 }
+
+/// The tag AWS puts on every instance an Auto Scaling group launched.
+pub const AUTO_SCALING_GROUP_TAG: &str = "aws:autoscaling:groupName";
 
 /// Counts of non-member instances that carry the workload tag.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +416,24 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<Plan, PlanError> {
             target: None,
             steps: Vec::new(),
         };
+        // Members an Auto Scaling group manages: said once per group.
+        let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in members {
+            if let Some(g) = m.tags.get(AUTO_SCALING_GROUP_TAG) {
+                *groups.entry(g.as_str()).or_default() += 1;
+            }
+        }
+        for (group, n) in groups {
+            out.notes.push(Note {
+                code: NoteCode::AutoScalingGroupMembers,
+                tier: Some(tier.name.to_string()),
+                message: format!(
+                    "{n} member(s) belong to Auto Scaling group {group}: they are never stopped \
+                     one by one (the group would replace them with new running instances); \
+                     schedule the group by its own sizes, or take the tier tag off its instances"
+                ),
+            });
+        }
         let order = match req.action {
             Action::Stop => tier.stop.as_ref().map(|s| &s.sequencing),
             Action::Start => tier.start.as_ref().map(|s| &s.sequencing),
@@ -519,6 +550,10 @@ impl<'a> Exemptions<'a> {
     pub fn stop_exclusion(&self, tier: &Tier, instance: &Instance) -> Option<ExclusionReason> {
         if tier.stop.as_ref().is_some_and(|s| s.ignore) {
             Some(ExclusionReason::TierIgnoresStop)
+        } else if let Some(group) = instance.tags.get(AUTO_SCALING_GROUP_TAG) {
+            Some(ExclusionReason::AutoScalingGroup {
+                group: group.clone(),
+            })
         } else {
             self.reason(instance)
         }

@@ -9,7 +9,9 @@ use common::*;
 use ec2_scheduler_core::exemption::{TagExemption, read_tag};
 use ec2_scheduler_core::fleet::membership;
 use ec2_scheduler_core::model::{FleetSubset, Workload};
-use ec2_scheduler_core::plan::{Plan, PlanRequest, ScaleIn, Step, plan};
+use ec2_scheduler_core::plan::{
+    AUTO_SCALING_GROUP_TAG, NoteCode, Plan, PlanRequest, ScaleIn, Step, plan,
+};
 use ec2_scheduler_core::{Action, Exemption, Instance, InstanceState};
 use proptest::prelude::*;
 
@@ -127,7 +129,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                 let fleet: Vec<Instance> = raw
                     .iter()
                     .enumerate()
-                    .map(|(i, &(wl, tr, vpc, st, az, ty, ex, _))| {
+                    .map(|(i, &(wl, tr, vpc, st, az, ty, ex, asg))| {
                         let tier_value = ["t0", "t1", "t2", "t3", "t9", "", "t0"][usize::from(tr)];
                         let mut inst = inst(
                             &format!("i-{i:03}"),
@@ -156,6 +158,10 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                         let tag = ["", "true", "false", "2026-11-27", "2026-11-25", "junk"];
                         if let Some(v) = tag.get(usize::from(ex)) {
                             inst.tags.insert(EXEMPT_KEY.into(), v.to_string());
+                        }
+                        if asg == 3 {
+                            inst.tags
+                                .insert(AUTO_SCALING_GROUP_TAG.into(), "asg-web".into());
                         }
                         inst
                     })
@@ -283,6 +289,25 @@ proptest! {
         for id in stopped_ids(&p) {
             let i = c.fleet.iter().find(|i| i.id == id).unwrap();
             prop_assert!(!exempt(&c, i), "{id} is exempt but would be stopped");
+        }
+    }
+
+    #[test]
+    fn members_of_auto_scaling_groups_are_never_stopped_and_always_named(c in case_strategy()) {
+        let p = run(&c, &c.fleet);
+        for id in stopped_ids(&p) {
+            let i = c.fleet.iter().find(|i| i.id == id).unwrap();
+            prop_assert!(!i.tags.contains_key(AUTO_SCALING_GROUP_TAG), "{id} is in an Auto Scaling group but would be stopped");
+        }
+        // A tier with such members says so, whatever the action.
+        for i in c.fleet.iter().filter(|i| i.tags.contains_key(AUTO_SCALING_GROUP_TAG)) {
+            if let Ok(tier) = membership(&c.workload, i) {
+                prop_assert!(
+                    c.workload.disabled
+                        || p.notes.iter().any(|n| n.code == NoteCode::AutoScalingGroupMembers && n.tier.as_deref() == Some(tier)),
+                    "no note for {} in {tier}", i.id
+                );
+            }
         }
     }
 

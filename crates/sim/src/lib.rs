@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use ec2_scheduler_core::plan::AUTO_SCALING_GROUP_TAG;
 use ec2_scheduler_core::{Instance, InstanceState};
 use ec2_scheduler_engine::pace::{Jitter, Limits, TokenBucket};
 use ec2_scheduler_engine::ports::{
@@ -237,6 +238,10 @@ pub struct Region {
     state: Mutex<State>,
 }
 
+/// Seconds after which an Auto Scaling group terminates an instance of its own that
+/// someone stopped (its health check fails), and launches a replacement.
+pub const ASG_REPLACE_SECS: f64 = 60.0;
+
 /// The virtual time at which every simulation starts.
 pub fn epoch() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-05T20:00:00Z")
@@ -306,13 +311,68 @@ impl State {
             }
             self.log.push(LogEntry::State {
                 at,
-                instance: id,
+                instance: id.clone(),
                 from,
                 to,
             });
+            self.auto_scaling(&id, at, from, to);
         }
         for regs in self.lbs.values_mut() {
             regs.retain(|_, r| r.draining_until.is_none_or(|d| d > now));
+        }
+    }
+
+    /// What an Auto Scaling group does with an instance of its own that changed
+    /// state: one stopped by someone else fails the group's health check and is
+    /// terminated ([`ASG_REPLACE_SECS`] later), and a new instance is launched in its
+    /// place, with its tags, type, zone and network.
+    fn auto_scaling(
+        &mut self,
+        id: &str,
+        at: DateTime<Utc>,
+        from: InstanceState,
+        to: InstanceState,
+    ) {
+        let Some(s) = self.instances.get_mut(id) else {
+            return;
+        };
+        if !s.inst.tags.contains_key(AUTO_SCALING_GROUP_TAG) {
+            return;
+        }
+        match to {
+            InstanceState::Stopped if from != InstanceState::Pending => {
+                let when = at + secs(ASG_REPLACE_SECS);
+                s.next = Some((when, InstanceState::Terminated));
+                self.due.push(Reverse((when, id.to_string())));
+            }
+            InstanceState::Terminated => {
+                let mut new = s.inst.clone();
+                let n = self
+                    .instances
+                    .keys()
+                    .filter(|k| k.starts_with(&format!("{id}-r")))
+                    .count();
+                new.id = format!("{id}-r{}", n + 1);
+                new.state = InstanceState::Pending;
+                new.state_reason = None;
+                let when = at + secs(self.transition(true));
+                self.due.push(Reverse((when, new.id.clone())));
+                self.log.push(LogEntry::State {
+                    at,
+                    instance: new.id.clone(),
+                    from: InstanceState::Terminated,
+                    to: InstanceState::Pending,
+                });
+                self.instances.insert(
+                    new.id.clone(),
+                    SimInstance {
+                        inst: new,
+                        next: Some((when, InstanceState::Running)),
+                        running_since: None,
+                    },
+                );
+            }
+            _ => {}
         }
     }
 

@@ -1161,3 +1161,81 @@ fn the_end_of_a_tier_is_seen_within_about_a_second_whatever_the_transition_times
     let end = (run.finished.unwrap() - latest(&stopped, &order[2])).num_milliseconds();
     assert!(end <= 1500, "the run ended {end} ms after the last stop");
 }
+
+#[test]
+fn members_of_an_auto_scaling_group_stay_running_so_the_group_replaces_none() {
+    use ec2_scheduler_core::plan::{AUTO_SCALING_GROUP_TAG, ExclusionReason, NoteCode};
+    use ec2_scheduler_engine::ports::Compute;
+    let in_group = |h: &Harness, ids: &[String]| {
+        for id in ids {
+            h.region.edit(id, |i| {
+                i.tags
+                    .insert(AUTO_SCALING_GROUP_TAG.into(), "web-asg".into());
+            });
+        }
+    };
+    // What the group does with an instance stopped behind its back: terminates it
+    // and launches another, so the next start would find twice the fleet.
+    let (bare, fleet) = synced(3, Running, "continue");
+    let web = tier_ids(&fleet, "Role_Web");
+    in_group(&bare, &web[..1]);
+    pollster::block_on(Compute::stop(&bare.region, &web[..1], false)).unwrap();
+    bare.region.advance(std::time::Duration::from_secs(600));
+    assert_eq!(bare.state(&web[0]), Terminated);
+    let replacement = format!("{}-r1", web[0]);
+    assert_eq!(bare.state(&replacement), Running);
+    // A scheduled stop of a tier with two such members keeps them running, says why,
+    // and stops the rest: nothing is replaced.
+    let (h, fleet) = synced(3, Running, "continue");
+    let web = tier_ids(&fleet, "Role_Web");
+    in_group(&h, &web[..2]);
+    let run = h.run(Action::Stop, None).unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:#?}", run.history);
+    h.region.advance(std::time::Duration::from_secs(600));
+    for id in &web[..2] {
+        assert_eq!(h.state(id), Running, "{id}");
+        assert_eq!(h.calls_naming("ec2:StopInstances", id), 0, "{id}");
+    }
+    assert!(web[2..].iter().all(|id| h.state(id) == Stopped));
+    assert_eq!(h.states().len(), fleet.len(), "an instance was replaced");
+    let excluded: Vec<&ExclusionReason> = run
+        .plan
+        .excluded
+        .iter()
+        .filter(|e| web[..2].contains(&e.instance))
+        .map(|e| &e.reason)
+        .collect();
+    assert_eq!(
+        excluded,
+        [&ExclusionReason::AutoScalingGroup {
+            group: "web-asg".into()
+        }; 2]
+    );
+    let note = run
+        .plan
+        .notes
+        .iter()
+        .find(|n| n.code == NoteCode::AutoScalingGroupMembers)
+        .unwrap();
+    assert_eq!(note.tier.as_deref(), Some("Role_Web"));
+    assert!(note.message.contains("web-asg"), "{}", note.message);
+    // Tagged into the group after planning (AttachInstances): the last check before
+    // the stop keeps it too.
+    let (h, fleet) = synced(3, Running, "continue");
+    let db = tier_ids(&fleet, "Role_DB");
+    let mut exec = h.executor();
+    let mut run = h
+        .begin(&mut exec, Action::Stop, None, ScaleIn::ReportOnly, "r1")
+        .unwrap()
+        .unwrap();
+    in_group(&h, &db[..1]);
+    assert!(h.drive(&mut exec, &mut run, 10_000).unwrap());
+    assert_eq!(h.state(&db[0]), Running);
+    assert!(
+        run.kept[&db[0]]
+            .reason
+            .contains("Auto Scaling group web-asg"),
+        "{:?}",
+        run.kept
+    );
+}
