@@ -13,6 +13,7 @@
 pub mod access;
 pub mod calendar;
 pub mod cron;
+pub mod db;
 pub mod exemption;
 pub mod fleet;
 pub mod model;

@@ -9,6 +9,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ec2_scheduler_core::access::Token;
+use ec2_scheduler_core::db::{DbCluster, DbInstance};
 use ec2_scheduler_core::model::{Name, Os};
 use ec2_scheduler_core::overrides::Override;
 use ec2_scheduler_core::{Exemption, Instance, Workload};
@@ -137,6 +138,34 @@ pub trait Compute: Send + Sync {
     async fn set_type(&self, id: &str, instance_type: &str) -> ApiResult<()>;
     /// Status checks (at most 100 ids).
     async fn status_checks(&self, ids: &[String]) -> ApiResult<Vec<(String, StatusCheck)>>;
+}
+
+/// Databases: RDS DB instances and DB clusters (Aurora, DocumentDB, Neptune),
+/// observation and state changes. Database tiers will act through it; the simulator
+/// implements it today.
+#[async_trait]
+pub trait Databases: Send + Sync {
+    /// DB instances whose tag `tag_key` has one of `values`, in any status.
+    async fn describe_db_instances(
+        &self,
+        tag_key: &str,
+        values: &[String],
+    ) -> ApiResult<Vec<DbInstance>>;
+    /// DB clusters whose tag `tag_key` has one of `values`, in any status.
+    async fn describe_db_clusters(
+        &self,
+        tag_key: &str,
+        values: &[String],
+    ) -> ApiResult<Vec<DbCluster>>;
+    /// Starts a stopped DB instance.
+    async fn start_db_instance(&self, id: &str) -> ApiResult<()>;
+    /// Stops an available DB instance (refused for those [`DbInstance::why_not_stoppable`]
+    /// names).
+    async fn stop_db_instance(&self, id: &str) -> ApiResult<()>;
+    /// Starts a stopped DB cluster and its members.
+    async fn start_db_cluster(&self, id: &str) -> ApiResult<()>;
+    /// Stops an available DB cluster and its members.
+    async fn stop_db_cluster(&self, id: &str) -> ApiResult<()>;
 }
 
 /// A load-balancer attachment point.

@@ -17,15 +17,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use ec2_scheduler_core::db::{DbCluster, DbInstance};
 use ec2_scheduler_core::plan::AUTO_SCALING_GROUP_TAG;
 use ec2_scheduler_core::{Instance, InstanceState};
 use ec2_scheduler_engine::pace::{Jitter, Limits, TokenBucket};
 use ec2_scheduler_engine::ports::{
-    ApiError, ApiResult, Clock, Compute, ErrorKind, LbTarget, MemberFilter, Notification,
-    StatusCheck, TAGGED_VALUES_MAX,
+    ApiError, ApiResult, Clock, Compute, Databases, ErrorKind, LbTarget, MemberFilter,
+    Notification, StatusCheck, TAGGED_VALUES_MAX,
 };
 use serde::{Deserialize, Serialize};
 
+pub mod db;
 mod services;
 
 /// Timings and limits of the simulated region.
@@ -172,6 +174,15 @@ pub enum LogEntry {
         target: LbTarget,
         registered: bool,
     },
+    /// A DB instance (`db:ID`) or DB cluster (`cluster:ID`) changed status; `by_rds`
+    /// when RDS did it itself (the start after seven days stopped).
+    Db {
+        at: DateTime<Utc>,
+        resource: String,
+        from: String,
+        to: String,
+        by_rds: bool,
+    },
 }
 
 impl LogEntry {
@@ -180,7 +191,8 @@ impl LogEntry {
             LogEntry::Call { at, .. }
             | LogEntry::State { at, .. }
             | LogEntry::Type { at, .. }
-            | LogEntry::Lb { at, .. } => *at,
+            | LogEntry::Lb { at, .. }
+            | LogEntry::Db { at, .. } => *at,
         }
     }
 }
@@ -230,6 +242,8 @@ struct State {
     /// Transitions to apply, soonest first (entries may be stale; the instance's own
     /// `next` decides).
     due: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
+    /// DB instances and clusters.
+    dbs: db::DbFleet,
 }
 
 /// The simulated region. All ports take `&self`; state sits behind a mutex.
@@ -320,6 +334,44 @@ impl State {
         for regs in self.lbs.values_mut() {
             regs.retain(|_, r| r.draining_until.is_none_or(|d| d > now));
         }
+        let mut changes = Vec::new();
+        self.dbs.settle(now, &mut self.rng, &mut changes);
+        self.log_db(changes);
+    }
+
+    fn log_db(&mut self, changes: Vec<db::Change>) {
+        for c in changes {
+            self.log.push(LogEntry::Db {
+                at: c.at,
+                resource: match &c.resource {
+                    db::Resource::Instance(id) => format!("db:{id}"),
+                    db::Resource::Cluster(id) => format!("cluster:{id}"),
+                },
+                from: c.from.as_str().to_string(),
+                to: c.to.as_str().to_string(),
+                by_rds: c.by_rds,
+            });
+        }
+    }
+
+    /// A start or stop of a database: a random server error first, then RDS's rules.
+    fn db_change(&mut self, r: db::Resource, start: bool) -> ApiResult<()> {
+        self.settle();
+        let action = match (start, &r) {
+            (true, db::Resource::Instance(_)) => "rds:StartDBInstance",
+            (false, db::Resource::Instance(_)) => "rds:StopDBInstance",
+            (true, db::Resource::Cluster(_)) => "rds:StartDBCluster",
+            (false, db::Resource::Cluster(_)) => "rds:StopDBCluster",
+        };
+        let ids = [r.id().to_string()];
+        let result = self.admit(action, &[]).and_then(|()| {
+            let mut changes = Vec::new();
+            let now = self.now;
+            let r = self.dbs.change(&r, start, now, &mut self.rng, &mut changes);
+            self.log_db(changes);
+            r
+        });
+        self.call(action, &ids, result)
     }
 
     /// What an Auto Scaling group does with an instance of its own that changed
@@ -571,6 +623,7 @@ impl Region {
             throttled: 0,
             hibernated: BTreeSet::new(),
             due,
+            dbs: db::DbFleet::default(),
             cfg,
         };
         Region {
@@ -640,13 +693,38 @@ impl Region {
             .unwrap_or_default()
             .iter()
             .filter_map(|e| match e {
-                LogEntry::Call { .. } => None,
+                LogEntry::Call { .. } | LogEntry::Db { .. } => None,
                 LogEntry::State { instance, .. }
                 | LogEntry::Type { instance, .. }
                 | LogEntry::Lb { instance, .. } => Some(instance.clone()),
             })
             .collect();
         (s.log.len(), changed)
+    }
+
+    /// Adds (or replaces) a DB instance as it is now.
+    pub fn add_db_instance(&self, d: DbInstance) {
+        self.st().dbs.add_instance(d);
+    }
+
+    /// Adds (or replaces) a DB cluster as it is now; its members are added with
+    /// [`Region::add_db_instance`], naming it.
+    pub fn add_db_cluster(&self, c: DbCluster) {
+        self.st().dbs.add_cluster(c);
+    }
+
+    /// A DB instance as it is now.
+    pub fn db_instance(&self, id: &str) -> Option<DbInstance> {
+        let mut s = self.st();
+        s.settle();
+        s.dbs.instance(id)
+    }
+
+    /// A DB cluster as it is now.
+    pub fn db_cluster(&self, id: &str) -> Option<DbCluster> {
+        let mut s = self.st();
+        s.settle();
+        s.dbs.cluster(id)
     }
 
     /// Changes an instance in place (e.g. to retag it in the middle of a run).
@@ -738,6 +816,55 @@ fn matches(filter: &MemberFilter, i: &Instance) -> bool {
             .vpc
             .as_ref()
             .is_none_or(|v| i.vpc_id.as_ref() == Some(v))
+}
+
+#[async_trait]
+impl Databases for Region {
+    async fn describe_db_instances(
+        &self,
+        tag_key: &str,
+        values: &[String],
+    ) -> ApiResult<Vec<DbInstance>> {
+        let mut s = self.st();
+        s.settle();
+        let a = "rds:DescribeDBInstances";
+        let r = s.admit(a, &[]);
+        s.call(a, &[], r)?;
+        Ok(s.dbs.instances_tagged(tag_key, values))
+    }
+
+    async fn describe_db_clusters(
+        &self,
+        tag_key: &str,
+        values: &[String],
+    ) -> ApiResult<Vec<DbCluster>> {
+        let mut s = self.st();
+        s.settle();
+        let a = "rds:DescribeDBClusters";
+        let r = s.admit(a, &[]);
+        s.call(a, &[], r)?;
+        Ok(s.dbs.clusters_tagged(tag_key, values))
+    }
+
+    async fn start_db_instance(&self, id: &str) -> ApiResult<()> {
+        self.st()
+            .db_change(db::Resource::Instance(id.to_string()), true)
+    }
+
+    async fn stop_db_instance(&self, id: &str) -> ApiResult<()> {
+        self.st()
+            .db_change(db::Resource::Instance(id.to_string()), false)
+    }
+
+    async fn start_db_cluster(&self, id: &str) -> ApiResult<()> {
+        self.st()
+            .db_change(db::Resource::Cluster(id.to_string()), true)
+    }
+
+    async fn stop_db_cluster(&self, id: &str) -> ApiResult<()> {
+        self.st()
+            .db_change(db::Resource::Cluster(id.to_string()), false)
+    }
 }
 
 #[async_trait]
