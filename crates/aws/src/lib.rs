@@ -15,6 +15,7 @@ pub mod dynamo;
 mod ec2;
 mod elb;
 pub mod pricing;
+pub mod rds;
 pub mod scheduler;
 pub mod sfn;
 mod sns;
@@ -101,6 +102,7 @@ pub struct AwsCloud {
     ssm: aws_sdk_ssm::Client,
     sns: aws_sdk_sns::Client,
     sts: aws_sdk_sts::Client,
+    rds: aws_sdk_rds::Client,
     prices: pricing::PriceList,
     region: String,
     /// SNS topic ARNs by name, resolved once.
@@ -140,6 +142,7 @@ impl AwsCloud {
             ssm: client!(aws_sdk_ssm),
             sns: client!(aws_sdk_sns),
             sts: client!(aws_sdk_sts),
+            rds: client!(aws_sdk_rds),
             prices: pricing::PriceList::new(config, counter.clone()),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             topics: Mutex::new(BTreeMap::new()),
@@ -268,8 +271,14 @@ pub fn classify(code: &str, server_side: bool) -> ErrorKind {
         | "TooManyRequestsException"
         | "ThrottledException"
         | "RequestThrottled" => ErrorKind::Throttled,
-        "IncorrectInstanceState" | "IncorrectState" | "InvalidInstanceState" => {
-            ErrorKind::IncorrectState
+        "IncorrectInstanceState"
+        | "IncorrectState"
+        | "InvalidInstanceState"
+        | "InvalidDBInstanceState"
+        | "InvalidDBInstanceStateFault"
+        | "InvalidDBClusterStateFault" => ErrorKind::IncorrectState,
+        "DBInstanceNotFound" | "DBInstanceNotFoundFault" | "DBClusterNotFoundFault" => {
+            ErrorKind::NotFound
         }
         "InvalidInstanceID.NotFound"
         | "InvalidInstanceID.Malformed"

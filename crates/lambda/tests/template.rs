@@ -447,6 +447,11 @@ fn no_function_but_the_run_step_can_change_an_instance_or_a_load_balancer() {
             Request::new("ec2:StartInstances", &managed).tagged("Environment", "ENV001"),
             Request::new("elasticloadbalancing:RegisterTargets", &tg)
                 .tagged("ec2-scheduler:managed", STACK),
+            Request::new(
+                "rds:StopDBInstance",
+                &format!("arn:aws:rds:{REGION}:{ACCOUNT}:db:orders"),
+            )
+            .tagged("Environment", "ENV001"),
         ];
         for r in requests {
             assert_eq!(
@@ -503,6 +508,46 @@ fn acts_only_on_what_the_stack_manages(what: &str, st: &[serde_json::Value], by_
             }
             assert!(!r.allowed_by(st), "{what}: {action}, {case}: {r:?}");
         }
+    }
+    // Databases only when managed, in managed regions.
+    for (action, arn) in [
+        (
+            "rds:StopDBInstance",
+            format!("arn:aws:rds:{REGION}:{ACCOUNT}:db:orders"),
+        ),
+        (
+            "rds:StartDBInstance",
+            format!("arn:aws:rds:{REGION}:{ACCOUNT}:db:orders"),
+        ),
+        (
+            "rds:StopDBCluster",
+            format!("arn:aws:rds:{REGION}:{ACCOUNT}:cluster:orders"),
+        ),
+        (
+            "rds:StartDBCluster",
+            format!("arn:aws:rds:{REGION}:{ACCOUNT}:cluster:orders"),
+        ),
+    ] {
+        assert!(
+            managed(Request::new(action, &arn)).allowed_by(st),
+            "{what}: {action} managed"
+        );
+        assert!(
+            !Request::new(action, &arn).allowed_by(st),
+            "{what}: {action} untagged"
+        );
+        assert!(
+            !Request::new(action, &arn)
+                .tagged("Environment", "prod")
+                .allowed_by(st),
+            "{what}: {action} of another workload"
+        );
+        assert!(
+            !managed(Request::new(action, &arn))
+                .with("aws:RequestedRegion", "eu-west-1")
+                .allowed_by(st),
+            "{what}: {action} elsewhere"
+        );
     }
     // Only the instance type may be changed.
     let resize = managed(Request::new("ec2:ModifyInstanceAttribute", &i));
@@ -679,6 +724,24 @@ fn the_role_in_other_accounts_acts_only_on_what_is_managed_and_refuses_the_obser
         // The observer's session (the API's) may look but change nothing.
         let observer = "AROAEXAMPLE:ec2-scheduler-observe";
         let i = iam::instance(REGION, "i-1");
+        let db_stop = Request::new(
+            "rds:StopDBCluster",
+            &format!("arn:aws:rds:{REGION}:{ACCOUNT}:cluster:orders"),
+        );
+        let db_stop = if by_tag {
+            db_stop
+                .tagged("Environment", "prod")
+                .tagged("ec2-scheduler:managed", STACK)
+        } else {
+            db_stop.tagged("Environment", "ENV001")
+        };
+        assert!(
+            db_stop
+                .clone()
+                .with("aws:userid", "AROAEXAMPLE:ec2-scheduler")
+                .allowed_by(&st)
+        );
+        assert!(!db_stop.with("aws:userid", observer).allowed_by(&st));
         let stop = if by_tag {
             Request::new("ec2:StopInstances", &i)
                 .tagged("Environment", "prod")
