@@ -173,10 +173,9 @@ impl DbFleet {
                 Resource::Instance(id) => self.instances.get(id).and_then(|t| t.next.clone()),
                 Resource::Cluster(id) => self.clusters.get(id).and_then(|t| t.next.clone()),
             };
-            let Some((when, to)) = next.filter(|(when, _)| *when == at) else {
+            let Some((_, to)) = next.filter(|(when, _)| *when == at) else {
                 continue; // stale
             };
-            let _ = when;
             let members = self.members(&r);
             match to {
                 DbStatus::Stopped => {
