@@ -58,13 +58,16 @@ pub struct PeriodDoc {
     pub stop: Option<String>,
     /// `mon` .. `sun`, ranges `mon-fri`, the n-th of the month `mon#2`, the last `fri#L`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub weekdays: Vec<String>,
     /// Days of the month: `1` .. `31`, `L` (the last day), `15W` (the weekday nearest
     /// the 15th).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub monthdays: Vec<MonthDayDoc>,
     /// `1` .. `12` or `jan` .. `dec`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub months: Vec<MonthDoc>,
     /// For a window over several days: the days on which the stop happens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,10 +86,13 @@ pub struct PeriodDoc {
 #[serde(deny_unknown_fields)]
 pub struct DaysDoc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub weekdays: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub monthdays: Vec<MonthDayDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub months: Vec<MonthDoc>,
 }
 
@@ -347,21 +353,41 @@ fn month_entries(cx: &mut Cx, v: &Value, path: &str) -> Option<Vec<u8>> {
 fn day_filter(cx: &mut Cx, o: &Obj<'_>) -> Option<DayFilter> {
     let mut f = DayFilter::default();
     let mut ok = true;
+    // An empty list would match no day at all, yet reads like "no filter": refused,
+    // naming the field (leaving the key out means every day).
+    let nonempty = |cx: &mut Cx, n: usize, p: &str, key: &str| {
+        if n == 0 {
+            cx.error(
+                p,
+                format!("an empty list matches no day; leave {key} out to mean every day"),
+            );
+        }
+        n > 0
+    };
     if let Some((v, p)) = o.get("weekdays") {
         match weekday_entries(cx, v, &p) {
-            Some(w) => f.weekdays = w,
+            Some(w) => {
+                ok &= nonempty(cx, w.len(), &p, "weekdays");
+                f.weekdays = w;
+            }
             None => ok = false,
         }
     }
     if let Some((v, p)) = o.get("monthdays") {
         match monthday_entries(cx, v, &p) {
-            Some(m) => f.monthdays = m,
+            Some(m) => {
+                ok &= nonempty(cx, m.len(), &p, "monthdays");
+                f.monthdays = m;
+            }
             None => ok = false,
         }
     }
     if let Some((v, p)) = o.get("months") {
         match month_entries(cx, v, &p) {
-            Some(m) => f.months = m,
+            Some(m) => {
+                ok &= nonempty(cx, m.len(), &p, "months");
+                f.months = m;
+            }
             None => ok = false,
         }
     }

@@ -152,6 +152,32 @@ workloads:
 }
 
 #[test]
+fn an_empty_day_filter_is_an_error_naming_its_field() {
+    let text = r#"
+version: 1
+workloads:
+  - name: w
+    region: eu-west-1
+    workload_tag: { key: app, value: w }
+    tier_tag_key: tier
+    schedules:
+      - timezone: UTC
+        periods:
+          - { start: "08:00", stop: "18:00", weekdays: [] }
+          - { start: "08:00", monthdays: [], months: [] }
+          - { start: "22:00", stop: "04:00", weekdays: [fri], stop_days: { weekdays: [] } }
+    tiers: [{ name: web, start: { order: 0 } }]
+"#;
+    let e = load_one("s.yaml", text).unwrap_err();
+    expect![[r#"
+        s.yaml: error: workloads[0].schedules[0].periods[0].weekdays: an empty list matches no day; leave weekdays out to mean every day
+        s.yaml: error: workloads[0].schedules[0].periods[1].monthdays: an empty list matches no day; leave monthdays out to mean every day
+        s.yaml: error: workloads[0].schedules[0].periods[1].months: an empty list matches no day; leave months out to mean every day
+        s.yaml: error: workloads[0].schedules[0].periods[2].stop_days.weekdays: an empty list matches no day; leave weekdays out to mean every day"#]]
+    .assert_eq(&e.to_string());
+}
+
+#[test]
 fn suspicious_schedules_are_warned_about() {
     let text = r#"
 version: 1
