@@ -133,6 +133,9 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        // Every statement is prepared once per connection and kept (`prepare_cached`):
+        // `serve` runs the same few dozen thousands of times.
+        conn.set_prepared_statement_cache_capacity(64);
         // Stores made before exemptions recorded who asked, or before runs had
         // versions, gain the column.
         for (table, column, ty) in [
@@ -140,11 +143,8 @@ impl SqliteStore {
             ("runs", "version", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             let has: bool = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
-                    params![table, column],
-                    |r| r.get::<_, i64>(0),
-                )
+                .prepare_cached("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2")
+                .and_then(|mut s| s.query_row(params![table, column], |r| r.get::<_, i64>(0)))
                 .map_err(backend)?
                 > 0;
             if !has {
@@ -195,11 +195,12 @@ impl RunStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let current: Option<(String, String, String)> = tx
-                .query_row(
-                    "SELECT owner, run_id, expires FROM locks WHERE workload = ?1",
-                    params![lock.workload],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
+                .prepare_cached("SELECT owner, run_id, expires FROM locks WHERE workload = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![lock.workload], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                })
                 .optional()
                 .map_err(backend)?;
             let current = match current {
@@ -214,16 +215,18 @@ impl RunStore for SqliteStore {
             if !may_take(current.as_ref(), lock, now) {
                 return Ok(LockOutcome::Held(current.expect("held")));
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO locks (workload, owner, run_id, expires) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (workload) DO UPDATE SET owner = ?2, run_id = ?3, expires = ?4",
-                params![
+            )
+            .and_then(|mut s| {
+                s.execute(params![
                     lock.workload,
                     lock.owner,
                     lock.run_id,
                     lock.expires.to_rfc3339()
-                ],
-            )
+                ])
+            })
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(LockOutcome::Acquired)
@@ -233,15 +236,14 @@ impl RunStore for SqliteStore {
     async fn renew(&self, lock: &Lock) -> StoreResult<bool> {
         self.with(|c| {
             let n = c
-                .execute(
-                    "UPDATE locks SET expires = ?3 WHERE workload = ?1 AND owner = ?2 AND run_id = ?4",
+                .prepare_cached("UPDATE locks SET expires = ?3 WHERE workload = ?1 AND owner = ?2 AND run_id = ?4").and_then(|mut s| s.execute(
                     params![
                         lock.workload,
                         lock.owner,
                         lock.expires.to_rfc3339(),
                         lock.run_id
                     ],
-                )
+                ))
                 .map_err(backend)?;
             Ok(n == 1)
         })
@@ -250,11 +252,10 @@ impl RunStore for SqliteStore {
     async fn lock_of(&self, workload: &str) -> StoreResult<Option<Lock>> {
         self.with(|c| {
             let row: Option<(String, String, String)> = c
-                .query_row(
-                    "SELECT owner, run_id, expires FROM locks WHERE workload = ?1",
-                    params![workload],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
+                .prepare_cached("SELECT owner, run_id, expires FROM locks WHERE workload = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![workload], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })
                 .optional()
                 .map_err(backend)?;
             row.map(|(owner, run_id, expires)| {
@@ -271,10 +272,9 @@ impl RunStore for SqliteStore {
 
     async fn release(&self, workload: &str, owner: &str, run_id: Option<&str>) -> StoreResult<()> {
         self.with(|c| {
-            c.execute(
-                "DELETE FROM locks WHERE workload = ?1 AND owner = ?2 AND (?3 IS NULL OR run_id = ?3)",
+            c.prepare_cached("DELETE FROM locks WHERE workload = ?1 AND owner = ?2 AND (?3 IS NULL OR run_id = ?3)").and_then(|mut s| s.execute(
                 params![workload, owner, run_id],
-            )
+            ))
             .map_err(backend)?;
             Ok(())
         })
@@ -283,11 +283,8 @@ impl RunStore for SqliteStore {
     async fn pace_shares(&self, account: &str) -> StoreResult<Option<(PaceShares, u64)>> {
         self.with(|c| {
             let row: Option<(String, i64)> = c
-                .query_row(
-                    "SELECT body, version FROM pace WHERE account = ?1",
-                    params![account],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .prepare_cached("SELECT body, version FROM pace WHERE account = ?1")
+                .and_then(|mut s| s.query_row(params![account], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(backend)?;
             row.map(|(body, version)| {
@@ -310,12 +307,12 @@ impl RunStore for SqliteStore {
         let body = serde_json::to_string(shares).map_err(|e| StoreError::Backend(e.to_string()))?;
         let read = i64::try_from(version).map_err(|e| StoreError::Backend(e.to_string()))?;
         let written = self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO pace (account, body, version) VALUES (?1, ?2, ?3 + 1)
                  ON CONFLICT (account) DO UPDATE SET body = ?2, version = ?3 + 1
                  WHERE pace.version = ?3 AND ?3 > 0",
-                params![account, body, read],
             )
+            .and_then(|mut s| s.execute(params![account, body, read]))
             .map_err(backend)
         })?;
         if written != 1 {
@@ -327,16 +324,19 @@ impl RunStore for SqliteStore {
     async fn save_run(&self, run: &mut Run) -> StoreResult<()> {
         let body = serde_json::to_string(&*run).map_err(|e| StoreError::Backend(e.to_string()))?;
         let read = run.version;
+        let read_version = i64::try_from(read).map_err(|e| StoreError::Backend(e.to_string()))?;
         let written = self.with(|c| {
             // One statement: whoever else shares the file (another process) sees the
             // old row or the new one, and a row saved since `read` is left alone.
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO runs (id, workload, action, status, started, finished, body, version)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + 1)
                  ON CONFLICT (id) DO UPDATE SET status = ?4, finished = ?6, body = ?7,
                      version = ?8 + 1
                  WHERE runs.version = ?8",
-                params![
+            )
+            .and_then(|mut s| {
+                s.execute(params![
                     run.id,
                     run.workload,
                     run.action.to_string(),
@@ -344,9 +344,9 @@ impl RunStore for SqliteStore {
                     run.started.to_rfc3339(),
                     run.finished.map(|f| f.to_rfc3339()),
                     body,
-                    i64::try_from(read).map_err(|e| StoreError::Backend(e.to_string()))?
-                ],
-            )
+                    read_version
+                ])
+            })
             .map_err(backend)
         })?;
         if written != 1 {
@@ -359,11 +359,8 @@ impl RunStore for SqliteStore {
     async fn load_run(&self, id: &str) -> StoreResult<Option<Run>> {
         self.with(|c| {
             let row: Option<(String, i64)> = c
-                .query_row(
-                    "SELECT body, version FROM runs WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .prepare_cached("SELECT body, version FROM runs WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(backend)?;
             row.map(|(b, v)| decode_run(id, &b, v)).transpose()
@@ -373,12 +370,13 @@ impl RunStore for SqliteStore {
     async fn unfinished_run(&self, workload: &str) -> StoreResult<Option<Run>> {
         self.with(|c| {
             let row: Option<(String, String, i64)> = c
-                .query_row(
+                .prepare_cached(
                     "SELECT id, body, version FROM runs WHERE workload = ?1 AND status = 'running'
                      ORDER BY started DESC LIMIT 1",
-                    params![workload],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
+                .and_then(|mut s| {
+                    s.query_row(params![workload], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })
                 .optional()
                 .map_err(backend)?;
             row.map(|(id, b, v)| decode_run(&id, &b, v)).transpose()
@@ -388,7 +386,7 @@ impl RunStore for SqliteStore {
     async fn list_runs(&self, workload: Option<&str>) -> StoreResult<Vec<RunSummaryRow>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT id, workload, action, status, started, finished FROM runs
                      WHERE ?1 IS NULL OR workload = ?1 ORDER BY started DESC, id DESC",
                 )
@@ -419,7 +417,7 @@ impl RunStore for SqliteStore {
     async fn exemptions(&self) -> StoreResult<Vec<Exemption>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT instance_id, until, reason, created_by FROM exemptions ORDER BY instance_id",
                 )
                 .map_err(backend)?;
@@ -447,20 +445,18 @@ impl RunStore for SqliteStore {
         self.with(|c| {
             // One exemption per instance: a new one replaces the old.
             let tx = c.transaction().map_err(backend)?;
-            tx.execute(
-                "DELETE FROM exemptions WHERE instance_id = ?1",
+            tx.prepare_cached("DELETE FROM exemptions WHERE instance_id = ?1").and_then(|mut s| s.execute(
                 params![e.instance_id],
-            )
+            ))
             .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO exemptions (instance_id, until, reason, created_by) VALUES (?1, ?2, ?3, ?4)",
+            tx.prepare_cached("INSERT INTO exemptions (instance_id, until, reason, created_by) VALUES (?1, ?2, ?3, ?4)").and_then(|mut s| s.execute(
                 params![
                     e.instance_id,
                     e.until.map(|u| u.to_rfc3339()),
                     e.reason,
                     e.created_by
                 ],
-            )
+            ))
             .map_err(backend)?;
             tx.commit().map_err(backend)
         })
@@ -469,10 +465,8 @@ impl RunStore for SqliteStore {
     async fn remove_exemption(&self, instance_id: &str) -> StoreResult<bool> {
         self.with(|c| {
             let n = c
-                .execute(
-                    "DELETE FROM exemptions WHERE instance_id = ?1",
-                    params![instance_id],
-                )
+                .prepare_cached("DELETE FROM exemptions WHERE instance_id = ?1")
+                .and_then(|mut s| s.execute(params![instance_id]))
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -484,10 +478,9 @@ impl RunStore for SqliteStore {
             for (id, t) in entries {
                 let target =
                     serde_json::to_string(t).map_err(|e| StoreError::Backend(e.to_string()))?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO parked (workload, instance_id, target) VALUES (?1, ?2, ?3)",
+                tx.prepare_cached("INSERT OR IGNORE INTO parked (workload, instance_id, target) VALUES (?1, ?2, ?3)").and_then(|mut s| s.execute(
                     params![workload, id, target],
-                )
+                ))
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)
@@ -497,7 +490,7 @@ impl RunStore for SqliteStore {
     async fn parked(&self, workload: &str, ids: &[String]) -> StoreResult<Vec<(String, LbTarget)>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT target FROM parked WHERE workload = ?1 AND instance_id = ?2 ORDER BY target")
+                .prepare_cached("SELECT target FROM parked WHERE workload = ?1 AND instance_id = ?2 ORDER BY target")
                 .map_err(backend)?;
             let mut out = Vec::new();
             for id in ids {
@@ -521,11 +514,9 @@ impl RunStore for SqliteStore {
         self.with(|c| {
             let tx = c.transaction().map_err(backend)?;
             for id in ids {
-                tx.execute(
-                    "DELETE FROM parked WHERE workload = ?1 AND instance_id = ?2",
-                    params![workload, id],
-                )
-                .map_err(backend)?;
+                tx.prepare_cached("DELETE FROM parked WHERE workload = ?1 AND instance_id = ?2")
+                    .and_then(|mut s| s.execute(params![workload, id]))
+                    .map_err(backend)?;
             }
             tx.commit().map_err(backend)
         })
@@ -548,7 +539,7 @@ impl ScheduleStore for SqliteStore {
     async fn overrides(&self, workload: Option<&str>) -> StoreResult<Vec<Override>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT id, body FROM overrides WHERE ?1 IS NULL OR workload = ?1 ORDER BY rowid",
                 )
                 .map_err(backend)?;
@@ -569,11 +560,9 @@ impl ScheduleStore for SqliteStore {
     async fn add_override(&self, o: &Override) -> StoreResult<()> {
         let body = encode(o)?;
         self.with(|c| {
-            c.execute(
-                "INSERT INTO overrides (id, workload, body) VALUES (?1, ?2, ?3)",
-                params![o.id, o.workload, body],
-            )
-            .map_err(backend)?;
+            c.prepare_cached("INSERT INTO overrides (id, workload, body) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![o.id, o.workload, body]))
+                .map_err(backend)?;
             Ok(())
         })
     }
@@ -581,7 +570,8 @@ impl ScheduleStore for SqliteStore {
     async fn remove_override(&self, id: &str) -> StoreResult<bool> {
         self.with(|c| {
             let n = c
-                .execute("DELETE FROM overrides WHERE id = ?1", params![id])
+                .prepare_cached("DELETE FROM overrides WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id]))
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -591,10 +581,9 @@ impl ScheduleStore for SqliteStore {
         let body = encode(record)?;
         self.with(|c| {
             let n = c
-                .execute(
-                    "INSERT OR IGNORE INTO events (key, workload, at, body) VALUES (?1, ?2, ?3, ?4)",
+                .prepare_cached("INSERT OR IGNORE INTO events (key, workload, at, body) VALUES (?1, ?2, ?3, ?4)").and_then(|mut s| s.execute(
                     params![record.key(), record.workload, record.at.to_rfc3339(), body],
-                )
+                ))
                 .map_err(backend)?;
             Ok(n == 1)
         })
@@ -603,10 +592,17 @@ impl ScheduleStore for SqliteStore {
     async fn update_event(&self, record: &EventRecord) -> StoreResult<()> {
         let body = encode(record)?;
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR REPLACE INTO events (key, workload, at, body) VALUES (?1, ?2, ?3, ?4)",
-                params![record.key(), record.workload, record.at.to_rfc3339(), body],
             )
+            .and_then(|mut s| {
+                s.execute(params![
+                    record.key(),
+                    record.workload,
+                    record.at.to_rfc3339(),
+                    body
+                ])
+            })
             .map_err(backend)?;
             Ok(())
         })
@@ -619,7 +615,7 @@ impl ScheduleStore for SqliteStore {
     ) -> StoreResult<Vec<EventRecord>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT key, body FROM events WHERE ?1 IS NULL OR workload = ?1 ORDER BY at DESC LIMIT ?2",
                 )
                 .map_err(backend)?;
@@ -642,13 +638,10 @@ impl ScheduleStore for SqliteStore {
 impl ConfigStore for SqliteStore {
     async fn workload(&self, name: &str) -> StoreResult<Option<Workload>> {
         let yaml: Option<String> = self.with(|c| {
-            c.query_row(
-                "SELECT yaml FROM workloads WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)
+            c.prepare_cached("SELECT yaml FROM workloads WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![name], |r| r.get(0)))
+                .optional()
+                .map_err(backend)
         })?;
         yaml.map(|y| self.decoded(name, y)).transpose()
     }
@@ -656,7 +649,7 @@ impl ConfigStore for SqliteStore {
     async fn workloads(&self) -> StoreResult<Vec<Workload>> {
         let rows: Vec<(String, String)> = self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT name, yaml FROM workloads ORDER BY name")
+                .prepare_cached("SELECT name, yaml FROM workloads ORDER BY name")
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -669,7 +662,7 @@ impl ConfigStore for SqliteStore {
     async fn workload_names(&self) -> StoreResult<Vec<String>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT name FROM workloads ORDER BY name")
+                .prepare_cached("SELECT name FROM workloads ORDER BY name")
                 .map_err(backend)?;
             let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
@@ -680,11 +673,11 @@ impl ConfigStore for SqliteStore {
         let old = self.workload(workload.name.as_str()).await.ok().flatten();
         let yaml = export(std::slice::from_ref(workload), Format::Yaml);
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO workloads (name, yaml) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET yaml = ?2",
-                params![workload.name.as_str(), yaml],
             )
+            .and_then(|mut s| s.execute(params![workload.name.as_str(), yaml]))
             .map_err(backend)?;
             Ok(())
         })?;
@@ -697,7 +690,8 @@ impl ConfigStore for SqliteStore {
     async fn delete_workload(&self, name: &str) -> StoreResult<bool> {
         self.with(|c| {
             let n = c
-                .execute("DELETE FROM workloads WHERE name = ?1", params![name])
+                .prepare_cached("DELETE FROM workloads WHERE name = ?1")
+                .and_then(|mut s| s.execute(params![name]))
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -708,11 +702,10 @@ impl ConfigStore for SqliteStore {
 impl AccessStore for SqliteStore {
     async fn token(&self, id: &str) -> StoreResult<Option<Token>> {
         let body: Option<String> = self.with(|c| {
-            c.query_row("SELECT body FROM tokens WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(backend)
+            c.prepare_cached("SELECT body FROM tokens WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
+                .optional()
+                .map_err(backend)
         })?;
         body.map(|b| decode(format!("token {id}"), &b)).transpose()
     }
@@ -720,7 +713,7 @@ impl AccessStore for SqliteStore {
     async fn tokens(&self) -> StoreResult<Vec<Token>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT id, body FROM tokens ORDER BY rowid")
+                .prepare_cached("SELECT id, body FROM tokens ORDER BY rowid")
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
@@ -737,11 +730,11 @@ impl AccessStore for SqliteStore {
     async fn put_token(&self, token: &Token) -> StoreResult<()> {
         let body = encode(token)?;
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO tokens (id, body) VALUES (?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET body = ?2",
-                params![token.id, body],
             )
+            .and_then(|mut s| s.execute(params![token.id, body]))
             .map_err(backend)?;
             Ok(())
         })
