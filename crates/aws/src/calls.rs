@@ -84,18 +84,28 @@ pub fn of_function(function: &str) -> Option<&'static [&'static str]> {
         .map(|(_, actions)| *actions)
 }
 
+/// The state table's and the workload tables' actions, which every function takes
+/// (it opens the store), followed by `$action`s.
+macro_rules! with_store {
+    ($($action:literal),* $(,)?) => {
+        &[
+            "dynamodb:DescribeTable",
+            "dynamodb:CreateTable",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+            $($action),*
+        ]
+    };
+}
+
 /// The run step: the only function that acts on instances and load balancers (and
 /// probes override files, tells the topic, assumes workloads' roles).
-pub const RUN_STEP: &[&str] = &[
-    "dynamodb:DescribeTable",
-    "dynamodb:CreateTable",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
+pub const RUN_STEP: &[&str] = with_store![
     "ec2:DescribeInstances",
     "ec2:DescribeInstanceStatus",
     "ec2:StartInstances",
@@ -126,19 +136,7 @@ pub const RUN_STEP: &[&str] = &[
 
 /// The event gate: decides from the schedules and the state table; ends a run left
 /// unfinished by an execution that is gone (and tells the topic).
-pub const EVENT_GATE: &[&str] = &[
-    "dynamodb:DescribeTable",
-    "dynamodb:CreateTable",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "sns:Publish",
-    "sts:GetCallerIdentity",
-];
+pub const EVENT_GATE: &[&str] = with_store!["sns:Publish", "sts:GetCallerIdentity",];
 
 /// The failure path: ends the run and records its event (and tells the topic).
 pub const EVENT_FAILED: &[&str] = EVENT_GATE;
@@ -146,16 +144,7 @@ pub const EVENT_FAILED: &[&str] = EVENT_GATE;
 /// The API: reads and writes the tables, looks at instances and load balancers
 /// (plans, status; in other accounts through their role, observing only), begins
 /// runs that the state machine drives, and syncs a changed workload's schedules.
-pub const API: &[&str] = &[
-    "dynamodb:DescribeTable",
-    "dynamodb:CreateTable",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
+pub const API: &[&str] = with_store![
     "ec2:DescribeInstances",
     "ec2:DescribeInstanceStatus",
     "elasticloadbalancing:DescribeLoadBalancers",
@@ -176,16 +165,7 @@ pub const API: &[&str] = &[
 ];
 
 /// The schedule sync: reads the workloads and keeps their one-time schedules.
-pub const SCHEDULE_SYNC: &[&str] = &[
-    "dynamodb:DescribeTable",
-    "dynamodb:CreateTable",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
+pub const SCHEDULE_SYNC: &[&str] = with_store![
     "scheduler:ListSchedules",
     "scheduler:CreateSchedule",
     "scheduler:DeleteSchedule",

@@ -399,10 +399,11 @@ impl State {
             }
             InstanceState::Terminated => {
                 let mut new = s.inst.clone();
+                let prefix = format!("{id}-r");
                 let n = self
                     .instances
                     .keys()
-                    .filter(|k| k.starts_with(&format!("{id}-r")))
+                    .filter(|k| k.starts_with(&prefix))
                     .count();
                 new.id = format!("{id}-r{}", n + 1);
                 new.state = InstanceState::Pending;

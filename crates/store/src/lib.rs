@@ -946,14 +946,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn workloads_round_trip_through_yaml() {
-        let s = SqliteStore::in_memory().unwrap();
+    /// The README's example workload, and its text.
+    fn example() -> (&'static str, Workload) {
         let text = include_str!("../../../examples/workloads.yaml");
         let w = load(&[Source { name: "w", text }])
             .unwrap()
             .workloads
             .remove(0);
+        (text, w)
+    }
+
+    #[test]
+    fn workloads_round_trip_through_yaml() {
+        let s = SqliteStore::in_memory().unwrap();
+        let (text, w) = example();
         assert!(pollster::block_on(s.put_workload(&w)).unwrap().is_empty());
         assert_eq!(
             pollster::block_on(s.workload("ExampleTestCase")).unwrap(),
@@ -986,11 +992,7 @@ mod tests {
     #[test]
     fn a_workload_another_writer_changed_is_read_as_changed() {
         let s = SqliteStore::in_memory().unwrap();
-        let text = include_str!("../../../examples/workloads.yaml");
-        let w = load(&[Source { name: "w", text }])
-            .unwrap()
-            .workloads
-            .remove(0);
+        let (_, w) = example();
         pollster::block_on(s.put_workload(&w)).unwrap();
         assert_eq!(pollster::block_on(s.workloads()).unwrap(), vec![w.clone()]);
         // Another process rewrites the item under this store's feet.
